@@ -1,0 +1,288 @@
+/* cz_type: the element-type table, fp16/bf16 conversions and the Q8_0 reference codec. */
+#include "cz_type.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+/* Row converters read and write through memcpy: tensor data comes from mmapped files where a
+ * safetensors offset need not be aligned to the element size, and the code assumes a
+ * little-endian host, as both file formats are little-endian. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "compressd assumes a little-endian host"
+#endif
+
+/* ---- bit casts ---------------------------------------------------------------------------- */
+
+static inline uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static inline float f32_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* ---- fp16 ---------------------------------------------------------------------------------- */
+
+/* Exact: every binary16 value is representable in binary32. Subnormal halves are renormalised
+ * by shifting the mantissa up until its implicit bit appears. */
+float cz_fp16_to_fp32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1Fu;
+  uint32_t mant = h & 0x3FFu;
+  if (exp == 0x1F) return f32_from_bits(sign | 0x7F800000u | (mant << 13));
+  if (exp == 0) {
+    if (mant == 0) return f32_from_bits(sign);
+    int32_t e = 113; /* biased fp32 exponent of 2^-14, the subnormal half scale, plus one */
+    do {
+      mant <<= 1;
+      e--;
+    } while ((mant & 0x400u) == 0);
+    return f32_from_bits(sign | ((uint32_t)e << 23) | ((mant & 0x3FFu) << 13));
+  }
+  return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+/* ggml's conversion (quant-formats.md 1.3): let the FPU do the rounding. |f| is first scaled so
+ * that values too large for binary16 overflow to infinity and the rest land at the right
+ * magnitude; then a power of two chosen from f's exponent is added, so that the float
+ * addition itself rounds the mantissa to the 10 bits a half keeps (round to nearest even, and
+ * for tiny values to the fixed 2^-24 grid of half subnormals). The half's exponent and
+ * mantissa are then read straight out of the sum's bits. NaN becomes the quiet 0x7E00 with
+ * the sign kept, as in ggml. Needs FLT_EVAL_METHOD 0 and no FMA contraction. */
+uint16_t cz_fp32_to_fp16(float f) {
+  const float scale_to_inf = 0x1.0p+112f;
+  const float scale_to_zero = 0x1.0p-110f;
+  float base = (fabsf(f) * scale_to_inf) * scale_to_zero;
+
+  const uint32_t w = f32_bits(f);
+  const uint32_t shl1_w = w + w; /* exponent and mantissa, sign shifted out */
+  const uint32_t sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u; /* below 2^-14 the half grid is fixed */
+
+  base = f32_from_bits((bias >> 1) + 0x07800000u) + base;
+  const uint32_t bits = f32_bits(base);
+  const uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
+  const uint32_t mantissa_bits = bits & 0x00000FFFu;
+  const uint32_t nonsign = exp_bits + mantissa_bits;
+  return (uint16_t)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+/* ---- bf16 ---------------------------------------------------------------------------------- */
+
+float cz_bf16_to_fp32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+
+/* Round to nearest even on the 16 dropped bits; a NaN keeps its top bits and is forced quiet
+ * (bit 6 of the bf16) so that truncation cannot turn it into infinity. */
+uint16_t cz_fp32_to_bf16(float f) {
+  uint32_t u = f32_bits(f);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 64u);
+  return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* ---- Q8_0 ---------------------------------------------------------------------------------- */
+
+/* One block, as ggml's quantize_row_q8_0_ref: the max uses ggml's MAX(a, b) = a > b ? a : b in
+ * element order (so a NaN propagates the same way), and roundf rounds half away from zero.
+ * Inputs are expected finite: the caller rejects non-finite weights before quantizing. */
+static void q8_0_quantize_block(const float *x, cz_block_q8_0 *y) {
+  float amax = 0.0f;
+  for (int j = 0; j < CZ_QK8_0; j++) {
+    const float v = fabsf(x[j]);
+    amax = amax > v ? amax : v;
+  }
+  const float d = amax / 127;
+  const float id = d ? 1.0f / d : 0.0f;
+  y->d = cz_fp32_to_fp16(d);
+  for (int j = 0; j < CZ_QK8_0; j++) y->qs[j] = (int8_t)roundf(x[j] * id);
+}
+
+void cz_quantize_row_q8_0(const float *x, cz_block_q8_0 *y, int64_t k) {
+  for (int64_t i = 0; i < k / CZ_QK8_0; i++) q8_0_quantize_block(x + i * CZ_QK8_0, &y[i]);
+}
+
+void cz_dequantize_row_q8_0(const cz_block_q8_0 *x, float *y, int64_t k) {
+  for (int64_t i = 0; i < k / CZ_QK8_0; i++) {
+    const float d = cz_fp16_to_fp32(x[i].d);
+    for (int j = 0; j < CZ_QK8_0; j++) y[i * CZ_QK8_0 + j] = x[i].qs[j] * d;
+  }
+}
+
+/* ---- row converters for the table --------------------------------------------------------- */
+
+/* Each converter moves one element at a time through memcpy (see the top of the file). */
+#define CZ_DEFINE_TO_F32(fname, ctype, expr)                                 \
+  static void fname(const void *src, float *dst, int64_t n) {               \
+    const unsigned char *s = src;                                            \
+    for (int64_t i = 0; i < n; i++) {                                        \
+      ctype v;                                                               \
+      memcpy(&v, s + i * (int64_t)sizeof v, sizeof v);                       \
+      dst[i] = (expr);                                                       \
+    }                                                                        \
+  }
+
+CZ_DEFINE_TO_F32(f32_to_f32, float, v)
+CZ_DEFINE_TO_F32(f16_to_f32, uint16_t, cz_fp16_to_fp32(v))
+CZ_DEFINE_TO_F32(bf16_to_f32, uint16_t, cz_bf16_to_fp32(v))
+CZ_DEFINE_TO_F32(f64_to_f32, double, (float)v)
+CZ_DEFINE_TO_F32(i8_to_f32, int8_t, (float)v)
+CZ_DEFINE_TO_F32(i16_to_f32, int16_t, (float)v)
+CZ_DEFINE_TO_F32(i32_to_f32, int32_t, (float)v)
+CZ_DEFINE_TO_F32(u8_to_f32, uint8_t, (float)v)
+#undef CZ_DEFINE_TO_F32
+
+static void f32_from_f32(const float *src, void *dst, int64_t n) {
+  memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f16_from_f32(const float *src, void *dst, int64_t n) {
+  unsigned char *d = dst;
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h = cz_fp32_to_fp16(src[i]);
+    memcpy(d + 2 * i, &h, 2);
+  }
+}
+
+static void bf16_from_f32(const float *src, void *dst, int64_t n) {
+  unsigned char *d = dst;
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h = cz_fp32_to_bf16(src[i]);
+    memcpy(d + 2 * i, &h, 2);
+  }
+}
+
+/* The table entries go block by block through an aligned local copy, since a destination
+ * inside a file buffer need not be 2-byte aligned. */
+static void q8_0_to_f32(const void *src, float *dst, int64_t n) {
+  const unsigned char *s = src;
+  for (int64_t i = 0; i < n / CZ_QK8_0; i++) {
+    cz_block_q8_0 b;
+    memcpy(&b, s + i * (int64_t)sizeof b, sizeof b);
+    cz_dequantize_row_q8_0(&b, dst + i * CZ_QK8_0, CZ_QK8_0);
+  }
+}
+
+static void q8_0_from_f32(const float *src, void *dst, int64_t n) {
+  unsigned char *d = dst;
+  for (int64_t i = 0; i < n / CZ_QK8_0; i++) {
+    cz_block_q8_0 b;
+    q8_0_quantize_block(src + i * CZ_QK8_0, &b);
+    memcpy(d + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
+/* ---- the table ----------------------------------------------------------------------------- */
+
+/* Row helpers keep the table one line per type. */
+#define PLAIN(nm, st, gguf, bytes, nbits, to, from) \
+  { .name = nm, .st_name = st, .in_gguf = gguf, .blck_size = 1, .type_size = bytes, \
+    .bits = nbits, .is_quantized = false, .to_f32 = to, .from_f32 = from }
+#define BLOCK(nm, gguf, blck, bytes, to, from) \
+  { .name = nm, .st_name = NULL, .in_gguf = gguf, .blck_size = blck, .type_size = bytes, \
+    .bits = 0, .is_quantized = true, .to_f32 = to, .from_f32 = from }
+/* Safetensors-only types. Names are ours: the lower-case dtype string. F4 and F6 pack
+ * elements below a byte, so type_size is 0 for them (a per-element byte count does not
+ * exist) and sizes come from bits; see cz_type_row_size. */
+#define STONLY(nm, st, nbits, to) PLAIN(nm, st, false, (nbits) / 8, nbits, to, NULL)
+
+static const cz_type_traits type_table[CZ_TYPE_COUNT] = {
+    [CZ_TYPE_F32] = PLAIN("f32", "F32", true, 4, 32, f32_to_f32, f32_from_f32),
+    [CZ_TYPE_F16] = PLAIN("f16", "F16", true, 2, 16, f16_to_f32, f16_from_f32),
+    [CZ_TYPE_Q4_0] = BLOCK("q4_0", true, 32, 18, NULL, NULL),
+    [CZ_TYPE_Q4_1] = BLOCK("q4_1", true, 32, 20, NULL, NULL),
+    [CZ_TYPE_Q5_0] = BLOCK("q5_0", true, 32, 22, NULL, NULL),
+    [CZ_TYPE_Q5_1] = BLOCK("q5_1", true, 32, 24, NULL, NULL),
+    [CZ_TYPE_Q8_0] = BLOCK("q8_0", true, 32, 34, q8_0_to_f32, q8_0_from_f32),
+    [CZ_TYPE_Q8_1] = BLOCK("q8_1", false, 32, 36, NULL, NULL),   /* activations only */
+    [CZ_TYPE_Q2_K] = BLOCK("q2_K", true, 256, 84, NULL, NULL),
+    [CZ_TYPE_Q3_K] = BLOCK("q3_K", true, 256, 110, NULL, NULL),
+    [CZ_TYPE_Q4_K] = BLOCK("q4_K", true, 256, 144, NULL, NULL),
+    [CZ_TYPE_Q5_K] = BLOCK("q5_K", true, 256, 176, NULL, NULL),
+    [CZ_TYPE_Q6_K] = BLOCK("q6_K", true, 256, 210, NULL, NULL),
+    [CZ_TYPE_Q8_K] = BLOCK("q8_K", false, 256, 292, NULL, NULL), /* dot products only */
+    [CZ_TYPE_IQ2_XXS] = BLOCK("iq2_xxs", true, 256, 66, NULL, NULL),
+    [CZ_TYPE_IQ2_XS] = BLOCK("iq2_xs", true, 256, 74, NULL, NULL),
+    [CZ_TYPE_IQ3_XXS] = BLOCK("iq3_xxs", true, 256, 98, NULL, NULL),
+    [CZ_TYPE_IQ1_S] = BLOCK("iq1_s", true, 256, 50, NULL, NULL),
+    [CZ_TYPE_IQ4_NL] = BLOCK("iq4_nl", true, 32, 18, NULL, NULL),
+    [CZ_TYPE_IQ3_S] = BLOCK("iq3_s", true, 256, 110, NULL, NULL),
+    [CZ_TYPE_IQ2_S] = BLOCK("iq2_s", true, 256, 82, NULL, NULL),
+    [CZ_TYPE_IQ4_XS] = BLOCK("iq4_xs", true, 256, 136, NULL, NULL),
+    [CZ_TYPE_I8] = PLAIN("i8", "I8", true, 1, 8, i8_to_f32, NULL),
+    [CZ_TYPE_I16] = PLAIN("i16", "I16", true, 2, 16, i16_to_f32, NULL),
+    [CZ_TYPE_I32] = PLAIN("i32", "I32", true, 4, 32, i32_to_f32, NULL),
+    [CZ_TYPE_I64] = PLAIN("i64", "I64", true, 8, 64, NULL, NULL),
+    [CZ_TYPE_F64] = PLAIN("f64", "F64", true, 8, 64, f64_to_f32, NULL),
+    [CZ_TYPE_IQ1_M] = BLOCK("iq1_m", true, 256, 56, NULL, NULL),
+    [CZ_TYPE_BF16] = PLAIN("bf16", "BF16", true, 2, 16, bf16_to_f32, bf16_from_f32),
+    [CZ_TYPE_TQ1_0] = BLOCK("tq1_0", true, 256, 54, NULL, NULL),
+    [CZ_TYPE_TQ2_0] = BLOCK("tq2_0", true, 256, 66, NULL, NULL),
+    [CZ_TYPE_MXFP4] = BLOCK("mxfp4", true, 32, 17, NULL, NULL),
+
+    [CZ_TYPE_BOOL] = STONLY("bool", "BOOL", 8, NULL),
+    [CZ_TYPE_U8] = STONLY("u8", "U8", 8, u8_to_f32),
+    [CZ_TYPE_U16] = STONLY("u16", "U16", 16, NULL),
+    [CZ_TYPE_U32] = STONLY("u32", "U32", 32, NULL),
+    [CZ_TYPE_U64] = STONLY("u64", "U64", 64, NULL),
+    [CZ_TYPE_F8_E4M3] = STONLY("f8_e4m3", "F8_E4M3", 8, NULL),
+    [CZ_TYPE_F8_E5M2] = STONLY("f8_e5m2", "F8_E5M2", 8, NULL),
+    [CZ_TYPE_F8_E8M0] = STONLY("f8_e8m0", "F8_E8M0", 8, NULL),
+    [CZ_TYPE_F8_E4M3FNUZ] = STONLY("f8_e4m3fnuz", "F8_E4M3FNUZ", 8, NULL),
+    [CZ_TYPE_F8_E5M2FNUZ] = STONLY("f8_e5m2fnuz", "F8_E5M2FNUZ", 8, NULL),
+    [CZ_TYPE_F4] = STONLY("f4", "F4", 4, NULL),
+    [CZ_TYPE_F6_E2M3] = STONLY("f6_e2m3", "F6_E2M3", 6, NULL),
+    [CZ_TYPE_F6_E3M2] = STONLY("f6_e3m2", "F6_E3M2", 6, NULL),
+    [CZ_TYPE_C64] = STONLY("c64", "C64", 64, NULL),
+};
+
+#undef PLAIN
+#undef BLOCK
+#undef STONLY
+
+/* ---- queries ------------------------------------------------------------------------------- */
+
+/* A hole in the enum is a zeroed row, recognisable by its missing name. */
+const cz_type_traits *cz_type_get(int t) {
+  if (t < 0 || t >= CZ_TYPE_COUNT) return NULL;
+  return type_table[t].name ? &type_table[t] : NULL;
+}
+
+int cz_type_from_st_name(const char *st_name) {
+  if (st_name == NULL) return -1;
+  for (int t = 0; t < CZ_TYPE_COUNT; t++) {
+    const char *s = type_table[t].st_name;
+    if (s && strcmp(s, st_name) == 0) return t;
+  }
+  return -1;
+}
+
+/* Only ggml's ids: our names for safetensors-only types are labels, not a vocabulary that
+ * recipes or GGUF files use. */
+int cz_type_from_name(const char *name) {
+  if (name == NULL) return -1;
+  for (int t = 0; t < CZ_TYPE_GGML_END; t++) {
+    const char *s = type_table[t].name;
+    if (s && strcasecmp(s, name) == 0) return t;
+  }
+  return -1;
+}
+
+uint64_t cz_type_row_size(cz_type t, int64_t n) {
+  const cz_type_traits *tr = cz_type_get((int)t);
+  if (tr == NULL || n < 0) return 0;
+  uint64_t un = (uint64_t)n;
+  if (tr->type_size == 0) { /* sub-byte element: whole bytes only */
+    if (un > UINT64_MAX / tr->bits) return 0;
+    uint64_t nbits = un * tr->bits;
+    return nbits % 8 == 0 ? nbits / 8 : 0;
+  }
+  if (un % (uint64_t)tr->blck_size != 0) return 0;
+  uint64_t blocks = un / (uint64_t)tr->blck_size;
+  if (blocks > UINT64_MAX / tr->type_size) return 0;
+  return blocks * tr->type_size;
+}
