@@ -1,0 +1,498 @@
+/* test_type: the type table and the fp16/bf16/Q8_0 primitives against independent references. */
+#include <math.h>
+#include <stdint.h>
+
+#include "cz_type.h"
+#include "cz_test.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_F16C_REF 1
+#else
+#define HAVE_F16C_REF 0
+#endif
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static uint32_t bits_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static float float_of(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* splitmix64: a small deterministic generator, so that a failure reproduces. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rng_next(void) {
+  uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/* Report at most a few mismatches per check, then only count them. */
+static int report_budget;
+#define CHECK_BITS(what, x, got, want)                                                    \
+  do {                                                                                    \
+    if ((got) != (want)) {                                                                \
+      cz_test_failures++;                                                                 \
+      if (report_budget-- > 0)                                                            \
+        printf("# %s: input 0x%08x: got 0x%04x, want 0x%04x\n", what, (unsigned)(x),      \
+               (unsigned)(got), (unsigned)(want));                                        \
+    }                                                                                     \
+  } while (0)
+
+/* ---- independent references ----------------------------------------------------------------- */
+
+/* Value of a binary16 from its definition (IEEE 754 3.4), in double. */
+static double half_value(uint16_t h) {
+  int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
+  double v;
+  if (exp == 31) v = mant ? NAN : INFINITY;
+  else if (exp == 0) v = ldexp(mant, -24);
+  else v = ldexp(1024 + mant, exp - 25);
+  return sign ? -v : v;
+}
+
+/* Round a finite non-negative double a to a binary format with p significant bits (implicit
+ * bit included) and minimum normal exponent emin, to nearest even, without overflow handling:
+ * the quantum is 2^(E-p+1) with E = max(exponent of a, emin), and rint rounds half to even in
+ * the default rounding mode. */
+static double round_to_precision(double a, int p, int emin) {
+  if (a == 0) return 0;
+  int e;
+  frexp(a, &e); /* a = m * 2^e, m in [0.5, 1): the leading bit is 2^(e-1) */
+  int E = e - 1 < emin ? emin : e - 1;
+  int q = E - (p - 1);
+  return ldexp(rint(ldexp(a, -q)), q);
+}
+
+/* IEEE round-to-nearest-even of float f to binary16, as a double value (inf on overflow). */
+static double ref_half_round(float f) {
+  double r = round_to_precision(fabs((double)f), 11, -14);
+  if (r > 65504.0) r = INFINITY;
+  return signbit(f) ? -r : r;
+}
+
+/* The same for bfloat16: 8 significant bits, float's exponent range. */
+static double ref_bf16_round(float f) {
+  double r = round_to_precision(fabs((double)f), 8, -126);
+  if (r > 0x1.FEp127) r = INFINITY;
+  return signbit(f) ? -r : r;
+}
+
+/* bf16 by explicit integer round-half-even on the 16 dropped bits. */
+static uint16_t ref_bf16_bits(uint32_t u) {
+  uint32_t hi = u >> 16, lo = u & 0xFFFFu;
+  if (lo > 0x8000u || (lo == 0x8000u && (hi & 1u))) hi++;
+  return (uint16_t)hi;
+}
+
+#if HAVE_F16C_REF
+__attribute__((target("f16c"))) static uint16_t f16c_from_f32(float f) {
+  return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+__attribute__((target("f16c"))) static float f16c_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+#if defined(__clang__)
+#include <cpuid.h>
+/* Older clang has no "f16c" for __builtin_cpu_supports: ask CPUID leaf 1 (ECX bit 29). */
+static int have_f16c(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#else
+static int have_f16c(void) { return __builtin_cpu_supports("f16c"); }
+#endif
+#else
+static uint16_t f16c_from_f32(float f) { return 0; }
+static float f16c_to_f32(uint16_t h) { return 0; }
+static int have_f16c(void) { return 0; }
+#endif
+
+/* ---- fp16 ----------------------------------------------------------------------------------- */
+
+static int half_is_nan(uint16_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0; }
+
+/* All 65,536 halves: fp16->fp32 equals the definition (and F16C); fp32->fp16 gives the half
+ * back, except that a NaN comes back as a NaN (ggml's quiet 0x7E00 with the sign kept). */
+static void test_fp16_exhaustive(void) {
+  report_budget = 10;
+  int f16c = have_f16c();
+  for (uint32_t i = 0; i < 65536; i++) {
+    uint16_t h = (uint16_t)i;
+    float f = cz_fp16_to_fp32(h);
+    double want = half_value(h);
+    if (half_is_nan(h)) {
+      CHECK(isnan(f));
+      CHECK_BITS("fp16 NaN round trip", h, cz_fp32_to_fp16(f), (h & 0x8000) | 0x7E00);
+      continue;
+    }
+    if ((double)f != want || !signbit(f) != !signbit(want)) {
+      cz_test_failures++;
+      if (report_budget-- > 0) printf("# fp16_to_fp32(0x%04x) = %a, want %a\n", h, f, want);
+    }
+    if (f16c) CHECK_BITS("fp16_to_fp32 vs F16C", h, bits_of(f), bits_of(f16c_to_f32(h)));
+    CHECK_BITS("fp16 round trip", h, cz_fp32_to_fp16(f), h);
+  }
+  if (!f16c) printf("# no F16C on this machine: hardware cross-check skipped\n");
+}
+
+/* One float through both references; F16C only for finite values (its NaN differs). */
+static void check_fp32_to_fp16(float f, int f16c) {
+  uint16_t got = cz_fp32_to_fp16(f);
+  uint32_t u = bits_of(f);
+  if (isnan(f)) {
+    CHECK_BITS("fp32_to_fp16 NaN", u, got, ((u >> 16) & 0x8000) | 0x7E00);
+    return;
+  }
+  if (f16c && isfinite(f)) CHECK_BITS("fp32_to_fp16 vs F16C", u, got, f16c_from_f32(f));
+  double want = ref_half_round(f);
+  double have = half_value(got);
+  if (have != want || !signbit(have) != !signbit(want)) {
+    cz_test_failures++;
+    if (report_budget-- > 0)
+      printf("# fp32_to_fp16(%a = 0x%08x) = 0x%04x (%a), want %a\n", f, u, got, have, want);
+  }
+}
+
+/* Every float whose 13 bits below the half mantissa are one of the patterns that decide the
+ * rounding (exact, just above/below a tie, the tie itself, all ones) - that is every sign and
+ * exponent and every half mantissa - plus 10 million random bit patterns. */
+static void test_fp32_to_fp16_sweep(void) {
+  static const uint32_t low13[] = {0x0000, 0x0001, 0x0002, 0x0800, 0x0FFF,
+                                   0x1000, 0x1001, 0x1800, 0x1FFE, 0x1FFF};
+  report_budget = 10;
+  int f16c = have_f16c();
+  for (uint32_t hi = 0; hi < (1u << 19); hi++)
+    for (size_t k = 0; k < sizeof low13 / sizeof low13[0]; k++)
+      check_fp32_to_fp16(float_of(hi << 13 | low13[k]), f16c);
+  for (int i = 0; i < 10000000; i++) check_fp32_to_fp16(float_of((uint32_t)rng_next()), f16c);
+}
+
+/* The exact midpoints between neighbouring halves (ties: where round-half-even matters, and
+ * where subnormal halves drop more than 13 bits) and the floats just either side of them. */
+static void test_fp32_to_fp16_ties(void) {
+  report_budget = 10;
+  int f16c = have_f16c();
+  for (uint32_t h = 0; h < 0x7C00; h++) {
+    float mid = (float)((half_value((uint16_t)h) + half_value((uint16_t)(h + 1))) / 2);
+    float probes[] = {mid, nextafterf(mid, 0), nextafterf(mid, INFINITY)};
+    for (int k = 0; k < 3; k++) {
+      check_fp32_to_fp16(probes[k], f16c);
+      check_fp32_to_fp16(-probes[k], f16c);
+    }
+  }
+  CHECK_EQ_INT(cz_fp32_to_fp16(65519.99f), 0x7BFF);
+  CHECK_EQ_INT(cz_fp32_to_fp16(65520.0f), 0x7C00);
+  CHECK_EQ_INT(cz_fp32_to_fp16(INFINITY), 0x7C00);
+  CHECK_EQ_INT(cz_fp32_to_fp16(-INFINITY), 0xFC00);
+  CHECK_EQ_INT(cz_fp32_to_fp16(0x1p-25f), 0x0000);         /* tie with even 0 */
+  CHECK_EQ_INT(cz_fp32_to_fp16(0x1.8p-24f), 0x0002);       /* tie with even 2 */
+  CHECK_EQ_INT(cz_fp32_to_fp16(-0.0f), 0x8000);
+  CHECK_EQ_INT(cz_fp32_to_fp16(float_of(0xFFC00001u)), 0xFE00);
+}
+
+/* ---- bf16 ----------------------------------------------------------------------------------- */
+
+static void test_bf16_exhaustive(void) {
+  report_budget = 10;
+  for (uint32_t i = 0; i < 65536; i++) {
+    uint16_t h = (uint16_t)i;
+    float f = cz_bf16_to_fp32(h);
+    CHECK_BITS("bf16_to_fp32", h, bits_of(f), i << 16);
+    if ((h & 0x7F80) == 0x7F80 && (h & 0x7F)) {
+      CHECK(isnan(f));
+      uint16_t back = cz_fp32_to_bf16(f);
+      CHECK((back & 0x7F80) == 0x7F80 && (back & 0x40));
+      CHECK_BITS("bf16 NaN keeps top bits", h, back, h | 0x40);
+    } else {
+      CHECK_BITS("bf16 round trip", h, cz_fp32_to_bf16(f), h);
+    }
+  }
+}
+
+static void check_fp32_to_bf16(uint32_t u) {
+  float f = float_of(u);
+  uint16_t got = cz_fp32_to_bf16(f);
+  if (isnan(f)) {
+    CHECK_BITS("fp32_to_bf16 NaN", u, got, (u >> 16) | 0x40);
+    return;
+  }
+  CHECK_BITS("fp32_to_bf16 vs integer RNE", u, got, ref_bf16_bits(u));
+  double want = ref_bf16_round(f);
+  double have = cz_bf16_to_fp32(got);
+  if (have != want || !signbit(have) != !signbit(want)) {
+    cz_test_failures++;
+    if (report_budget-- > 0)
+      printf("# fp32_to_bf16(%a = 0x%08x) = 0x%04x (%a), want %a\n", f, u, got, have, want);
+  }
+}
+
+/* Every upper half with the decisive low-16 patterns, plus 10 million random floats. */
+static void test_fp32_to_bf16_sweep(void) {
+  static const uint32_t low16[] = {0x0000, 0x0001, 0x4000, 0x7FFF, 0x8000, 0x8001, 0xC000, 0xFFFF};
+  report_budget = 10;
+  for (uint32_t hi = 0; hi < 65536; hi++)
+    for (size_t k = 0; k < sizeof low16 / sizeof low16[0]; k++) check_fp32_to_bf16(hi << 16 | low16[k]);
+  for (int i = 0; i < 10000000; i++) check_fp32_to_bf16((uint32_t)rng_next());
+  CHECK_EQ_INT(cz_fp32_to_bf16(float_of(0x7F7F8000u)), 0x7F80); /* tie to even overflows */
+  CHECK_EQ_INT(cz_fp32_to_bf16(float_of(0x7F7E8000u)), 0x7F7E);
+  CHECK_EQ_INT(cz_fp32_to_bf16(INFINITY), 0x7F80);
+  CHECK_EQ_INT(cz_fp32_to_bf16(float_of(0x7F800001u)), 0x7FC0); /* signalling NaN stays NaN */
+}
+
+/* ---- Q8_0 ----------------------------------------------------------------------------------- */
+
+/* Hand-checkable blocks: amax 127 makes d = 1 exactly, so the codes are roundf(x) - which
+ * rounds halves away from zero (2.5 -> 3, -2.5 -> -3), unlike rint. */
+static void test_q8_0_known_block(void) {
+  float x[CZ_QK8_0] = {0};
+  x[0] = 127.0f;
+  x[1] = 2.5f;
+  x[2] = -2.5f;
+  x[3] = 0.49f;
+  x[4] = -127.0f;
+  x[5] = 1.5f;
+  cz_block_q8_0 b;
+  cz_quantize_row_q8_0(x, &b, CZ_QK8_0);
+  CHECK_EQ_INT(b.d, 0x3C00);
+  CHECK_EQ_INT(b.qs[0], 127);
+  CHECK_EQ_INT(b.qs[1], 3);
+  CHECK_EQ_INT(b.qs[2], -3);
+  CHECK_EQ_INT(b.qs[3], 0);
+  CHECK_EQ_INT(b.qs[4], -127);
+  CHECK_EQ_INT(b.qs[5], 2);
+  CHECK_EQ_INT(b.qs[6], 0);
+
+  float zero[CZ_QK8_0] = {0}, y[CZ_QK8_0];
+  cz_quantize_row_q8_0(zero, &b, CZ_QK8_0);
+  CHECK_EQ_INT(b.d, 0);
+  for (int j = 0; j < CZ_QK8_0; j++) CHECK_EQ_INT(b.qs[j], 0);
+  cz_dequantize_row_q8_0(&b, y, CZ_QK8_0);
+  for (int j = 0; j < CZ_QK8_0; j++) CHECK(y[j] == 0.0f);
+}
+
+/* Random rows: each element comes back within half a step (plus the fp16 rounding of d), and
+ * the table's unaligned byte-buffer entry points agree with the struct ones. */
+static void test_q8_0_random_rows(void) {
+  enum { N = 32 * 64 };
+  static float x[N], y[N], z[N];
+  static cz_block_q8_0 q[N / CZ_QK8_0];
+  static unsigned char raw[sizeof q + 1];
+  for (int i = 0; i < N; i++)
+    x[i] = (float)((double)(int64_t)rng_next() / 0x1p63 * ldexp(1, (int)(rng_next() % 20) - 10));
+  cz_quantize_row_q8_0(x, q, N);
+  cz_dequantize_row_q8_0(q, y, N);
+  for (int b = 0; b < N / CZ_QK8_0; b++) {
+    double d = cz_fp16_to_fp32(q[b].d);
+    for (int j = 0; j < CZ_QK8_0; j++) {
+      double err = fabs((double)x[b * 32 + j] - y[b * 32 + j]);
+      CHECK(err <= 0.5 * d * 1.01 + fabs(x[b * 32 + j]) * 1e-3);
+    }
+  }
+  const cz_type_traits *tr = cz_type_get(CZ_TYPE_Q8_0);
+  tr->from_f32(x, raw + 1, N);
+  CHECK(memcmp(raw + 1, q, sizeof q) == 0);
+  tr->to_f32(raw + 1, z, N);
+  CHECK(memcmp(y, z, sizeof y) == 0);
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+typedef struct {
+  int id;
+  const char *name, *st_name;
+  int in_gguf;
+  int64_t blck;
+  size_t size;
+  uint32_t bits;
+} expected_row;
+
+/* quant-formats.md 1.1-1.2 and the safetensors dtype list. */
+static const expected_row expected[] = {
+    {CZ_TYPE_F32, "f32", "F32", 1, 1, 4, 32},          {CZ_TYPE_F16, "f16", "F16", 1, 1, 2, 16},
+    {CZ_TYPE_Q4_0, "q4_0", NULL, 1, 32, 18, 0},        {CZ_TYPE_Q4_1, "q4_1", NULL, 1, 32, 20, 0},
+    {CZ_TYPE_Q5_0, "q5_0", NULL, 1, 32, 22, 0},        {CZ_TYPE_Q5_1, "q5_1", NULL, 1, 32, 24, 0},
+    {CZ_TYPE_Q8_0, "q8_0", NULL, 1, 32, 34, 0},        {CZ_TYPE_Q8_1, "q8_1", NULL, 0, 32, 36, 0},
+    {CZ_TYPE_Q2_K, "q2_K", NULL, 1, 256, 84, 0},       {CZ_TYPE_Q3_K, "q3_K", NULL, 1, 256, 110, 0},
+    {CZ_TYPE_Q4_K, "q4_K", NULL, 1, 256, 144, 0},      {CZ_TYPE_Q5_K, "q5_K", NULL, 1, 256, 176, 0},
+    {CZ_TYPE_Q6_K, "q6_K", NULL, 1, 256, 210, 0},      {CZ_TYPE_Q8_K, "q8_K", NULL, 0, 256, 292, 0},
+    {CZ_TYPE_IQ2_XXS, "iq2_xxs", NULL, 1, 256, 66, 0}, {CZ_TYPE_IQ2_XS, "iq2_xs", NULL, 1, 256, 74, 0},
+    {CZ_TYPE_IQ3_XXS, "iq3_xxs", NULL, 1, 256, 98, 0}, {CZ_TYPE_IQ1_S, "iq1_s", NULL, 1, 256, 50, 0},
+    {CZ_TYPE_IQ4_NL, "iq4_nl", NULL, 1, 32, 18, 0},    {CZ_TYPE_IQ3_S, "iq3_s", NULL, 1, 256, 110, 0},
+    {CZ_TYPE_IQ2_S, "iq2_s", NULL, 1, 256, 82, 0},     {CZ_TYPE_IQ4_XS, "iq4_xs", NULL, 1, 256, 136, 0},
+    {CZ_TYPE_I8, "i8", "I8", 1, 1, 1, 8},              {CZ_TYPE_I16, "i16", "I16", 1, 1, 2, 16},
+    {CZ_TYPE_I32, "i32", "I32", 1, 1, 4, 32},          {CZ_TYPE_I64, "i64", "I64", 1, 1, 8, 64},
+    {CZ_TYPE_F64, "f64", "F64", 1, 1, 8, 64},          {CZ_TYPE_IQ1_M, "iq1_m", NULL, 1, 256, 56, 0},
+    {CZ_TYPE_BF16, "bf16", "BF16", 1, 1, 2, 16},       {CZ_TYPE_TQ1_0, "tq1_0", NULL, 1, 256, 54, 0},
+    {CZ_TYPE_TQ2_0, "tq2_0", NULL, 1, 256, 66, 0},     {CZ_TYPE_MXFP4, "mxfp4", NULL, 1, 32, 17, 0},
+    {CZ_TYPE_BOOL, NULL, "BOOL", 0, 1, 1, 8},          {CZ_TYPE_U8, NULL, "U8", 0, 1, 1, 8},
+    {CZ_TYPE_U16, NULL, "U16", 0, 1, 2, 16},           {CZ_TYPE_U32, NULL, "U32", 0, 1, 4, 32},
+    {CZ_TYPE_U64, NULL, "U64", 0, 1, 8, 64},           {CZ_TYPE_F8_E4M3, NULL, "F8_E4M3", 0, 1, 1, 8},
+    {CZ_TYPE_F8_E5M2, NULL, "F8_E5M2", 0, 1, 1, 8},    {CZ_TYPE_F8_E8M0, NULL, "F8_E8M0", 0, 1, 1, 8},
+    {CZ_TYPE_F8_E4M3FNUZ, NULL, "F8_E4M3FNUZ", 0, 1, 1, 8},
+    {CZ_TYPE_F8_E5M2FNUZ, NULL, "F8_E5M2FNUZ", 0, 1, 1, 8},
+    {CZ_TYPE_F4, NULL, "F4", 0, 1, 0, 4},              {CZ_TYPE_F6_E2M3, NULL, "F6_E2M3", 0, 1, 0, 6},
+    {CZ_TYPE_F6_E3M2, NULL, "F6_E3M2", 0, 1, 0, 6},    {CZ_TYPE_C64, NULL, "C64", 0, 1, 8, 64},
+};
+enum { N_EXPECTED = sizeof expected / sizeof expected[0] };
+
+static const expected_row *expected_for(int id) {
+  for (int i = 0; i < N_EXPECTED; i++)
+    if (expected[i].id == id) return &expected[i];
+  return NULL;
+}
+
+/* Every id from -1 past the end: listed ids have the expected row, every other id is a hole. */
+static void test_table_rows(void) {
+  for (int id = -2; id < CZ_TYPE_COUNT + 3; id++) {
+    const cz_type_traits *tr = cz_type_get(id);
+    const expected_row *e = expected_for(id);
+    if (e == NULL) {
+      if (tr != NULL) printf("# id %d should be a hole\n", id);
+      CHECK(tr == NULL);
+      continue;
+    }
+    CHECK(tr != NULL);
+    if (tr == NULL) continue;
+    if (e->name) CHECK_EQ_STR(tr->name, e->name);
+    CHECK(tr->name != NULL && tr->name[0] != '\0');
+    if (e->st_name) CHECK_EQ_STR(tr->st_name, e->st_name);
+    else CHECK(tr->st_name == NULL);
+    CHECK_EQ_INT(tr->in_gguf, e->in_gguf);
+    CHECK_EQ_INT(tr->blck_size, e->blck);
+    CHECK_EQ_INT(tr->type_size, e->size);
+    CHECK_EQ_INT(tr->bits, e->bits);
+    CHECK_EQ_INT(tr->is_quantized, e->blck > 1);
+    /* Internal consistency: plain types have whole-byte or sub-byte elements of `bits`. */
+    if (tr->blck_size == 1) CHECK(tr->type_size * 8 == tr->bits || (tr->type_size == 0 && tr->bits < 8));
+    if (id >= CZ_TYPE_GGML_END) CHECK(!tr->in_gguf);
+  }
+}
+
+static void test_table_converters(void) {
+  static const int with_to[] = {CZ_TYPE_F32, CZ_TYPE_F16, CZ_TYPE_BF16, CZ_TYPE_F64, CZ_TYPE_I8,
+                                CZ_TYPE_I16, CZ_TYPE_I32, CZ_TYPE_U8, CZ_TYPE_Q8_0};
+  static const int with_from[] = {CZ_TYPE_F32, CZ_TYPE_F16, CZ_TYPE_BF16, CZ_TYPE_Q8_0};
+  for (int i = 0; i < (int)(sizeof with_to / sizeof *with_to); i++)
+    CHECK(cz_type_get(with_to[i])->to_f32 != NULL);
+  for (int i = 0; i < (int)(sizeof with_from / sizeof *with_from); i++)
+    CHECK(cz_type_get(with_from[i])->from_f32 != NULL);
+
+  /* Plain decoders from an odd address (safetensors data need not be aligned). */
+  unsigned char buf[1 + 4 * 8];
+  float out[4];
+  const int8_t i8[4] = {-128, -1, 0, 127};
+  memcpy(buf + 1, i8, sizeof i8);
+  cz_type_get(CZ_TYPE_I8)->to_f32(buf + 1, out, 4);
+  CHECK(out[0] == -128 && out[1] == -1 && out[2] == 0 && out[3] == 127);
+  const int16_t i16[4] = {-32768, -2, 3, 32767};
+  memcpy(buf + 1, i16, sizeof i16);
+  cz_type_get(CZ_TYPE_I16)->to_f32(buf + 1, out, 4);
+  CHECK(out[0] == -32768 && out[1] == -2 && out[2] == 3 && out[3] == 32767);
+  const int32_t i32[4] = {-7, 1 << 24, 5, -(1 << 20)};
+  memcpy(buf + 1, i32, sizeof i32);
+  cz_type_get(CZ_TYPE_I32)->to_f32(buf + 1, out, 4);
+  CHECK(out[0] == -7 && out[1] == 16777216.0f && out[2] == 5 && out[3] == -1048576.0f);
+  const uint8_t u8[4] = {0, 1, 200, 255};
+  memcpy(buf + 1, u8, sizeof u8);
+  cz_type_get(CZ_TYPE_U8)->to_f32(buf + 1, out, 4);
+  CHECK(out[0] == 0 && out[1] == 1 && out[2] == 200 && out[3] == 255);
+  const double f64[4] = {0.1, -2.5, 1e300, 3.0};
+  memcpy(buf + 1, f64, sizeof f64);
+  cz_type_get(CZ_TYPE_F64)->to_f32(buf + 1, out, 4);
+  CHECK(out[0] == 0.1f && out[1] == -2.5f && isinf(out[2]) && out[3] == 3.0f);
+
+  /* f32/f16/bf16 encoders and decoders through the table, unaligned. */
+  const float vals[4] = {1.0f, -0.333333f, 65504.0f, 1e-6f};
+  static const int kinds[] = {CZ_TYPE_F32, CZ_TYPE_F16, CZ_TYPE_BF16};
+  for (int k = 0; k < 3; k++) {
+    const cz_type_traits *tr = cz_type_get(kinds[k]);
+    tr->from_f32(vals, buf + 1, 4);
+    tr->to_f32(buf + 1, out, 4);
+    for (int i = 0; i < 4; i++) {
+      float want = kinds[k] == CZ_TYPE_F32   ? vals[i]
+                   : kinds[k] == CZ_TYPE_F16 ? cz_fp16_to_fp32(cz_fp32_to_fp16(vals[i]))
+                                             : cz_bf16_to_fp32(cz_fp32_to_bf16(vals[i]));
+      CHECK(bits_of(out[i]) == bits_of(want));
+    }
+  }
+}
+
+static void test_name_lookups(void) {
+  for (int i = 0; i < N_EXPECTED; i++) {
+    const expected_row *e = &expected[i];
+    if (e->name) {
+      CHECK_EQ_INT(cz_type_from_name(e->name), e->id);
+      char upper[32];
+      size_t n = strlen(e->name);
+      for (size_t j = 0; j <= n; j++)
+        upper[j] = (char)(e->name[j] >= 'a' && e->name[j] <= 'z' ? e->name[j] - 32 : e->name[j]);
+      CHECK_EQ_INT(cz_type_from_name(upper), e->id);
+    }
+    if (e->st_name) {
+      CHECK_EQ_INT(cz_type_from_st_name(e->st_name), e->id);
+      char lower[32];
+      size_t n = strlen(e->st_name);
+      for (size_t j = 0; j <= n; j++)
+        lower[j] = (char)(e->st_name[j] >= 'A' && e->st_name[j] <= 'Z' ? e->st_name[j] + 32
+                                                                        : e->st_name[j]);
+      CHECK_EQ_INT(cz_type_from_st_name(lower), -1); /* safetensors dtypes are case-exact */
+    }
+  }
+  CHECK_EQ_INT(cz_type_from_name("Q4_k"), CZ_TYPE_Q4_K);
+  CHECK_EQ_INT(cz_type_from_name("q4_2"), -1);
+  CHECK_EQ_INT(cz_type_from_name(""), -1);
+  CHECK_EQ_INT(cz_type_from_name("q8_0 "), -1);
+  CHECK_EQ_INT(cz_type_from_name(NULL), -1);
+  CHECK_EQ_INT(cz_type_from_name("bool"), -1); /* only ggml's names */
+  CHECK_EQ_INT(cz_type_from_st_name("Q8_0"), -1);
+  CHECK_EQ_INT(cz_type_from_st_name("F8_E4M3FN"), -1);
+  CHECK_EQ_INT(cz_type_from_st_name(""), -1);
+  CHECK_EQ_INT(cz_type_from_st_name(NULL), -1);
+}
+
+static void test_row_size(void) {
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_Q8_0, 64), 68);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_Q8_0, 33), 0);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_Q4_K, 256), 144);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_Q4_K, 4096), 16 * 144);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_Q4_K, 128), 0);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F16, 7), 14);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F32, 0), 0);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_C64, 3), 24);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F4, 4), 2);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F4, 3), 0);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F6_E2M3, 4), 3);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F6_E3M2, 5), 0);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F32, -4), 0);
+  CHECK_EQ_INT(cz_type_row_size((cz_type)4, 32), 0);
+  CHECK_EQ_INT(cz_type_row_size((cz_type)CZ_TYPE_COUNT, 32), 0);
+  /* Overflow: the product would wrap 64 bits. */
+  CHECK(cz_type_row_size(CZ_TYPE_F32, INT64_C(1) << 61) == UINT64_C(1) << 63);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F32, INT64_C(1) << 62), 0);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F64, INT64_MAX), 0);
+  /* A block type with more bytes than elements per block still fits for any int64 n. */
+  CHECK(cz_type_row_size(CZ_TYPE_Q8_K, INT64_MAX - INT64_MAX % 256) ==
+        (uint64_t)(INT64_MAX / 256) * 292);
+  CHECK(cz_type_row_size(CZ_TYPE_Q8_0, INT64_C(1) << 40) == (UINT64_C(1) << 35) * 34);
+  CHECK_EQ_INT(cz_type_row_size(CZ_TYPE_F4, INT64_MAX), 0);
+  CHECK(cz_type_row_size(CZ_TYPE_I8, INT64_MAX) == (uint64_t)INT64_MAX);
+}
+
+int main(void) {
+  static const cz_test_case cases[] = {
+      CZ_TEST(test_fp16_exhaustive),    CZ_TEST(test_fp32_to_fp16_sweep),
+      CZ_TEST(test_fp32_to_fp16_ties),  CZ_TEST(test_bf16_exhaustive),
+      CZ_TEST(test_fp32_to_bf16_sweep), CZ_TEST(test_q8_0_known_block),
+      CZ_TEST(test_q8_0_random_rows),   CZ_TEST(test_table_rows),
+      CZ_TEST(test_table_converters),   CZ_TEST(test_name_lookups),
+      CZ_TEST(test_row_size),
+  };
+  return cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
+}
