@@ -1,0 +1,261 @@
+/* cz_m_quantize: the "quantize" methods: ggml block types for GGUF, int8 per channel for
+ * safetensors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cz_method.h"
+
+/* ---- shared ---- */
+
+typedef struct {
+  cz_type type;      /* quantize.gguf: the ggml type; quantize.int8: CZ_TYPE_I8 */
+} quant_params;
+
+static void quant_free(void *p) { free(p); }
+
+/* Input element types we decode to float for quantization. Anything else (already
+ * quantized, integer) is passed through. */
+static bool is_float_input(cz_type t) {
+  return t == CZ_TYPE_F32 || t == CZ_TYPE_F16 || t == CZ_TYPE_BF16;
+}
+
+static void plan_copy(const cz_tensor *t, const char *note, cz_tensor_plan *p) {
+  memset(p, 0, sizeof *p);
+  p->transform = false;
+  p->note = note;
+  p->n_out = 1;
+  snprintf(p->out[0].name, sizeof p->out[0].name, "%s", t->name);
+  p->out[0].type = t->type;
+  p->out[0].n_dims = t->n_dims;
+  memcpy(p->out[0].ne, t->ne, sizeof t->ne);
+  p->out[0].row_bytes = cz_type_row_size(t->type, t->ne[0]);
+  p->out_type_name = cz_type_get(t->type)->name;
+}
+
+static int64_t rows_of(const cz_tensor *t) {
+  int64_t r = 1;
+  for (int i = 1; i < t->n_dims; i++) r *= t->ne[i];
+  return r;
+}
+
+/* ---- quantize.gguf: any ggml type we can encode, bit-exact with ggml ---- */
+
+static int gguf_type_of(const json_t *step) {
+  const char *name = json_string_value(json_object_get(step, "type"));
+  if (name == NULL) return -1;
+  int t = cz_type_from_name(name);
+  const cz_type_traits *tr = cz_type_get(t);
+  if (tr == NULL || !tr->in_gguf || tr->from_f32 == NULL || tr->to_f32 == NULL) return -1;
+  return t;
+}
+
+static bool gguf_match(const json_t *step) {
+  return json_string_value(json_object_get(step, "type")) != NULL &&
+         strcmp(json_string_value(json_object_get(step, "type")), "int8") != 0;
+}
+
+static cz_err_code check_keys(const json_t *step, int idx, const char *const *allowed,
+                              cz_error *err) {
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)step, key, v) {
+    bool ok = false;
+    for (int i = 0; allowed[i]; i++) ok |= strcmp(key, allowed[i]) == 0;
+    if (!ok)
+      return cz_err_set(err, CZ_E_INVALID_PARAMETER, "steps[%d].%s: unknown parameter", idx, key);
+  }
+  return CZ_E_OK;
+}
+
+static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_error *err) {
+  static const char *const allowed[] = {"op", "type", NULL};
+  cz_err_code rc = check_keys(step, idx, allowed, err);
+  if (rc) return rc;
+  int t = gguf_type_of(step);
+  if (t < 0)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].type: \"%s\" is not a type this server can produce "
+                      "(supported: q8_0, f16, bf16, f32, int8)",
+                      idx, json_string_value(json_object_get(step, "type")));
+  quant_params *p = calloc(1, sizeof *p);
+  if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  p->type = (cz_type)t;
+  *params = p;
+  return CZ_E_OK;
+}
+
+static json_t *gguf_describe(const void *params) {
+  const quant_params *p = params;
+  return json_pack("{s:s, s:s}", "op", "quantize", "type", cz_type_get(p->type)->name);
+}
+
+static bool gguf_supports(const void *params, cz_format f) {
+  const quant_params *p = params;
+  /* block types exist only in GGUF; plain float types are fine in both */
+  return f == CZ_FORMAT_GGUF || cz_type_get(p->type)->st_name != NULL;
+}
+
+static cz_err_code gguf_plan(const void *params, const cz_tensor *t, cz_format out_format,
+                             cz_tensor_plan *p, cz_error *err) {
+  const quant_params *q = params;
+  const cz_type_traits *tr = cz_type_get(q->type);
+  const char *why = cz_method_ineligible(t);
+  if (why) {
+    plan_copy(t, why, p);
+    return CZ_E_OK;
+  }
+  if (!is_float_input(t->type)) {
+    plan_copy(t, "input type is not F32, F16 or BF16", p);
+    return CZ_E_OK;
+  }
+  if (t->ne[0] % tr->blck_size != 0) {
+    plan_copy(t, tr->blck_size == 32 ? "row length is not a multiple of the block size 32"
+                                     : "row length is not a multiple of the block size 256",
+              p);
+    return CZ_E_OK;
+  }
+  memset(p, 0, sizeof *p);
+  p->transform = true;
+  p->n_out = 1;
+  snprintf(p->out[0].name, sizeof p->out[0].name, "%s", t->name);
+  p->out[0].type = q->type;
+  p->out[0].n_dims = t->n_dims;
+  memcpy(p->out[0].ne, t->ne, sizeof t->ne);
+  p->out[0].row_bytes = cz_type_row_size(q->type, t->ne[0]);
+  p->out_type_name = tr->name;
+  (void)out_format;
+  (void)err;
+  return CZ_E_OK;
+}
+
+static void gguf_encode(const void *params, const cz_tensor_plan *p, const float *x,
+                        int64_t nrows, int64_t ncols, uint8_t *const out[CZ_MAX_OUTPUTS]) {
+  const cz_type_traits *tr = cz_type_get(p->out[0].type);
+  for (int64_t r = 0; r < nrows; r++)
+    tr->from_f32(x + r * ncols, out[0] + (uint64_t)r * p->out[0].row_bytes, ncols);
+}
+
+static void gguf_decode(const void *params, const cz_tensor_plan *p,
+                        const uint8_t *const in[CZ_MAX_OUTPUTS], int64_t nrows, int64_t ncols,
+                        float *y) {
+  const cz_type_traits *tr = cz_type_get(p->out[0].type);
+  for (int64_t r = 0; r < nrows; r++)
+    tr->to_f32(in[0] + (uint64_t)r * p->out[0].row_bytes, y + r * ncols, ncols);
+}
+
+const cz_method cz_m_quantize_gguf = {
+    .id = 1,
+    .name = "quantize.gguf",
+    .op = "quantize",
+    .summary = "ggml block quantization (q8_0; f16/bf16/f32 conversion), byte-identical to ggml",
+    .match = gguf_match,
+    .parse = gguf_parse,
+    .free_params = quant_free,
+    .describe = gguf_describe,
+    .supports_format = gguf_supports,
+    .plan = gguf_plan,
+    .encode = gguf_encode,
+    .decode = gguf_decode,
+};
+
+/* ---- quantize.int8: symmetric, one float32 scale per output channel (row) ---- */
+
+static bool int8_match(const json_t *step) {
+  const char *t = json_string_value(json_object_get(step, "type"));
+  return t && strcmp(t, "int8") == 0;
+}
+
+static cz_err_code int8_parse(const json_t *step, int idx, void **params, cz_error *err) {
+  static const char *const allowed[] = {"op", "type", "granularity", NULL};
+  cz_err_code rc = check_keys(step, idx, allowed, err);
+  if (rc) return rc;
+  json_t *g = json_object_get(step, "granularity");
+  if (g && (!json_is_string(g) || strcmp(json_string_value(g), "channel") != 0))
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].granularity: only \"channel\" is supported for int8", idx);
+  quant_params *p = calloc(1, sizeof *p);
+  if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  p->type = CZ_TYPE_I8;
+  *params = p;
+  return CZ_E_OK;
+}
+
+static json_t *int8_describe(const void *params) {
+  return json_pack("{s:s, s:s, s:s, s:b}", "op", "quantize", "type", "int8", "granularity",
+                   "channel", "symmetric", 1);
+}
+
+static bool int8_supports(const void *params, cz_format f) { return f == CZ_FORMAT_SAFETENSORS; }
+
+static cz_err_code int8_plan(const void *params, const cz_tensor *t, cz_format out_format,
+                             cz_tensor_plan *p, cz_error *err) {
+  const char *why = cz_method_ineligible(t);
+  if (why) {
+    plan_copy(t, why, p);
+    return CZ_E_OK;
+  }
+  if (!is_float_input(t->type)) {
+    plan_copy(t, "input type is not F32, F16 or BF16", p);
+    return CZ_E_OK;
+  }
+  memset(p, 0, sizeof *p);
+  p->transform = true;
+  p->n_out = 2;
+  snprintf(p->out[0].name, sizeof p->out[0].name, "%s", t->name);
+  p->out[0].type = CZ_TYPE_I8;
+  p->out[0].n_dims = t->n_dims;
+  memcpy(p->out[0].ne, t->ne, sizeof t->ne);
+  p->out[0].row_bytes = (uint64_t)t->ne[0];
+  /* compressed-tensors' channel strategy: weight_scale of shape [rows, 1] */
+  snprintf(p->out[1].name, sizeof p->out[1].name, "%s_scale", t->name);
+  p->out[1].type = CZ_TYPE_F32;
+  p->out[1].n_dims = 2;
+  p->out[1].ne[0] = 1;
+  p->out[1].ne[1] = rows_of(t);
+  p->out[1].ne[2] = p->out[1].ne[3] = 1;
+  p->out[1].row_bytes = sizeof(float);
+  p->out_type_name = "int8";
+  return CZ_E_OK;
+}
+
+static void int8_encode(const void *params, const cz_tensor_plan *p, const float *x,
+                        int64_t nrows, int64_t ncols, uint8_t *const out[CZ_MAX_OUTPUTS]) {
+  for (int64_t r = 0; r < nrows; r++) {
+    const float *row = x + r * ncols;
+    float amax = 0;
+    for (int64_t j = 0; j < ncols; j++) amax = fmaxf(amax, fabsf(row[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int8_t *q = (int8_t *)(out[0] + r * ncols);
+    for (int64_t j = 0; j < ncols; j++) q[j] = (int8_t)roundf(row[j] * id);
+    memcpy(out[1] + r * sizeof(float), &d, sizeof d);
+  }
+}
+
+static void int8_decode(const void *params, const cz_tensor_plan *p,
+                        const uint8_t *const in[CZ_MAX_OUTPUTS], int64_t nrows, int64_t ncols,
+                        float *y) {
+  for (int64_t r = 0; r < nrows; r++) {
+    float d;
+    memcpy(&d, in[1] + r * sizeof(float), sizeof d);
+    const int8_t *q = (const int8_t *)(in[0] + r * ncols);
+    for (int64_t j = 0; j < ncols; j++) y[r * ncols + j] = (float)q[j] * d;
+  }
+}
+
+const cz_method cz_m_quantize_int8 = {
+    .id = 2,
+    .name = "quantize.int8",
+    .op = "quantize",
+    .summary = "symmetric int8, one float32 scale per output channel (safetensors)",
+    .match = int8_match,
+    .parse = int8_parse,
+    .free_params = quant_free,
+    .describe = int8_describe,
+    .supports_format = int8_supports,
+    .plan = int8_plan,
+    .encode = int8_encode,
+    .decode = int8_decode,
+};

@@ -1,0 +1,71 @@
+/* cz_pipeline: a recipe (steps + output format) planned over one input model and run as
+ * independent tasks that write straight into the output file.
+ *
+ * Because every output tensor's size is known at plan time, the output file's header and
+ * every tensor's offset are fixed before any computation: tasks (a tensor, or a range of rows
+ * of a large tensor) then run in any order on any thread and pwrite() their bytes in place.
+ * Memory per task is bounded by a chunk of rows, never by the model size.
+ *
+ * Use: cz_recipe_parse -> cz_run_plan -> cz_run_begin(fd) -> cz_run_task(i) for every task
+ * (from any threads) -> cz_run_finish -> cz_run_free. cz_run_exec does the middle with its
+ * own threads for callers without a pool (the CLI).
+ *
+ * Ownership: a cz_run borrows the model and the recipe, which must outlive it.
+ * Thread: cz_run_task, cz_run_cancel and cz_run_progress are thread-safe; the rest belong to
+ * the thread that created the run.
+ */
+#ifndef CZ_PIPELINE_H
+#define CZ_PIPELINE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cz_err.h"
+#include "cz_model.h"
+
+#define CZ_MAX_STEPS 16   /* a recipe with more steps is refused: nothing needs that many */
+
+typedef struct cz_recipe cz_recipe;
+typedef struct cz_run cz_run;
+
+/* Validate {"steps": [...], "output": {"format": ...}} (other top-level keys are the
+ * caller's to allow: pass them in allowed_extra, NULL-terminated). Errors name the field. */
+cz_err_code cz_recipe_parse(const json_t *body, const char *const *allowed_extra,
+                            cz_recipe **out, cz_error *err);
+void cz_recipe_free(cz_recipe *r);
+/* The recipe as the server understood it, defaults filled in (new reference). */
+json_t *cz_recipe_normalized(const cz_recipe *r);
+/* Output format the recipe asks for, 0 if it leaves it to the input/extension. */
+cz_format cz_recipe_format(const cz_recipe *r);
+/* Fix the output format when the recipe left it open (CLI: from the file extension). */
+void cz_recipe_set_default_format(cz_recipe *r, cz_format f);
+
+/* Plan: decide every tensor, build the output layout. input_sha256 (hex, may be NULL) and
+ * the version go into the output's metadata and the report. */
+cz_err_code cz_run_plan(const cz_recipe *r, const cz_model *in, const char *input_sha256,
+                        cz_run **out, cz_error *err);
+void cz_run_free(cz_run *run);
+
+size_t cz_run_n_tasks(const cz_run *run);
+uint64_t cz_run_output_size(const cz_run *run);
+cz_format cz_run_output_format(const cz_run *run);
+/* The per-tensor plan without running anything (dry run). New reference. */
+json_t *cz_run_plan_json(const cz_run *run);
+
+/* Write the header and padding to fd (which must be open for writing, at any position). */
+cz_err_code cz_run_begin(cz_run *run, int fd, cz_error *err);
+/* Run task i (0 <= i < n_tasks). Returns CZ_E_CANCELED once cz_run_cancel was called. */
+cz_err_code cz_run_task(cz_run *run, size_t i, cz_error *err);
+/* Ask running and future tasks to stop at their next chunk boundary. */
+void cz_run_cancel(cz_run *run);
+void cz_run_progress(const cz_run *run, uint64_t *tensors_done, uint64_t *tensors_total,
+                     uint64_t *bytes_done, uint64_t *bytes_total);
+/* After every task succeeded: the quality report (new reference). seconds is the wall time
+ * the caller measured. */
+json_t *cz_run_report(const cz_run *run, double seconds);
+
+/* Run every task on nthreads threads of its own; stops at the first error. */
+cz_err_code cz_run_exec(cz_run *run, int nthreads, cz_error *err);
+
+#endif

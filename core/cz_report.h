@@ -1,0 +1,33 @@
+/* cz_report: error statistics of a compressed tensor against its input, in float64.
+ *
+ * A tensor is compared chunk by chunk (the pipeline never holds a whole dequantized model),
+ * so the statistics are sums that merge: accumulate each chunk, merge the per-chunk results
+ * of one tensor, then derive the figures. Thread: a cz_errstat belongs to one thread;
+ * merging is the caller's to serialize.
+ */
+#ifndef CZ_REPORT_H
+#define CZ_REPORT_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+typedef struct {
+  double sum_ref2;   /* sum of x^2 over the input */
+  double sum_err2;   /* sum of (x - y)^2 */
+  double max_abs;    /* max |x - y| */
+  uint64_t count;    /* elements seen */
+  uint64_t nonfinite;/* input elements that were NaN or Inf */
+} cz_errstat;
+
+void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n);
+void cz_errstat_merge(cz_errstat *into, const cz_errstat *from);
+
+/* Relative L2 error ||x-y|| / ||x|| (0 when both are zero). */
+double cz_errstat_rel_l2(const cz_errstat *s);
+/* SNR in dB, 10 log10(sum x^2 / sum (x-y)^2); returns +INFINITY when the error is zero. */
+double cz_errstat_snr_db(const cz_errstat *s);
+
+/* A JSON number, or null for a non-finite value (JSON has no Inf). New reference. */
+json_t *cz_json_real_or_null(double v);
+
+#endif

@@ -1,0 +1,611 @@
+/* cz_store: SQLite implementation of the model and job store (see cz_store.h). */
+#include "cz_store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a statement waits for another connection's lock (e.g. an operator's sqlite3
+ * shell) before giving up with SQLITE_BUSY. */
+#define BUSY_TIMEOUT_MS 5000
+
+struct cz_store {
+  sqlite3 *db;
+  pthread_mutex_t lock;
+};
+
+static cz_err_code db_error(cz_store *s, cz_error *err, const char *what) {
+  int code = sqlite3_errcode(s->db);
+  cz_err_code c = code == SQLITE_FULL ? CZ_E_NO_SPACE
+                  : code == SQLITE_BUSY || code == SQLITE_LOCKED ? CZ_E_UNAVAILABLE
+                                                                 : CZ_E_INTERNAL;
+  return cz_err_set(err, c, "database: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static cz_err_code exec(cz_store *s, const char *sql, cz_error *err) {
+  char *msg = NULL;
+  if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    cz_err_code rc = db_error(s, err, msg ? msg : sql);
+    sqlite3_free(msg);
+    return rc;
+  }
+  return CZ_E_OK;
+}
+
+static cz_err_code prepare(cz_store *s, const char *sql, sqlite3_stmt **st, cz_error *err) {
+  if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) return db_error(s, err, "prepare");
+  return CZ_E_OK;
+}
+
+/* One row as {column: value}. */
+static json_t *row_json(sqlite3_stmt *st) {
+  json_t *o = json_object();
+  for (int i = 0; i < sqlite3_column_count(st); i++) {
+    json_t *v;
+    switch (sqlite3_column_type(st, i)) {
+      case SQLITE_INTEGER: v = json_integer(sqlite3_column_int64(st, i)); break;
+      case SQLITE_FLOAT: v = json_real(sqlite3_column_double(st, i)); break;
+      case SQLITE_NULL: v = json_null(); break;
+      default: v = json_string((const char *)sqlite3_column_text(st, i)); break;
+    }
+    json_object_set_new(o, sqlite3_column_name(st, i), v ? v : json_null());
+  }
+  return o;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+  if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+  else sqlite3_bind_null(st, i);
+}
+
+/* ---- open and migrate ---- */
+
+static int user_version(cz_store *s) {
+  sqlite3_stmt *st;
+  int v = -1;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+static cz_err_code migrate(cz_store *s, cz_error *err) {
+  int have = user_version(s);
+  int newest = cz_migrations_count ? cz_migrations[cz_migrations_count - 1].version : 0;
+  if (have < 0) return db_error(s, err, "reading user_version");
+  if (have > newest)
+    return cz_err_set(err, CZ_E_UNSUPPORTED_VERSION,
+                      "the database schema is version %d but this compressd knows only up to %d: "
+                      "it was written by a newer compressd; run that version or restore a backup",
+                      have, newest);
+  for (int i = 0; i < cz_migrations_count; i++) {
+    if (cz_migrations[i].version <= have) continue;
+    /* each migration file is its own BEGIN ... COMMIT and sets user_version itself */
+    cz_err_code rc = exec(s, cz_migrations[i].sql, err);
+    if (rc) {
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return rc;
+    }
+    if (user_version(s) != cz_migrations[i].version)
+      return cz_err_set(err, CZ_E_INTERNAL, "migration %s did not set user_version to %d",
+                        cz_migrations[i].name, cz_migrations[i].version);
+  }
+  return CZ_E_OK;
+}
+
+cz_err_code cz_store_open(const char *path, cz_store **out, cz_error *err) {
+  cz_store *s = calloc(1, sizeof *s);
+  if (!s) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  pthread_mutex_init(&s->lock, NULL);
+  cz_err_code rc;
+  if (sqlite3_open_v2(path, &s->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      NULL) != SQLITE_OK) {
+    rc = cz_err_set(err, CZ_E_IO, "opening database %s: %s", path,
+                    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    goto fail;
+  }
+  sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+  if ((rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
+                 err)) ||
+      (rc = migrate(s, err)))
+    goto fail;
+  *out = s;
+  return CZ_E_OK;
+fail:
+  cz_store_close(s);
+  return rc;
+}
+
+void cz_store_close(cz_store *s) {
+  if (!s) return;
+  sqlite3_close(s->db);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+int cz_store_schema_version(cz_store *s) {
+  pthread_mutex_lock(&s->lock);
+  int v = user_version(s);
+  pthread_mutex_unlock(&s->lock);
+  return v;
+}
+
+bool cz_store_ping(cz_store *s) { return cz_store_schema_version(s) > 0; }
+
+/* ---- a transaction runner: lock, BEGIN IMMEDIATE, body, COMMIT or ROLLBACK ---- */
+
+typedef cz_err_code (*txn_fn)(cz_store *s, void *cls, cz_error *err);
+
+static cz_err_code run_txn(cz_store *s, txn_fn fn, void *cls, cz_error *err) {
+  pthread_mutex_lock(&s->lock);
+  cz_err_code rc = exec(s, "BEGIN IMMEDIATE", err);
+  if (!rc) {
+    rc = fn(s, cls, err);
+    if (!rc) rc = exec(s, "COMMIT", err);
+    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+/* Run a statement expecting no row back; *changes gets the number of rows changed. */
+static cz_err_code step_done(cz_store *s, sqlite3_stmt *st, int *changes, cz_error *err) {
+  int r = sqlite3_step(st);
+  cz_err_code rc = r == SQLITE_DONE ? CZ_E_OK : db_error(s, err, "step");
+  if (changes) *changes = sqlite3_changes(s->db);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Collect every row of st into a JSON array. */
+static cz_err_code collect(cz_store *s, sqlite3_stmt *st, json_t **items, cz_error *err) {
+  json_t *arr = json_array();
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) json_array_append_new(arr, row_json(st));
+  sqlite3_finalize(st);
+  if (r != SQLITE_DONE) {
+    json_decref(arr);
+    return db_error(s, err, "query");
+  }
+  *items = arr;
+  return CZ_E_OK;
+}
+
+/* Read queries share this: lock, prepare, bind by the callback, collect. */
+typedef void (*bind_fn)(sqlite3_stmt *st, const void *cls);
+
+static cz_err_code query(cz_store *s, const char *sql, bind_fn bind, const void *cls,
+                         json_t **items, cz_error *err) {
+  pthread_mutex_lock(&s->lock);
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, sql, &st, err);
+  if (!rc) {
+    bind(st, cls);
+    rc = collect(s, st, items, err);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static cz_err_code query_one(cz_store *s, const char *sql, bind_fn bind, const void *cls,
+                             const char *what, const char *id, json_t **out, cz_error *err) {
+  json_t *items;
+  cz_err_code rc = query(s, sql, bind, cls, &items, err);
+  if (rc) return rc;
+  if (json_array_size(items) == 0) {
+    json_decref(items);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "%s %s not found", what, id);
+  }
+  *out = json_incref(json_array_get(items, 0));
+  json_decref(items);
+  return CZ_E_OK;
+}
+
+/* Page of a list: fetch limit+1 rows to know whether there is a next page. */
+static void finish_page(json_t *items, int limit, int64_t *next_seq) {
+  *next_seq = 0;
+  if ((int)json_array_size(items) > limit) {
+    json_array_remove(items, (size_t)limit);
+    *next_seq = json_integer_value(json_object_get(json_array_get(items, (size_t)limit - 1), "seq"));
+  }
+}
+
+/* ---- models ---- */
+
+static cz_err_code model_insert_txn(cz_store *s, void *cls, cz_error *err) {
+  const cz_model_row *m = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s,
+                           "INSERT INTO models (id, name, sha256, bytes, format, n_tensors, "
+                           "n_params, tensors, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, m->id);
+  bind_text(st, 2, m->name);
+  bind_text(st, 3, m->sha256);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)m->bytes);
+  bind_text(st, 5, m->format);
+  sqlite3_bind_int64(st, 6, (sqlite3_int64)m->n_tensors);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)m->n_params);
+  bind_text(st, 8, m->tensors_json);
+  sqlite3_bind_int64(st, 9, m->created_at);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_model_insert(cz_store *s, const cz_model_row *m, cz_error *err) {
+  return run_txn(s, model_insert_txn, (void *)m, err);
+}
+
+static void bind_id(sqlite3_stmt *st, const void *id) { bind_text(st, 1, id); }
+
+#define MODEL_COLS "seq, id, name, sha256, bytes, format, n_tensors, n_params, created_at"
+
+cz_err_code cz_store_model_get(cz_store *s, const char *id, bool with_tensors, json_t **out,
+                               cz_error *err) {
+  const char *sql = with_tensors ? "SELECT " MODEL_COLS ", tensors FROM models WHERE id = ?"
+                                 : "SELECT " MODEL_COLS " FROM models WHERE id = ?";
+  return query_one(s, sql, bind_id, id, "model", id, out, err);
+}
+
+typedef struct {
+  int limit;
+  int64_t before;
+  const char *state, *model;
+} page_args;
+
+static void bind_page(sqlite3_stmt *st, const void *cls) {
+  const page_args *a = cls;
+  sqlite3_bind_int64(st, 1, a->before > 0 ? a->before : INT64_MAX);
+  sqlite3_bind_int(st, 2, a->limit + 1);
+  if (sqlite3_bind_parameter_count(st) >= 4) {
+    bind_text(st, 3, a->state);
+    bind_text(st, 4, a->model);
+  }
+}
+
+cz_err_code cz_store_model_list(cz_store *s, int limit, int64_t before_seq, json_t **items,
+                                int64_t *next_seq, cz_error *err) {
+  page_args a = {limit, before_seq, NULL, NULL};
+  cz_err_code rc = query(s, "SELECT " MODEL_COLS " FROM models WHERE seq < ? ORDER BY seq DESC "
+                            "LIMIT ?", bind_page, &a, items, err);
+  if (!rc) finish_page(*items, limit, next_seq);
+  return rc;
+}
+
+typedef struct {
+  const char *id;
+  char *sha256;
+  bool *blob_free;
+} model_delete_args;
+
+static cz_err_code model_delete_txn(cz_store *s, void *cls, cz_error *err) {
+  model_delete_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT sha256, (SELECT count(*) FROM jobs WHERE model_id = m.id "
+                              "AND state IN ('queued','running')) FROM models m WHERE id = ?",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "model %s not found", a->id);
+  }
+  snprintf(a->sha256, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+  int active = sqlite3_column_int(st, 1);
+  sqlite3_finalize(st);
+  if (active)
+    return cz_err_set(err, CZ_E_CONFLICT, "model %s is used by %d queued or running job(s)",
+                      a->id, active);
+  if ((rc = prepare(s, "DELETE FROM models WHERE id = ?", &st, err))) return rc;
+  bind_text(st, 1, a->id);
+  if ((rc = step_done(s, st, NULL, err))) return rc;
+  if ((rc = prepare(s, "SELECT count(*) FROM models WHERE sha256 = ?", &st, err))) return rc;
+  bind_text(st, 1, a->sha256);
+  *a->blob_free = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0;
+  sqlite3_finalize(st);
+  return CZ_E_OK;
+}
+
+cz_err_code cz_store_model_delete(cz_store *s, const char *id, char sha256[65], bool *blob_free,
+                                  cz_error *err) {
+  model_delete_args a = {id, sha256, blob_free};
+  *blob_free = false;
+  return run_txn(s, model_delete_txn, &a, err);
+}
+
+/* ---- jobs ---- */
+
+#define JOB_COLS                                                                              \
+  "seq, id, model_id, recipe, state, attempts, max_attempts, cancel_requested, tensors_done, " \
+  "tensors_total, bytes_done, bytes_total, error_code, error_message, artifact_sha256, "      \
+  "artifact_bytes, artifact_format, report_sha256, created_at, started_at, finished_at, "     \
+  "updated_at"
+
+typedef struct {
+  const char *id, *model_id, *recipe;
+  int max_attempts;
+  int64_t now;
+} job_insert_args;
+
+static cz_err_code job_insert_txn(cz_store *s, void *cls, cz_error *err) {
+  const job_insert_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT 1 FROM models WHERE id = ?", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->model_id);
+  bool found = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  if (!found) return cz_err_set(err, CZ_E_NOT_FOUND, "model: %s not found", a->model_id);
+  if ((rc = prepare(s, "INSERT INTO jobs (id, model_id, recipe, state, max_attempts, created_at, "
+                       "updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)", &st, err)))
+    return rc;
+  bind_text(st, 1, a->id);
+  bind_text(st, 2, a->model_id);
+  bind_text(st, 3, a->recipe);
+  sqlite3_bind_int(st, 4, a->max_attempts);
+  sqlite3_bind_int64(st, 5, a->now);
+  sqlite3_bind_int64(st, 6, a->now);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_job_insert(cz_store *s, const char *id, const char *model_id,
+                                const char *recipe_json, int max_attempts, int64_t now,
+                                cz_error *err) {
+  job_insert_args a = {id, model_id, recipe_json, max_attempts, now};
+  return run_txn(s, job_insert_txn, &a, err);
+}
+
+cz_err_code cz_store_job_get(cz_store *s, const char *id, json_t **out, cz_error *err) {
+  return query_one(s, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", bind_id, id, "job", id, out,
+                   err);
+}
+
+cz_err_code cz_store_job_list(cz_store *s, int limit, int64_t before_seq, const char *state,
+                              const char *model_id, json_t **items, int64_t *next_seq,
+                              cz_error *err) {
+  page_args a = {limit, before_seq, state, model_id};
+  cz_err_code rc = query(s, "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 AND (?3 IS NULL OR "
+                            "state = ?3) AND (?4 IS NULL OR model_id = ?4) ORDER BY seq DESC "
+                            "LIMIT ?2", bind_page, &a, items, err);
+  if (!rc) finish_page(*items, limit, next_seq);
+  return rc;
+}
+
+typedef struct {
+  const char *id;
+  int64_t now;
+  bool *was_running;
+} cancel_args;
+
+static cz_err_code job_cancel_txn(cz_store *s, void *cls, cz_error *err) {
+  cancel_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT state FROM jobs WHERE id = ?", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "job %s not found", a->id);
+  }
+  char state[16];
+  snprintf(state, sizeof state, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  const char *sql;
+  if (strcmp(state, "queued") == 0) {
+    sql = "UPDATE jobs SET state = 'canceled', error_code = 'canceled', error_message = "
+          "'canceled by request', finished_at = ?2, updated_at = ?2 WHERE id = ?1";
+    *a->was_running = false;
+  } else if (strcmp(state, "running") == 0) {
+    sql = "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1";
+    *a->was_running = true;
+  } else {
+    return cz_err_set(err, CZ_E_CONFLICT, "job %s has already finished (%s)", a->id, state);
+  }
+  if ((rc = prepare(s, sql, &st, err))) return rc;
+  bind_text(st, 1, a->id);
+  sqlite3_bind_int64(st, 2, a->now);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_job_cancel(cz_store *s, const char *id, int64_t now, bool *was_running,
+                                cz_error *err) {
+  cancel_args a = {id, now, was_running};
+  return run_txn(s, job_cancel_txn, &a, err);
+}
+
+typedef struct {
+  const char *owner;
+  int64_t lease_ms, now;
+  json_t **job;
+} claim_args;
+
+static cz_err_code job_claim_txn(cz_store *s, void *cls, cz_error *err) {
+  claim_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(
+      s,
+      "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?1, "
+      "lease_expires_at = ?2 + ?3, started_at = coalesce(started_at, ?2), updated_at = ?2, "
+      "tensors_done = 0, bytes_done = 0 "
+      "WHERE id = (SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1) "
+      "RETURNING " JOB_COLS,
+      &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->owner);
+  sqlite3_bind_int64(st, 2, a->now);
+  sqlite3_bind_int64(st, 3, a->lease_ms);
+  *a->job = NULL;
+  json_t *rows;
+  if ((rc = collect(s, st, &rows, err))) return rc;
+  if (json_array_size(rows)) *a->job = json_incref(json_array_get(rows, 0));
+  json_decref(rows);
+  return CZ_E_OK;
+}
+
+cz_err_code cz_store_job_claim(cz_store *s, const char *owner, int64_t lease_ms, int64_t now,
+                               json_t **job, cz_error *err) {
+  claim_args a = {owner, lease_ms, now, job};
+  return run_txn(s, job_claim_txn, &a, err);
+}
+
+typedef struct {
+  const char *id, *owner;
+  uint64_t td, tt, bd, bt;
+  int64_t lease_ms, now;
+  bool *cancel;
+} heartbeat_args;
+
+static cz_err_code job_heartbeat_txn(cz_store *s, void *cls, cz_error *err) {
+  heartbeat_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s,
+                           "UPDATE jobs SET tensors_done = ?3, tensors_total = ?4, bytes_done = "
+                           "?5, bytes_total = ?6, lease_expires_at = ?7 + ?8, updated_at = ?7 "
+                           "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running' "
+                           "RETURNING cancel_requested",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  bind_text(st, 2, a->owner);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)a->td);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)a->tt);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)a->bd);
+  sqlite3_bind_int64(st, 6, (sqlite3_int64)a->bt);
+  sqlite3_bind_int64(st, 7, a->now);
+  sqlite3_bind_int64(st, 8, a->lease_ms);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    *a->cancel = sqlite3_column_int(st, 0) != 0;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+  } else if (r == SQLITE_DONE) {
+    sqlite3_finalize(st);
+    return cz_err_set(err, CZ_E_CONFLICT, "job %s is no longer leased by this process", a->id);
+  }
+  sqlite3_finalize(st);
+  return r == SQLITE_DONE ? CZ_E_OK : db_error(s, err, "heartbeat");
+}
+
+cz_err_code cz_store_job_heartbeat(cz_store *s, const char *id, const char *owner,
+                                   uint64_t tensors_done, uint64_t tensors_total,
+                                   uint64_t bytes_done, uint64_t bytes_total, int64_t lease_ms,
+                                   int64_t now, bool *cancel, cz_error *err) {
+  heartbeat_args a = {id, owner, tensors_done, tensors_total, bytes_done, bytes_total,
+                      lease_ms, now, cancel};
+  *cancel = false;
+  return run_txn(s, job_heartbeat_txn, &a, err);
+}
+
+typedef struct {
+  const char *id, *owner;
+  const cz_job_outcome *o;
+  int64_t now;
+} finish_args;
+
+static cz_err_code job_finish_txn(cz_store *s, void *cls, cz_error *err) {
+  finish_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(
+      s,
+      "UPDATE jobs SET state = ?3, error_code = ?4, error_message = ?5, artifact_sha256 = ?6, "
+      "artifact_bytes = ?7, artifact_format = ?8, report_sha256 = ?9, finished_at = ?10, "
+      "updated_at = ?10, lease_owner = NULL, lease_expires_at = NULL, "
+      "tensors_done = CASE WHEN ?3 = 'succeeded' THEN tensors_total ELSE tensors_done END, "
+      "bytes_done = CASE WHEN ?3 = 'succeeded' THEN bytes_total ELSE bytes_done END "
+      "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+      &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  bind_text(st, 2, a->owner);
+  bind_text(st, 3, a->o->state);
+  bind_text(st, 4, a->o->error_code);
+  bind_text(st, 5, a->o->error_message);
+  bind_text(st, 6, a->o->artifact_sha256);
+  if (a->o->artifact_sha256) sqlite3_bind_int64(st, 7, (sqlite3_int64)a->o->artifact_bytes);
+  else sqlite3_bind_null(st, 7);
+  bind_text(st, 8, a->o->artifact_format);
+  bind_text(st, 9, a->o->report_sha256);
+  sqlite3_bind_int64(st, 10, a->now);
+  int changes = 0;
+  if ((rc = step_done(s, st, &changes, err))) return rc;
+  if (changes == 0)
+    return cz_err_set(err, CZ_E_CONFLICT, "job %s is no longer leased by this process", a->id);
+  return CZ_E_OK;
+}
+
+cz_err_code cz_store_job_finish(cz_store *s, const char *id, const char *owner,
+                                const cz_job_outcome *o, int64_t now, cz_error *err) {
+  finish_args a = {id, owner, o, now};
+  return run_txn(s, job_finish_txn, &a, err);
+}
+
+static cz_err_code job_release_txn(cz_store *s, void *cls, cz_error *err) {
+  finish_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0), "
+                              "lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3 "
+                              "WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  bind_text(st, 2, a->owner);
+  sqlite3_bind_int64(st, 3, a->now);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner, int64_t now,
+                                 cz_error *err) {
+  finish_args a = {id, owner, NULL, now};
+  return run_txn(s, job_release_txn, &a, err);
+}
+
+typedef struct {
+  int64_t now;
+  int *requeued, *failed;
+} recover_args;
+
+static cz_err_code recover_txn(cz_store *s, void *cls, cz_error *err) {
+  recover_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s,
+                           "UPDATE jobs SET state = 'failed', error_code = 'abandoned', "
+                           "error_message = 'the job was interrupted ' || attempts || "
+                           "' time(s); giving up after max_attempts', finished_at = ?1, "
+                           "updated_at = ?1, lease_owner = NULL, lease_expires_at = NULL "
+                           "WHERE state = 'running' AND attempts >= max_attempts",
+                           &st, err);
+  if (rc) return rc;
+  sqlite3_bind_int64(st, 1, a->now);
+  if ((rc = step_done(s, st, a->failed, err))) return rc;
+  if ((rc = prepare(s, "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = "
+                       "NULL, updated_at = ?1 WHERE state = 'running'", &st, err)))
+    return rc;
+  sqlite3_bind_int64(st, 1, a->now);
+  return step_done(s, st, a->requeued, err);
+}
+
+cz_err_code cz_store_recover(cz_store *s, int64_t now, int *requeued, int *failed,
+                             cz_error *err) {
+  recover_args a = {now, requeued, failed};
+  *requeued = *failed = 0;
+  return run_txn(s, recover_txn, &a, err);
+}
+
+static void bind_sha(sqlite3_stmt *st, const void *sha) {
+  bind_text(st, 1, sha);
+}
+
+cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_error *err) {
+  json_t *items;
+  cz_err_code rc = query(s, "SELECT 1 FROM models WHERE sha256 = ?1 UNION ALL SELECT 1 FROM jobs "
+                            "WHERE artifact_sha256 = ?1 OR report_sha256 = ?1 LIMIT 1",
+                         bind_sha, sha256, &items, err);
+  if (rc) return rc;
+  *used = json_array_size(items) > 0;
+  json_decref(items);
+  return CZ_E_OK;
+}

@@ -1,0 +1,107 @@
+/* cz_store: the durable state of compressd (models, jobs, the queue) in SQLite.
+ *
+ * This is the only module that speaks SQL. It is a small interface on purpose: a PostgreSQL
+ * implementation of the same functions is planned for users who outgrow one machine.
+ *
+ * Durability: WAL mode with synchronous=FULL, so a committed transaction survives power loss
+ * and a function that returned CZ_E_OK has made its change durable. Every read-then-write is
+ * one BEGIN IMMEDIATE transaction. The schema comes from migrations/NNNN-*.sql, built into the
+ * binary and applied in order at open; PRAGMA user_version records the last one applied, and a
+ * database newer than this binary is refused.
+ *
+ * Queue: queued -> running -> succeeded | failed | canceled. A claim is atomic
+ * (UPDATE ... RETURNING), counts the attempt and sets a lease (owner + expiry); every later
+ * change of a running job is fenced by the owner, so a job taken over by another process can
+ * no longer be written by the old one.
+ *
+ * Rows are returned as jansson objects, one key per column (new references, the caller
+ * decrefs). Thread: a cz_store may be shared by threads; calls are serialized inside.
+ */
+#ifndef CZ_STORE_H
+#define CZ_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cz_err.h"
+
+typedef struct {
+  int version;       /* N of NNNN-name.sql */
+  const char *name;
+  const char *sql;
+} cz_migration;
+
+/* Generated from migrations/ by tools/embed-migrations.sh. */
+extern const cz_migration cz_migrations[];
+extern const int cz_migrations_count;
+
+typedef struct cz_store cz_store;
+
+cz_err_code cz_store_open(const char *path, cz_store **out, cz_error *err);
+void cz_store_close(cz_store *s);
+int cz_store_schema_version(cz_store *s);
+/* Cheap check that the database answers (readiness). */
+bool cz_store_ping(cz_store *s);
+
+/* ---- models ---- */
+typedef struct {
+  const char *id, *name, *sha256, *format;
+  uint64_t bytes, n_tensors, n_params;
+  const char *tensors_json;   /* JSON array of {name, dtype, shape} */
+  int64_t created_at;
+} cz_model_row;
+
+cz_err_code cz_store_model_insert(cz_store *s, const cz_model_row *m, cz_error *err);
+/* with_tensors: include the "tensors" column (it can be large). NOT_FOUND if absent. */
+cz_err_code cz_store_model_get(cz_store *s, const char *id, bool with_tensors, json_t **out,
+                               cz_error *err);
+/* Newest first; before_seq 0 = from the newest. *next_seq = 0 when there is no next page. */
+cz_err_code cz_store_model_list(cz_store *s, int limit, int64_t before_seq, json_t **items,
+                                int64_t *next_seq, cz_error *err);
+/* Delete a model that no queued or running job uses (CONFLICT otherwise). *blob_free is true
+ * when no other model row shares its blob, so the caller may remove the file. */
+cz_err_code cz_store_model_delete(cz_store *s, const char *id, char sha256[65], bool *blob_free,
+                                  cz_error *err);
+
+/* ---- jobs ---- */
+cz_err_code cz_store_job_insert(cz_store *s, const char *id, const char *model_id,
+                                const char *recipe_json, int max_attempts, int64_t now,
+                                cz_error *err);
+cz_err_code cz_store_job_get(cz_store *s, const char *id, json_t **out, cz_error *err);
+/* Filters may be NULL. */
+cz_err_code cz_store_job_list(cz_store *s, int limit, int64_t before_seq, const char *state,
+                              const char *model_id, json_t **items, int64_t *next_seq,
+                              cz_error *err);
+/* queued -> canceled at once (*was_running false); running -> cancel_requested
+ * (*was_running true); finished -> CONFLICT. */
+cz_err_code cz_store_job_cancel(cz_store *s, const char *id, int64_t now, bool *was_running,
+                                cz_error *err);
+
+/* Claim the oldest queued job: *job NULL when there is none. */
+cz_err_code cz_store_job_claim(cz_store *s, const char *owner, int64_t lease_ms, int64_t now,
+                               json_t **job, cz_error *err);
+/* Record progress and extend the lease; *cancel tells whether a cancel was requested.
+ * CONFLICT when the job is no longer ours. */
+cz_err_code cz_store_job_heartbeat(cz_store *s, const char *id, const char *owner,
+                                   uint64_t tensors_done, uint64_t tensors_total,
+                                   uint64_t bytes_done, uint64_t bytes_total, int64_t lease_ms,
+                                   int64_t now, bool *cancel, cz_error *err);
+typedef struct {
+  const char *state;          /* "succeeded", "failed" or "canceled" */
+  const char *error_code, *error_message;                 /* failed/canceled */
+  const char *artifact_sha256, *artifact_format, *report_sha256;  /* succeeded */
+  uint64_t artifact_bytes;
+} cz_job_outcome;
+cz_err_code cz_store_job_finish(cz_store *s, const char *id, const char *owner,
+                                const cz_job_outcome *o, int64_t now, cz_error *err);
+/* Give a running job back to the queue without counting the attempt (orderly shutdown). */
+cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner, int64_t now,
+                                 cz_error *err);
+/* At start: jobs left running by a dead process go back to queued, or fail once they used
+ * max_attempts. */
+cz_err_code cz_store_recover(cz_store *s, int64_t now, int *requeued, int *failed, cz_error *err);
+/* Is this blob referenced by any model or job row? */
+cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_error *err);
+
+#endif
