@@ -1,0 +1,546 @@
+/* cz_api: handlers of the v1 REST API (models, jobs, artifacts, reports, health). */
+#include "cz_api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cz_log.h"
+#include "cz_model.h"
+#include "cz_pipeline.h"
+
+#define MAX_NAME_LEN 255        /* a model's display name, in bytes */
+#define DEFAULT_PAGE_SIZE 50
+#define MAX_PAGE_SIZE 1000      /* bounds one list response */
+
+/* ---- helpers ---- */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* "mdl_" / "job_" + 24 hex digits of randomness. */
+static void new_id(const char *prefix, char *out, size_t len) {
+  uint8_t b[12];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+    /* getrandom only fails before the pool is seeded; mix time and a counter instead */
+    static _Atomic uint64_t counter;
+    uint64_t v = (uint64_t)now_ms() ^ (++counter << 40);
+    memcpy(b, &v, 8);
+    memset(b + 8, 0, 4);
+  }
+  int n = snprintf(out, len, "%s", prefix);
+  for (size_t i = 0; i < sizeof b && (size_t)n + 2 < len; i++)
+    n += snprintf(out + n, len - (size_t)n, "%02x", b[i]);
+}
+
+static json_t *time_json(json_t *ms) {
+  if (!json_is_integer(ms)) return json_null();
+  int64_t v = json_integer_value(ms);
+  time_t s = (time_t)(v / 1000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char buf[96];
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(v % 1000));
+  return json_string(buf);
+}
+
+static json_t *col(json_t *row, const char *k) { return json_object_get(row, k); }
+
+/* Strict page_size and page_token parsing: a bad value is the client's error, not ignored. */
+static bool parse_page(cz_req *r, int *size, int64_t *before) {
+  const char *ps = cz_req_arg(r, "page_size"), *pt = cz_req_arg(r, "page_token");
+  *size = DEFAULT_PAGE_SIZE;
+  *before = 0;
+  char *end;
+  if (ps) {
+    errno = 0;
+    long v = strtol(ps, &end, 10);
+    if (errno || *end || end == ps || v < 1 || v > MAX_PAGE_SIZE) {
+      cz_reply_error(r, CZ_E_INVALID_ARGUMENT, "page_size must be an integer from 1 to %d",
+                     MAX_PAGE_SIZE);
+      return false;
+    }
+    *size = (int)v;
+  }
+  if (pt && *pt) {
+    errno = 0;
+    long long v = strtoll(pt, &end, 10);
+    if (errno || *end || v < 1) {
+      cz_reply_error(r, CZ_E_INVALID_ARGUMENT, "page_token is not one this server issued");
+      return false;
+    }
+    *before = v;
+  }
+  return true;
+}
+
+static json_t *page_json(const char *key, json_t *items, int64_t next) {
+  json_t *o = json_object();
+  json_object_set_new(o, key, items);
+  if (next) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, next);
+    json_object_set_new(o, "next_page_token", json_string(buf));
+  } else {
+    json_object_set_new(o, "next_page_token", json_null());
+  }
+  return o;
+}
+
+/* ---- health ---- */
+
+static enum MHD_Result h_livez(cz_req *r) {
+  return cz_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static enum MHD_Result h_readyz(cz_req *r) {
+  cz_api *api = r->app;
+  if (!atomic_load(&api->ready))
+    return cz_reply_error(r, CZ_E_UNAVAILABLE, "starting or stopping");
+  if (!cz_store_ping(api->store)) return cz_reply_error(r, CZ_E_UNAVAILABLE, "database unavailable");
+  return cz_reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+/* ---- models ---- */
+
+static json_t *model_json(json_t *row) {
+  json_t *o = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:o}", "id", col(row, "id"), "name",
+                        col(row, "name"), "sha256", col(row, "sha256"), "bytes",
+                        col(row, "bytes"), "format", col(row, "format"), "tensor_count",
+                        col(row, "n_tensors"), "parameter_count", col(row, "n_params"),
+                        "created_at", time_json(col(row, "created_at")));
+  const char *tensors = json_string_value(col(row, "tensors"));
+  if (tensors) json_object_set_new(o, "tensors", json_loads(tensors, 0, NULL));
+  return o;
+}
+
+/* The tensors of a validated model as [{name, dtype, shape}], shape outermost first. */
+static json_t *tensors_json(const cz_model *m, uint64_t *n_params) {
+  json_t *arr = json_array();
+  *n_params = 0;
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const cz_tensor *t = &m->tensors[i];
+    const cz_type_traits *tr = cz_type_get(t->type);
+    json_t *shape = json_array();
+    for (int d = t->n_dims - 1; d >= 0; d--) json_array_append_new(shape, json_integer(t->ne[d]));
+    const char *dtype = m->format == CZ_FORMAT_SAFETENSORS && tr->st_name ? tr->st_name : tr->name;
+    json_array_append_new(arr, json_pack("{s:s, s:s, s:o}", "name", t->name, "dtype", dtype,
+                                         "shape", shape));
+    *n_params += (uint64_t)cz_tensor_nelements(t);
+  }
+  return arr;
+}
+
+typedef struct {
+  cz_blob_writer w;
+  uint64_t limit;
+  char name[MAX_NAME_LEN + 1];
+} upload_state;
+
+static bool valid_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > MAX_NAME_LEN) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+  return true;
+}
+
+static enum MHD_Result upload_begin(cz_req *r) {
+  cz_api *api = r->app;
+  const char *ct = cz_req_header(r, "Content-Type");
+  if (ct == NULL || strncmp(ct, "application/octet-stream", 24) != 0)
+    return cz_reply_error(r, CZ_E_UNSUPPORTED_MEDIA_TYPE,
+                          "upload the file as the raw body with Content-Type: "
+                          "application/octet-stream (curl --data-binary @FILE -H ...)");
+  const char *name = cz_req_arg(r, "name");
+  if (name && !valid_name(name))
+    return cz_reply_error(r, CZ_E_INVALID_ARGUMENT,
+                          "name: 1 to %d bytes without control characters", MAX_NAME_LEN);
+  const char *cl = cz_req_header(r, "Content-Length");
+  if (cl) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(cl, &end, 10);
+    if (errno == 0 && *end == 0 && v > api->max_upload_bytes)
+      return cz_reply_error(r, CZ_E_TOO_LARGE, "the file is %llu bytes; the limit is %" PRIu64,
+                            v, api->max_upload_bytes);
+  }
+  upload_state *u = calloc(1, sizeof *u);
+  if (!u) return cz_reply_error(r, CZ_E_NO_MEMORY, "out of memory");
+  u->limit = api->max_upload_bytes;
+  snprintf(u->name, sizeof u->name, "%s", name ? name : "model");
+  cz_error e = {0};
+  if (cz_blob_writer_open(api->blobs, &u->w, &e)) {
+    free(u);
+    return cz_reply_err(r, &e);
+  }
+  r->state = u;
+  return MHD_YES;
+}
+
+static void upload_abort(cz_req *r) {
+  upload_state *u = r->state;
+  if (!u) return;
+  cz_blob_writer_abort(&u->w);
+  free(u);
+  r->state = NULL;
+}
+
+/* Reply with an error and drop the partial upload. */
+static enum MHD_Result upload_fail(cz_req *r, const cz_error *e) {
+  upload_abort(r);
+  return cz_reply_err(r, e);
+}
+
+static enum MHD_Result upload_end(cz_req *r) {
+  cz_api *api = r->app;
+  upload_state *u = r->state;
+  cz_error e = {0};
+  cz_model *m = NULL;
+  /* validate the complete file before it becomes a blob: a rejected upload leaves nothing */
+  if (cz_model_open(u->w.tmp_path, &m, &e)) return upload_fail(r, &e);
+  uint64_t n_params;
+  json_t *tensors = tensors_json(m, &n_params);
+  char *tensors_s = json_dumps(tensors, JSON_COMPACT);
+  json_decref(tensors);
+  cz_format fmt = m->format;
+  size_t n_tensors = m->n_tensors;
+  cz_model_close(m);
+  char sha[65];
+  uint64_t bytes;
+  if (!tensors_s) {
+    cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
+    return upload_fail(r, &e);
+  }
+  if (cz_blob_writer_commit(&u->w, sha, &bytes, &e)) {
+    free(tensors_s);
+    return upload_fail(r, &e);
+  }
+  char id[40];
+  new_id("mdl_", id, sizeof id);
+  cz_model_row row = {id, u->name, sha, cz_format_name(fmt), bytes, n_tensors, n_params,
+                      tensors_s, now_ms()};
+  cz_err_code rc = cz_store_model_insert(api->store, &row, &e);
+  free(tensors_s);
+  free(u);
+  r->state = NULL;
+  if (rc) {
+    bool used = true;
+    cz_error e2;
+    if (!cz_store_blob_used(api->store, sha, &used, &e2) && !used) cz_blob_remove(api->blobs, sha, &e2);
+    return cz_reply_err(r, &e);
+  }
+  cz_log(CZ_LOG_INFO, "model uploaded", "model", id, "sha256", sha, "bytes", CZ_LOG_UINT(bytes),
+         "format", cz_format_name(fmt), NULL);
+  json_t *out;
+  if (cz_store_model_get(api->store, id, false, &out, &e)) return cz_reply_err(r, &e);
+  json_t *body = model_json(out);
+  json_decref(out);
+  return cz_reply_json(r, 201, body);
+}
+
+static enum MHD_Result h_model_upload(cz_req *r, cz_upload_phase phase, const char *data,
+                                      size_t len) {
+  upload_state *u = r->state;
+  cz_error e = {0};
+  switch (phase) {
+    case CZ_UPLOAD_BEGIN:
+      return upload_begin(r);
+    case CZ_UPLOAD_CHUNK:
+      if (len > u->limit - u->w.bytes) {
+        cz_err_set(&e, CZ_E_TOO_LARGE, "the upload exceeds the limit of %" PRIu64 " bytes", u->limit);
+        return upload_fail(r, &e);
+      }
+      if (cz_blob_writer_write(&u->w, data, len, &e)) return upload_fail(r, &e);
+      return MHD_YES;
+    case CZ_UPLOAD_END:
+      return upload_end(r);
+  }
+  return MHD_NO;
+}
+
+static enum MHD_Result h_model_list(cz_req *r) {
+  cz_api *api = r->app;
+  int size;
+  int64_t before, next;
+  if (!parse_page(r, &size, &before)) return MHD_YES;
+  json_t *rows;
+  cz_error e = {0};
+  if (cz_store_model_list(api->store, size, before, &rows, &next, &e)) return cz_reply_err(r, &e);
+  json_t *items = json_array();
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) json_array_append_new(items, model_json(row));
+  json_decref(rows);
+  return cz_reply_json(r, 200, page_json("models", items, next));
+}
+
+static enum MHD_Result h_model_get(cz_req *r) {
+  cz_api *api = r->app;
+  json_t *row;
+  cz_error e = {0};
+  if (cz_store_model_get(api->store, r->id, true, &row, &e)) return cz_reply_err(r, &e);
+  json_t *body = model_json(row);
+  json_decref(row);
+  return cz_reply_json(r, 200, body);
+}
+
+static enum MHD_Result h_model_delete(cz_req *r) {
+  cz_api *api = r->app;
+  char sha[65];
+  bool blob_free;
+  cz_error e = {0};
+  if (cz_store_model_delete(api->store, r->id, sha, &blob_free, &e)) return cz_reply_err(r, &e);
+  bool used = true;
+  if (blob_free && !cz_store_blob_used(api->store, sha, &used, &e) && !used)
+    cz_blob_remove(api->blobs, sha, &e);
+  cz_log(CZ_LOG_INFO, "model deleted", "model", r->id, NULL);
+  return cz_reply_status(r, 204);
+}
+
+/* ---- jobs ---- */
+
+static json_t *job_json(json_t *row) {
+  const char *id = json_string_value(col(row, "id"));
+  const char *state = json_string_value(col(row, "state"));
+  json_int_t td = json_integer_value(col(row, "tensors_done")),
+             tt = json_integer_value(col(row, "tensors_total")),
+             bd = json_integer_value(col(row, "bytes_done")),
+             bt = json_integer_value(col(row, "bytes_total"));
+  json_t *recipe = json_loads(json_string_value(col(row, "recipe")), 0, NULL);
+  json_t *o = json_pack(
+      "{s:s, s:O, s:s, s:o, s:O, s:O, s:b, s:{s:I, s:I, s:I, s:I, s:f}, s:o, s:o, s:o, s:o}",
+      "id", id, "model", col(row, "model_id"), "state", state, "recipe",
+      recipe ? recipe : json_null(), "attempts", col(row, "attempts"), "max_attempts",
+      col(row, "max_attempts"), "cancel_requested",
+      (int)json_integer_value(col(row, "cancel_requested")), "progress", "tensors_done", td,
+      "tensors_total", tt, "bytes_done", bd, "bytes_total", bt, "fraction",
+      bt > 0 ? (double)bd / (double)bt : (strcmp(state, "succeeded") == 0 ? 1.0 : 0.0),
+      "created_at", time_json(col(row, "created_at")), "started_at",
+      time_json(col(row, "started_at")), "finished_at", time_json(col(row, "finished_at")),
+      "updated_at", time_json(col(row, "updated_at")));
+  if (json_is_string(col(row, "error_code")))
+    json_object_set_new(o, "error", json_pack("{s:O, s:O}", "code", col(row, "error_code"),
+                                              "message", col(row, "error_message")));
+  else
+    json_object_set_new(o, "error", json_null());
+  char buf[160];
+  json_t *links = json_object();
+  snprintf(buf, sizeof buf, "/v1/jobs/%s", id);
+  json_object_set_new(links, "self", json_string(buf));
+  snprintf(buf, sizeof buf, "/v1/jobs/%s:cancel", id);
+  json_object_set_new(links, "cancel", json_string(buf));
+  if (json_is_string(col(row, "artifact_sha256"))) {
+    json_object_set_new(o, "artifact",
+                        json_pack("{s:O, s:O, s:O}", "sha256", col(row, "artifact_sha256"),
+                                  "bytes", col(row, "artifact_bytes"), "format",
+                                  col(row, "artifact_format")));
+    snprintf(buf, sizeof buf, "/v1/jobs/%s/artifact", id);
+    json_object_set_new(links, "artifact", json_string(buf));
+    snprintf(buf, sizeof buf, "/v1/jobs/%s/report", id);
+    json_object_set_new(links, "report", json_string(buf));
+  } else {
+    json_object_set_new(o, "artifact", json_null());
+  }
+  json_object_set_new(o, "links", links);
+  return o;
+}
+
+static enum MHD_Result reply_job(cz_req *r, unsigned status, const char *id) {
+  cz_api *api = r->app;
+  json_t *row;
+  cz_error e = {0};
+  if (cz_store_job_get(api->store, id, &row, &e)) return cz_reply_err(r, &e);
+  json_t *body = job_json(row);
+  json_decref(row);
+  return cz_reply_json(r, status, body);
+}
+
+/* Plan the recipe against the model now, so that a job that cannot run is refused at submit
+ * time with the reason rather than failing later in the queue. */
+static cz_err_code check_plan(cz_api *api, const cz_recipe *rec, const char *model_id,
+                              cz_error *err) {
+  json_t *row;
+  cz_err_code rc = cz_store_model_get(api->store, model_id, false, &row, err);
+  if (rc == CZ_E_NOT_FOUND)
+    return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "model: no model with id %s", model_id);
+  if (rc) return rc;
+  char path[4096];
+  cz_blob_path(api->blobs, json_string_value(col(row, "sha256")), path, sizeof path);
+  json_decref(row);
+  cz_model *m;
+  if ((rc = cz_model_open(path, &m, err))) return rc;
+  cz_run *run;
+  rc = cz_run_plan(rec, m, NULL, &run, err);
+  if (!rc) cz_run_free(run);
+  cz_model_close(m);
+  return rc;
+}
+
+static enum MHD_Result h_job_create(cz_req *r) {
+  cz_api *api = r->app;
+  json_error_t jerr;
+  json_t *body = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!body) return cz_reply_error(r, CZ_E_INVALID_RECIPE, "body is not valid JSON: %s", jerr.text);
+  cz_error e = {0};
+  cz_recipe *rec = NULL;
+  static const char *const extra[] = {"model", NULL};
+  const char *model = json_string_value(json_object_get(body, "model"));
+  enum MHD_Result ret;
+  if (!json_is_object(body) || model == NULL) {
+    ret = cz_reply_error(r, CZ_E_INVALID_RECIPE, "model is required (the id of an uploaded model)");
+  } else if (cz_recipe_parse(body, extra, &rec, &e) || check_plan(api, rec, model, &e)) {
+    ret = cz_reply_err(r, &e);
+  } else {
+    json_t *norm = cz_recipe_normalized(rec);
+    char *rs = json_dumps(norm, JSON_COMPACT);
+    json_decref(norm);
+    char id[40];
+    new_id("job_", id, sizeof id);
+    if (!rs || cz_store_job_insert(api->store, id, model, rs, api->max_attempts, now_ms(), &e)) {
+      if (!rs) cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
+      ret = cz_reply_err(r, &e);
+    } else {
+      cz_log(CZ_LOG_INFO, "job submitted", "job", id, "model", model, NULL);
+      api->wake(api->wake_cls);
+      ret = reply_job(r, 202, id);
+    }
+    free(rs);
+  }
+  cz_recipe_free(rec);
+  json_decref(body);
+  return ret;
+}
+
+static enum MHD_Result h_job_list(cz_req *r) {
+  cz_api *api = r->app;
+  int size;
+  int64_t before, next;
+  if (!parse_page(r, &size, &before)) return MHD_YES;
+  const char *state = cz_req_arg(r, "state");
+  static const char *const states[] = {"queued", "running", "succeeded", "failed", "canceled", NULL};
+  bool ok = state == NULL;
+  for (int i = 0; !ok && states[i]; i++) ok = strcmp(states[i], state) == 0;
+  if (!ok)
+    return cz_reply_error(r, CZ_E_INVALID_ARGUMENT,
+                          "state must be queued, running, succeeded, failed or canceled");
+  json_t *rows;
+  cz_error e = {0};
+  if (cz_store_job_list(api->store, size, before, state, cz_req_arg(r, "model"), &rows, &next, &e))
+    return cz_reply_err(r, &e);
+  json_t *items = json_array();
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) json_array_append_new(items, job_json(row));
+  json_decref(rows);
+  return cz_reply_json(r, 200, page_json("jobs", items, next));
+}
+
+static enum MHD_Result h_job_get(cz_req *r) { return reply_job(r, 200, r->id); }
+
+static enum MHD_Result h_job_cancel(cz_req *r) {
+  cz_api *api = r->app;
+  bool running;
+  cz_error e = {0};
+  if (cz_store_job_cancel(api->store, r->id, now_ms(), &running, &e)) return cz_reply_err(r, &e);
+  if (running) api->wake(api->wake_cls);
+  cz_log(CZ_LOG_INFO, "job cancel", "job", r->id, "was_running", running ? "true" : "false", NULL);
+  return reply_job(r, running ? 202 : 200, r->id);
+}
+
+/* Open a finished job's blob for streaming; replies on error and returns -1. */
+static int open_job_blob(cz_req *r, const char *column, json_t **row_out, uint64_t *size) {
+  cz_api *api = r->app;
+  json_t *row;
+  cz_error e = {0};
+  if (cz_store_job_get(api->store, r->id, &row, &e)) {
+    cz_reply_err(r, &e);
+    return -1;
+  }
+  const char *sha = json_string_value(col(row, column));
+  if (!sha) {
+    cz_reply_error(r, CZ_E_CONFLICT, "job %s has no result yet (state %s)", r->id,
+                   json_string_value(col(row, "state")));
+    json_decref(row);
+    return -1;
+  }
+  char path[4096];
+  cz_blob_path(api->blobs, sha, path, sizeof path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fd >= 0) close(fd);
+    cz_reply_error(r, CZ_E_IO, "the stored result of job %s cannot be read", r->id);
+    json_decref(row);
+    return -1;
+  }
+  *size = (uint64_t)st.st_size;
+  *row_out = row;
+  return fd;
+}
+
+static enum MHD_Result h_job_artifact(cz_req *r) {
+  json_t *row;
+  uint64_t size;
+  int fd = open_job_blob(r, "artifact_sha256", &row, &size);
+  if (fd < 0) return MHD_YES;
+  const char *sha = json_string_value(col(row, "artifact_sha256"));
+  const char *fmt = json_string_value(col(row, "artifact_format"));
+  char etag[80], disp[160];
+  snprintf(etag, sizeof etag, "\"%s\"", sha);
+  snprintf(disp, sizeof disp, "attachment; filename=\"%s.%s\"", r->id,
+           fmt && strcmp(fmt, "gguf") == 0 ? "gguf" : "safetensors");
+  const char *inm = cz_req_header(r, "If-None-Match");
+  enum MHD_Result ret;
+  if (inm && strcmp(inm, etag) == 0) {
+    close(fd);
+    ret = cz_reply_status(r, 304);
+  } else {
+    ret = cz_reply_fd(r, fd, size, "application/octet-stream", "ETag", etag,
+                      "Content-Disposition", disp, NULL);
+  }
+  json_decref(row);
+  return ret;
+}
+
+static enum MHD_Result h_job_report(cz_req *r) {
+  json_t *row;
+  uint64_t size;
+  int fd = open_job_blob(r, "report_sha256", &row, &size);
+  if (fd < 0) return MHD_YES;
+  char etag[80];
+  snprintf(etag, sizeof etag, "\"%s\"", json_string_value(col(row, "report_sha256")));
+  json_decref(row);
+  return cz_reply_fd(r, fd, size, "application/json", "ETag", etag, NULL);
+}
+
+static const cz_route routes[] = {
+    {"GET", "/livez", h_livez, NULL, NULL},
+    {"GET", "/readyz", h_readyz, NULL, NULL},
+    {"POST", "/v1/models", NULL, h_model_upload, upload_abort},
+    {"GET", "/v1/models", h_model_list, NULL, NULL},
+    {"GET", "/v1/models/{id}", h_model_get, NULL, NULL},
+    {"DELETE", "/v1/models/{id}", h_model_delete, NULL, NULL},
+    {"POST", "/v1/jobs", h_job_create, NULL, NULL},
+    {"GET", "/v1/jobs", h_job_list, NULL, NULL},
+    {"GET", "/v1/jobs/{id}", h_job_get, NULL, NULL},
+    {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/artifact", h_job_artifact, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/report", h_job_report, NULL, NULL},
+};
+
+const cz_route *cz_api_routes(int *n) {
+  *n = (int)(sizeof routes / sizeof routes[0]);
+  return routes;
+}

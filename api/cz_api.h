@@ -1,0 +1,28 @@
+/* cz_api: the v1 REST API: route table and handlers for models, jobs, health.
+ *
+ * Thread: handlers run on the HTTP server's threads; the context is read-only after start
+ * except `ready`, which is atomic.
+ */
+#ifndef CZ_API_H
+#define CZ_API_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cz_blob.h"
+#include "cz_http.h"
+#include "cz_store.h"
+
+typedef struct {
+  cz_store *store;
+  cz_blob_store *blobs;
+  uint64_t max_upload_bytes;   /* larger uploads get 413 */
+  int max_attempts;            /* stored with every new job */
+  void (*wake)(void *cls);     /* tell the worker there is new work; any thread */
+  void *wake_cls;
+  atomic_int ready;            /* 1 once recovery has run and the worker is up */
+} cz_api;
+
+const cz_route *cz_api_routes(int *n);
+
+#endif

@@ -1,0 +1,266 @@
+/* cz_http: libmicrohttpd server, route matching, JSON and file responses. */
+#include "cz_http.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "cz_log.h"
+
+/* Connection limits (libmicrohttpd's defaults are no timeout and FD_SETSIZE-4 connections). */
+#define CONN_TIMEOUT_S 120        /* idle seconds before a connection is dropped */
+#define CONN_LIMIT 256            /* simultaneous connections */
+#define CONN_PER_IP_LIMIT 64      /* per client address */
+#define CONN_MEMORY_LIMIT (256 * 1024) /* MHD's per-connection buffer */
+#define HTTP_THREADS 4            /* MHD worker threads: uploads and long downloads overlap */
+
+struct cz_http {
+  struct MHD_Daemon *d;
+  const cz_route *routes;
+  int n_routes;
+  void *app;
+  int port;
+};
+
+/* ---- routing ---- */
+
+/* Match path against pattern; "{id}" captures one segment up to '/', ':' or the end. */
+static bool match_pattern(const char *pattern, const char *path, char *id) {
+  while (*pattern) {
+    if (strncmp(pattern, "{id}", 4) == 0) {
+      size_t n = strcspn(path, "/:");
+      if (n == 0 || n > CZ_HTTP_MAX_ID) return false;
+      memcpy(id, path, n);
+      id[n] = 0;
+      path += n;
+      pattern += 4;
+      continue;
+    }
+    if (*pattern++ != *path++) return false;
+  }
+  return *path == 0;
+}
+
+/* The route for method+path; *path_known tells whether another method would have matched. */
+static const cz_route *find_route(const cz_http *h, const char *method, const char *path,
+                                  char *id, bool *path_known) {
+  *path_known = false;
+  for (int i = 0; i < h->n_routes; i++) {
+    if (!match_pattern(h->routes[i].pattern, path, id)) continue;
+    *path_known = true;
+    if (strcmp(h->routes[i].method, method) == 0) return &h->routes[i];
+  }
+  return NULL;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result queue(cz_req *r, unsigned status, struct MHD_Response *resp) {
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+  MHD_destroy_response(resp);
+  r->responded = true;
+  return ret;
+}
+
+enum MHD_Result cz_reply_json(cz_req *r, unsigned status, json_t *json) {
+  char *s = json_dumps(json, JSON_COMPACT);
+  json_decref(json);
+  if (!s) return MHD_NO;
+  size_t n = strlen(s);
+  struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+  if (resp) MHD_add_response_header(resp, "Content-Type", "application/json");
+  return queue(r, status, resp);
+}
+
+enum MHD_Result cz_reply_error(cz_req *r, cz_err_code code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  int status = cz_err_http_status(code);
+  if (status >= 500)
+    cz_log(CZ_LOG_ERROR, "request failed", "method", r->method, "url", r->url, "code",
+           cz_err_name(code), "error", msg, NULL);
+  return cz_reply_json(r, (unsigned)status,
+                       json_pack("{s:{s:s, s:s}}", "error", "code", cz_err_name(code), "message",
+                                 msg));
+}
+
+enum MHD_Result cz_reply_err(cz_req *r, const cz_error *e) {
+  return cz_reply_error(r, e->code, "%s", e->msg);
+}
+
+enum MHD_Result cz_reply_fd(cz_req *r, int fd, uint64_t size, const char *content_type, ...) {
+  struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+  if (!resp) {
+    close(fd);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "Content-Type", content_type);
+  va_list ap;
+  va_start(ap, content_type);
+  for (const char *k; (k = va_arg(ap, const char *)) != NULL;) {
+    const char *v = va_arg(ap, const char *);
+    MHD_add_response_header(resp, k, v);
+  }
+  va_end(ap);
+  return queue(r, MHD_HTTP_OK, resp);
+}
+
+enum MHD_Result cz_reply_status(cz_req *r, unsigned status) {
+  return queue(r, status, MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT));
+}
+
+const char *cz_req_arg(cz_req *r, const char *key) {
+  return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *cz_req_header(cz_req *r, const char *key) {
+  return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, key);
+}
+
+/* ---- the access handler ---- */
+
+static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const char *url,
+                                  const char *method, void **con_cls) {
+  cz_req *r = calloc(1, sizeof *r);
+  if (!r) return MHD_NO;
+  r->conn = conn;
+  r->app = h->app;
+  r->method = method;
+  r->url = url;
+  *con_cls = r;
+  bool known;
+  r->route = find_route(h, method, url, r->id, &known);
+  if (!r->route) {
+    if (known) return cz_reply_error(r, CZ_E_METHOD_NOT_ALLOWED, "%s is not allowed on %s", method, url);
+    return cz_reply_error(r, CZ_E_NOT_FOUND, "no such resource: %s", url);
+  }
+  if (r->route->upload) return r->route->upload(r, CZ_UPLOAD_BEGIN, NULL, 0);
+  return MHD_YES;
+}
+
+static void collect_body(cz_req *r, const char *data, size_t len) {
+  if (r->body_too_large) return;
+  if (len > CZ_HTTP_MAX_JSON_BODY - r->body_len) {
+    r->body_too_large = true;
+    free(r->body);
+    r->body = NULL;
+    return;
+  }
+  char *nb = realloc(r->body, r->body_len + len + 1);
+  if (!nb) {
+    r->body_too_large = true;
+    return;
+  }
+  memcpy(nb + r->body_len, data, len);
+  r->body = nb;
+  r->body_len += len;
+  r->body[r->body_len] = 0;
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+  cz_http *h = cls;
+  cz_req *r = *con_cls;
+  if (r == NULL) return first_call(h, conn, url, method, con_cls);
+  if (*upload_data_size > 0) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (r->responded) return MHD_YES;  /* already answered: drain and discard */
+    if (r->route->upload) return r->route->upload(r, CZ_UPLOAD_CHUNK, upload_data, n);
+    collect_body(r, upload_data, n);
+    return MHD_YES;
+  }
+  if (r->responded) return MHD_YES;
+  if (r->route->upload) {
+    enum MHD_Result ret = r->route->upload(r, CZ_UPLOAD_END, NULL, 0);
+    r->state = NULL;  /* the handler has finished with it */
+    return ret;
+  }
+  if (r->body_too_large)
+    return cz_reply_error(r, CZ_E_TOO_LARGE, "request body over %d bytes", CZ_HTTP_MAX_JSON_BODY);
+  return r->route->handle(r);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  cz_req *r = *con_cls;
+  if (!r) return;
+  if (r->state && r->route && r->route->abort) r->route->abort(r);
+  free(r->body);
+  free(r);
+  *con_cls = NULL;
+}
+
+static void log_cb(void *cls, const char *fmt, va_list ap) {
+  char buf[512];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  buf[strcspn(buf, "\n")] = 0;
+  cz_log(CZ_LOG_WARN, "http", "detail", buf, NULL);
+}
+
+cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
+                          void *app, cz_http **out, cz_error *err) {
+  cz_http *h = calloc(1, sizeof *h);
+  if (!h) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  h->routes = routes;
+  h->n_routes = n_routes;
+  h->app = app;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+  } else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)port);
+    flags |= MHD_USE_IPv6;
+  } else {
+    free(h);
+    return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "listen address %s is not an IP address", addr);
+  }
+  h->d = MHD_start_daemon(
+      flags, (uint16_t)port, NULL, NULL, access_cb, h, MHD_OPTION_SOCK_ADDR, &ss,
+      MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP_LIMIT,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_STRICT_FOR_CLIENT,
+      (int)1, MHD_OPTION_EXTERNAL_LOGGER, log_cb, NULL, MHD_OPTION_END);
+  if (!h->d) {
+    free(h);
+    return cz_err_set(err, CZ_E_IO, "cannot listen on %s:%d (address in use or not permitted)",
+                      addr, port);
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+  h->port = info ? info->port : port;
+  *out = h;
+  return CZ_E_OK;
+}
+
+int cz_http_port(const cz_http *h) { return h->port; }
+
+void cz_http_quiesce(cz_http *h) {
+  int fd = MHD_quiesce_daemon(h->d);
+  if (fd >= 0) close(fd);
+}
+
+void cz_http_stop(cz_http *h) {
+  if (!h) return;
+  MHD_stop_daemon(h->d);
+  free(h);
+}

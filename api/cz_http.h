@@ -1,0 +1,89 @@
+/* cz_http: the HTTP server (libmicrohttpd), the route table and response helpers.
+ *
+ * Requests are matched against a table of routes (method + path pattern with {id}
+ * segments); a route's handler gets a cz_req with the captured id, the query arguments and,
+ * for JSON bodies, the whole body (bounded by CZ_HTTP_MAX_JSON_BODY). Upload routes are
+ * streamed instead: their handler is called once per chunk and once at the end.
+ *
+ * Thread: handlers run on libmicrohttpd's threads, several at once; whatever they share
+ * (store, blob store) must be thread-safe. Errors always leave as
+ * {"error": {"code": "...", "message": "..."}} with the code's HTTP status.
+ */
+#ifndef CZ_HTTP_H
+#define CZ_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cz_err.h"
+
+/* A JSON request body larger than this is refused with 413: recipes are small, and the
+ * limit keeps a client from making the server buffer megabytes per connection. */
+#define CZ_HTTP_MAX_JSON_BODY (1024 * 1024)
+/* Longest {id} accepted in a path; ids we issue are 28 characters. */
+#define CZ_HTTP_MAX_ID 64
+
+typedef struct cz_req cz_req;
+typedef struct cz_http cz_http;
+
+/* What a handler returns: MHD_YES/MHD_NO after queueing a response. */
+typedef enum MHD_Result (*cz_handler)(cz_req *r);
+/* A streaming (upload) handler: called once with CZ_UPLOAD_BEGIN (headers known, no data),
+ * with CZ_UPLOAD_CHUNK for each piece of the body, then with CZ_UPLOAD_END. It may reply at
+ * any phase (the rest of the body is then discarded). If the client goes away before the
+ * end, abort is called instead (may be NULL). */
+typedef enum { CZ_UPLOAD_BEGIN, CZ_UPLOAD_CHUNK, CZ_UPLOAD_END } cz_upload_phase;
+typedef enum MHD_Result (*cz_upload_handler)(cz_req *r, cz_upload_phase phase, const char *data,
+                                             size_t len);
+typedef void (*cz_abort_handler)(cz_req *r);
+
+typedef struct {
+  const char *method;       /* "GET", "POST", "DELETE" */
+  const char *pattern;      /* "/v1/jobs/{id}:cancel" */
+  cz_handler handle;        /* whole-request handler (JSON body collected first) */
+  cz_upload_handler upload; /* or a streaming one */
+  cz_abort_handler abort;
+} cz_route;
+
+struct cz_req {
+  struct MHD_Connection *conn;
+  const cz_route *route;
+  void *app;                /* the application context given to cz_http_start */
+  char id[CZ_HTTP_MAX_ID + 1];
+  const char *method;
+  const char *url;
+  /* collected body of a non-upload request */
+  char *body;
+  size_t body_len;
+  bool body_too_large;
+  /* per-request state of an upload handler */
+  void *state;
+  bool responded;
+};
+
+cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
+                          void *app, cz_http **out, cz_error *err);
+/* The port actually bound (useful with port 0). */
+int cz_http_port(const cz_http *h);
+/* Stop accepting new connections (first step of a graceful stop). */
+void cz_http_quiesce(cz_http *h);
+void cz_http_stop(cz_http *h);
+
+/* Query argument, or NULL. */
+const char *cz_req_arg(cz_req *r, const char *key);
+const char *cz_req_header(cz_req *r, const char *key);
+
+/* Responses. json is stolen. */
+enum MHD_Result cz_reply_json(cz_req *r, unsigned status, json_t *json);
+enum MHD_Result cz_reply_error(cz_req *r, cz_err_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+enum MHD_Result cz_reply_err(cz_req *r, const cz_error *e);
+/* Serve a file from an open descriptor (taken over, closed by MHD); headers are name/value
+ * pairs terminated by NULL. */
+enum MHD_Result cz_reply_fd(cz_req *r, int fd, uint64_t size, const char *content_type, ...)
+    __attribute__((sentinel));
+enum MHD_Result cz_reply_status(cz_req *r, unsigned status);
+
+#endif

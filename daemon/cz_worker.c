@@ -1,0 +1,364 @@
+/* cz_worker: job execution on the libuv loop and thread pool (see cz_worker.h). */
+#include "cz_worker.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cz_log.h"
+#include "cz_model.h"
+#include "cz_pipeline.h"
+
+/* Progress is written and the lease renewed this often; cancel is noticed within it. */
+#define HEARTBEAT_MS 250
+/* A lease outlives a few missed heartbeats; only another process would ever act on it. */
+#define LEASE_MS 30000
+#define MAX_JOBS 8
+
+typedef struct job job;
+
+struct cz_worker {
+  uv_loop_t *loop;
+  cz_store *store;
+  cz_blob_store *blobs;
+  cz_worker_opts opts;
+  char owner[64];
+  uv_async_t wake;
+  uv_timer_t tick;
+  int max_jobs;
+  job *jobs[MAX_JOBS];
+  int n_jobs;
+  bool stopping;
+  int open_handles;
+  void (*done)(void *);
+  void *done_cls;
+};
+
+typedef struct {
+  uv_work_t req;
+  job *j;
+  size_t task;
+  cz_error err;
+  cz_err_code rc;
+} task_req;
+
+struct job {
+  cz_worker *w;
+  char id[64];
+  char model_sha[65];
+  cz_model *model;
+  cz_recipe *recipe;
+  cz_run *run;
+  cz_blob_writer out;
+  bool out_open;
+  size_t next_task, in_flight, n_tasks;
+  cz_err_code rc;           /* first failure, CZ_E_OK while fine */
+  cz_error err;
+  bool release;             /* hand back to the queue instead of failing (shutdown) */
+  bool finalizing;
+  struct timespec t0;
+  /* results of finalize */
+  uv_work_t fin_req;
+  char artifact_sha[65], report_sha[65];
+  uint64_t artifact_bytes;
+  json_t *report;
+};
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void try_claim(cz_worker *w);
+static void pump(job *j);
+
+/* ---- job lifecycle ---- */
+
+static void job_free(job *j) {
+  if (j->out_open) cz_blob_writer_abort(&j->out);
+  cz_run_free(j->run);
+  cz_recipe_free(j->recipe);
+  cz_model_close(j->model);
+  json_decref(j->report);
+  free(j);
+}
+
+static void job_remove(job *j) {
+  cz_worker *w = j->w;
+  for (int i = 0; i < w->n_jobs; i++)
+    if (w->jobs[i] == j) w->jobs[i] = w->jobs[--w->n_jobs];
+  job_free(j);
+}
+
+static void record_outcome(job *j) {
+  cz_worker *w = j->w;
+  cz_error e = {0};
+  cz_err_code rc;
+  if (j->release) {
+    rc = cz_store_job_release(w->store, j->id, w->owner, now_ms(), &e);
+    cz_log(CZ_LOG_INFO, "job released", "job", j->id, "reason", "shutdown", NULL);
+  } else {
+    cz_job_outcome o = {0};
+    if (j->rc == CZ_E_OK) {
+      o.state = "succeeded";
+      o.artifact_sha256 = j->artifact_sha;
+      o.artifact_bytes = j->artifact_bytes;
+      o.artifact_format = cz_format_name(cz_run_output_format(j->run));
+      o.report_sha256 = j->report_sha;
+    } else {
+      o.state = j->rc == CZ_E_CANCELED ? "canceled" : "failed";
+      o.error_code = cz_err_name(j->rc);
+      o.error_message = j->rc == CZ_E_CANCELED ? "canceled by request" : j->err.msg;
+    }
+    rc = cz_store_job_finish(w->store, j->id, w->owner, &o, now_ms(), &e);
+    cz_log(j->rc ? CZ_LOG_WARN : CZ_LOG_INFO, "job finished", "job", j->id, "state", o.state,
+           "error", j->rc ? j->err.msg : NULL, "artifact", j->rc ? NULL : j->artifact_sha, NULL);
+  }
+  if (rc) cz_log(CZ_LOG_ERROR, "recording job outcome failed", "job", j->id, "error", e.msg, NULL);
+  job_remove(j);
+  if (!w->stopping) try_claim(w);
+}
+
+static void fail(job *j, const cz_error *e) {
+  if (j->rc) return;
+  j->rc = e->code;
+  j->err = *e;
+  if (j->run) cz_run_cancel(j->run);
+}
+
+/* Runs on: pool thread. Publish the artifact and the report as blobs. */
+static void finalize_work(uv_work_t *req) {
+  job *j = req->data;
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double secs = (double)(t1.tv_sec - j->t0.tv_sec) + (double)(t1.tv_nsec - j->t0.tv_nsec) / 1e9;
+  cz_error e = {0};
+  j->out_open = false;
+  if (cz_blob_writer_commit(&j->out, j->artifact_sha, &j->artifact_bytes, &e)) {
+    fail(j, &e);
+    return;
+  }
+  j->report = cz_run_report(j->run, secs);
+  json_object_set_new(j->report, "job", json_string(j->id));
+  json_object_set_new(json_object_get(j->report, "output"), "sha256", json_string(j->artifact_sha));
+  char *s = json_dumps(j->report, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+  cz_blob_writer rw;
+  uint64_t n;
+  if (!s) {
+    cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
+  } else if (!cz_blob_writer_open(j->w->blobs, &rw, &e)) {
+    if (cz_blob_writer_write(&rw, s, strlen(s), &e) ||
+        cz_blob_writer_commit(&rw, j->report_sha, &n, &e))
+      cz_blob_writer_abort(&rw);
+  }
+  free(s);
+  if (e.code) fail(j, &e);
+}
+
+/* Runs on: loop thread. */
+static void finalize_done(uv_work_t *req, int status) { record_outcome(req->data); }
+
+static void finish_job(job *j) {
+  if (j->rc != CZ_E_OK || j->release) {
+    record_outcome(j);
+    return;
+  }
+  j->finalizing = true;
+  j->fin_req.data = j;
+  if (uv_queue_work(j->w->loop, &j->fin_req, finalize_work, finalize_done) != 0) {
+    cz_error e;
+    cz_err_set(&e, CZ_E_INTERNAL, "cannot queue work");
+    fail(j, &e);
+    record_outcome(j);
+  }
+}
+
+/* Runs on: pool thread. */
+static void task_work(uv_work_t *req) {
+  task_req *t = req->data;
+  t->rc = cz_run_task(t->j->run, t->task, &t->err);
+}
+
+/* Runs on: loop thread. */
+static void task_done(uv_work_t *req, int status) {
+  task_req *t = req->data;
+  job *j = t->j;
+  j->in_flight--;
+  if (t->rc && !(t->rc == CZ_E_CANCELED && j->rc)) fail(j, &t->err);
+  free(t);
+  pump(j);
+}
+
+/* Keep up to opts.threads tasks of this job in flight; finish when all are back. */
+static void pump(job *j) {
+  while (j->rc == CZ_E_OK && j->next_task < j->n_tasks &&
+         j->in_flight < (size_t)j->w->opts.threads) {
+    task_req *t = calloc(1, sizeof *t);
+    if (!t) break;
+    t->j = j;
+    t->task = j->next_task++;
+    t->req.data = t;
+    if (uv_queue_work(j->w->loop, &t->req, task_work, task_done) != 0) {
+      free(t);
+      cz_error e;
+      cz_err_set(&e, CZ_E_INTERNAL, "cannot queue work");
+      fail(j, &e);
+      break;
+    }
+    j->in_flight++;
+  }
+  if (j->in_flight == 0 && !j->finalizing && (j->rc || j->next_task >= j->n_tasks)) finish_job(j);
+}
+
+/* Open the input, plan, create the output file: everything before the tasks. */
+static cz_err_code job_prepare(job *j, json_t *row, cz_error *err) {
+  cz_worker *w = j->w;
+  json_t *model;
+  cz_err_code rc = cz_store_model_get(w->store, json_string_value(json_object_get(row, "model_id")),
+                                      false, &model, err);
+  if (rc) return rc;
+  snprintf(j->model_sha, sizeof j->model_sha, "%s",
+           json_string_value(json_object_get(model, "sha256")));
+  json_decref(model);
+  char path[4096];
+  cz_blob_path(w->blobs, j->model_sha, path, sizeof path);
+  json_error_t jerr;
+  json_t *recipe = json_loads(json_string_value(json_object_get(row, "recipe")), 0, &jerr);
+  if (!recipe) return cz_err_set(err, CZ_E_INTERNAL, "stored recipe is not JSON: %s", jerr.text);
+  rc = cz_recipe_parse(recipe, NULL, &j->recipe, err);
+  json_decref(recipe);
+  if (rc || (rc = cz_model_open(path, &j->model, err)) ||
+      (rc = cz_run_plan(j->recipe, j->model, j->model_sha, &j->run, err)) ||
+      (rc = cz_blob_writer_open(w->blobs, &j->out, err)))
+    return rc;
+  j->out_open = true;
+  cz_blob_writer_mark_random_access(&j->out);
+  if ((rc = cz_run_begin(j->run, j->out.fd, err))) return rc;
+  j->n_tasks = cz_run_n_tasks(j->run);
+  return CZ_E_OK;
+}
+
+static void start_job(cz_worker *w, json_t *row) {
+  job *j = calloc(1, sizeof *j);
+  if (!j) return;
+  j->w = w;
+  snprintf(j->id, sizeof j->id, "%s", json_string_value(json_object_get(row, "id")));
+  clock_gettime(CLOCK_MONOTONIC, &j->t0);
+  w->jobs[w->n_jobs++] = j;
+  cz_log(CZ_LOG_INFO, "job claimed", "job", j->id, "attempt",
+         CZ_LOG_INT(json_integer_value(json_object_get(row, "attempts"))), NULL);
+  cz_error e = {0};
+  if (job_prepare(j, row, &e)) fail(j, &e);
+  pump(j);
+}
+
+static void try_claim(cz_worker *w) {
+  while (!w->stopping && w->n_jobs < w->max_jobs) {
+    json_t *row = NULL;
+    cz_error e = {0};
+    if (cz_store_job_claim(w->store, w->owner, LEASE_MS, now_ms(), &row, &e)) {
+      cz_log(CZ_LOG_ERROR, "claiming a job failed", "error", e.msg, NULL);
+      return;
+    }
+    if (!row) return;
+    start_job(w, row);
+    json_decref(row);
+  }
+}
+
+/* ---- heartbeat ---- */
+
+static void heartbeat(cz_worker *w) {
+  for (int i = 0; i < w->n_jobs; i++) {
+    job *j = w->jobs[i];
+    if (!j->run) continue;
+    uint64_t td, tt, bd, bt;
+    cz_run_progress(j->run, &td, &tt, &bd, &bt);
+    bool cancel = false;
+    cz_error e = {0};
+    if (cz_store_job_heartbeat(w->store, j->id, w->owner, td, tt, bd, bt, LEASE_MS, now_ms(),
+                               &cancel, &e)) {
+      cz_log(CZ_LOG_WARN, "heartbeat failed", "job", j->id, "error", e.msg, NULL);
+      continue;
+    }
+    if (cancel && j->rc == CZ_E_OK) {
+      cz_err_set(&e, CZ_E_CANCELED, "canceled by request");
+      fail(j, &e);
+      cz_log(CZ_LOG_INFO, "job cancel requested", "job", j->id, NULL);
+    }
+  }
+}
+
+static void on_tick(uv_timer_t *t) {
+  cz_worker *w = t->data;
+  heartbeat(w);
+  try_claim(w);
+}
+
+static void on_wake(uv_async_t *a) {
+  cz_worker *w = a->data;
+  heartbeat(w);
+  try_claim(w);
+}
+
+cz_err_code cz_worker_start(uv_loop_t *loop, cz_store *store, cz_blob_store *blobs,
+                            const cz_worker_opts *opts, cz_worker **out, cz_error *err) {
+  cz_worker *w = calloc(1, sizeof *w);
+  if (!w) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  w->loop = loop;
+  w->store = store;
+  w->blobs = blobs;
+  w->opts = *opts;
+  if (w->opts.threads < 1) w->opts.threads = 1;
+  snprintf(w->owner, sizeof w->owner, "%s", opts->owner);
+  w->opts.owner = w->owner;
+  w->max_jobs = w->opts.threads / 2 > 1 ? w->opts.threads / 2 : 1;
+  if (w->max_jobs > MAX_JOBS) w->max_jobs = MAX_JOBS;
+  if (uv_async_init(loop, &w->wake, on_wake) || uv_timer_init(loop, &w->tick)) {
+    free(w);
+    return cz_err_set(err, CZ_E_INTERNAL, "libuv handle init failed");
+  }
+  w->wake.data = w->tick.data = w;
+  w->open_handles = 2;
+  uv_timer_start(&w->tick, on_tick, 0, HEARTBEAT_MS);
+  *out = w;
+  return CZ_E_OK;
+}
+
+void cz_worker_wake(cz_worker *w) { uv_async_send(&w->wake); }
+
+static void on_closed(uv_handle_t *h) {
+  cz_worker *w = h->data;
+  if (--w->open_handles == 0) {
+    void (*done)(void *) = w->done;
+    void *cls = w->done_cls;
+    free(w);
+    if (done) done(cls);
+  }
+}
+
+static void on_drain_tick(uv_timer_t *t) {
+  cz_worker *w = t->data;
+  if (w->n_jobs > 0) return;
+  uv_timer_stop(&w->tick);
+  uv_close((uv_handle_t *)&w->tick, on_closed);
+  uv_close((uv_handle_t *)&w->wake, on_closed);
+}
+
+void cz_worker_shutdown(cz_worker *w, void (*done)(void *cls), void *cls) {
+  w->stopping = true;
+  w->done = done;
+  w->done_cls = cls;
+  for (int i = 0; i < w->n_jobs; i++) {
+    job *j = w->jobs[i];
+    if (j->finalizing) continue;  /* nearly done: let it publish */
+    j->release = true;
+    if (j->run) cz_run_cancel(j->run);
+  }
+  uv_timer_stop(&w->tick);
+  uv_timer_start(&w->tick, on_drain_tick, 0, 20);
+}
