@@ -32,6 +32,8 @@
 #define CZ_MAX_TENSORS 1000000        /* far above any real model; bounds the tensor array */
 #define CZ_MAX_NAME 4096              /* bytes in a tensor name; GGUF itself allows only 64 */
 #define CZ_ST_MAX_HEADER 100000000ULL /* safetensors reference limit (decimal, not MiB) */
+#define CZ_GGUF_MAX_NAME 63           /* bytes in a GGUF tensor name: ggml's GGML_MAX_NAME (64)
+                                       * counts the NUL, and gguf.cpp refuses longer names */
 
 typedef enum { CZ_FORMAT_SAFETENSORS = 1, CZ_FORMAT_GGUF = 2 } cz_format;
 
@@ -87,6 +89,10 @@ typedef struct {
 /* Open and validate path. On success *out owns a model; on failure err says why (with the
  * offending tensor or key named) and nothing is left open. */
 cz_err_code cz_model_open(const char *path, cz_model **out, cz_error *err);
+/* The same, but the caller says which format the file must be (the hardening rule: decide
+ * the format from the endpoint or a parameter when there is one). A file without the GGUF
+ * magic fails with bad_magic when f is GGUF; f == 0 detects, exactly like cz_model_open. */
+cz_err_code cz_model_open_as(const char *path, cz_format f, cz_model **out, cz_error *err);
 void cz_model_close(cz_model *m);
 
 /* Tensor by name, or NULL. Linear scan is fine: callers look up a handful of names. */
@@ -125,21 +131,35 @@ typedef struct {
   uint8_t *header;          /* bytes [0, header_len) of the file */
   size_t header_len;
   uint64_t total_size;      /* exact size of the finished file */
+  /* private */
+  size_t cap_kv, cap_meta, cap_tensors; /* allocated lengths of the arrays above */
+  bool finished;
 } cz_layout;
 
 cz_layout *cz_layout_new(cz_format f);
 void cz_layout_free(cz_layout *l);
-/* Copy every KV of a GGUF model in order (for carrying metadata over). */
+/* The KV and metadata setters below refuse (invalid_argument) a layout of the other format:
+ * GGUF KVs only go into a GGUF layout, __metadata__ only into a safetensors one. */
+/* Copy every KV of a GGUF model in order (for carrying metadata over); each copy replaces an
+ * existing key the way cz_layout_set_u32 does. A model without KVs copies nothing. */
 cz_err_code cz_layout_copy_kv(cz_layout *l, const cz_model *m, cz_error *err);
 /* Set a u32 KV the way gguf_set_val_u32 does: remove any existing key, append at the end. */
 cz_err_code cz_layout_set_u32(cz_layout *l, const char *key, uint32_t v, cz_error *err);
 cz_err_code cz_layout_set_str(cz_layout *l, const char *key, const char *v, cz_error *err);
 /* safetensors __metadata__: set (replacing an existing key in place) */
 cz_err_code cz_layout_set_meta(cz_layout *l, const char *key, const char *value, cz_error *err);
-/* Append a tensor; nbytes must equal the row size of type times the other dims. */
+/* Append a tensor; its nbytes is computed here: the row size of type times the other dims.
+ * Refused (invalid_argument / unknown_dtype / invalid_tensor_info / size_overflow /
+ * misaligned_slice) when the output format cannot hold it: GGUF needs an in_gguf type, ne[0]
+ * a multiple of the block size and a name of 1..CZ_GGUF_MAX_NAME bytes; safetensors needs a
+ * type with a dtype string, whole bytes and a UTF-8 name other than "__metadata__". A 0-dim
+ * (scalar) tensor is written to GGUF with n_dims 1. Duplicate names are detected by
+ * cz_layout_finish (duplicate_tensor). */
 cz_err_code cz_layout_add_tensor(cz_layout *l, const char *name, cz_type type, int n_dims,
                                  const int64_t *ne, cz_error *err);
-/* Compute header bytes and offsets. After this, no more additions. */
+/* Compute header bytes and offsets. After this, no more additions. GGUF: the alignment is
+ * general.alignment's when that KV is set, else l->alignment; a non-default l->alignment
+ * without the KV appends general.alignment (a reader would otherwise assume 32). */
 cz_err_code cz_layout_finish(cz_layout *l, cz_error *err);
 /* Write the header and the zero padding between tensors (everything but tensor data) to fd. */
 cz_err_code cz_layout_write_frame(const cz_layout *l, int fd, cz_error *err);
