@@ -1,0 +1,185 @@
+/* cz_serve: wires the store, blob store, worker and HTTP API into the running daemon. */
+#include "cz_serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cz_api.h"
+#include "cz_blob.h"
+#include "cz_config.h"
+#include "cz_http.h"
+#include "cz_log.h"
+#include "cz_store.h"
+#include "cz_worker.h"
+
+extern void openblas_set_num_threads(int num_threads);
+
+typedef struct {
+  uv_loop_t *loop;
+  cz_worker *worker;
+  cz_http *http;
+  uv_signal_t sigterm, sigint;
+  bool stopping;
+  cz_api api;
+} serve_ctx;
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave one. */
+static void notify(const char *state) {
+  const char *path = getenv("NOTIFY_SOCKET");
+  if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) return;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  memcpy(sa.sun_path, path, strlen(path));
+  if (sa.sun_path[0] == '@') sa.sun_path[0] = 0;  /* abstract namespace */
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+  (void)sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
+  close(fd);
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wake_worker(void *cls) {
+  serve_ctx *s = cls;
+  if (s->worker) cz_worker_wake(s->worker);
+}
+
+static void worker_stopped(void *cls) {
+  serve_ctx *s = cls;
+  s->worker = NULL;
+  uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  serve_ctx *s = h->data;
+  if (s->stopping) return;
+  s->stopping = true;
+  cz_log(CZ_LOG_INFO, "stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+  notify("STOPPING=1");
+  atomic_store(&s->api.ready, 0);
+  cz_http_quiesce(s->http);   /* no new connections; requests in progress finish */
+  cz_worker_shutdown(s->worker, worker_stopped, s);
+}
+
+/* One daemon per data directory: two would both think they own the running jobs. */
+static int lock_data_dir(const char *dir, cz_error *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/compressd.lock", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    cz_err_set(err, CZ_E_IO, "cannot open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    cz_err_set(err, CZ_E_CONFLICT, "another compressd is using the data directory %s", dir);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int fail(const cz_error *e) {
+  cz_log(CZ_LOG_ERROR, "cannot start", "code", cz_err_name(e->code), "error", e->msg, NULL);
+  fprintf(stderr, "compressd: %s\n", e->msg);
+  return 1;
+}
+
+static cz_err_code open_state(const cz_config *cfg, cz_store **store, cz_blob_store **blobs,
+                              cz_error *err) {
+  char db[4200];
+  snprintf(db, sizeof db, "%s/compressd.db", cfg->data_dir);
+  cz_err_code rc = cz_store_open(db, store, err);
+  if (rc) return rc;
+  if ((rc = cz_blob_store_open(cfg->data_dir, blobs, err))) return rc;
+  int requeued, failed;
+  if ((rc = cz_store_recover(*store, now_ms(), &requeued, &failed, err))) return rc;
+  cz_log(CZ_LOG_INFO, "recovered", "requeued", CZ_LOG_INT(requeued), "failed",
+         CZ_LOG_INT(failed), "schema", CZ_LOG_INT(cz_store_schema_version(*store)), NULL);
+  return CZ_E_OK;
+}
+
+int cz_serve_main(int argc, char **argv) {
+  cz_config cfg;
+  cz_error e = {0};
+  if (cz_config_load(&cfg, argc, argv, NULL, &e)) {
+    fprintf(stderr, "compressd serve: %s\n", e.msg);
+    return 2;
+  }
+  if (cfg.help) {
+    cz_config_print_help(stdout);
+    return 0;
+  }
+  cz_log_init(cfg.log_format, cfg.log_level);
+  /* libuv sizes its pool from the environment at first use; BLAS gets one thread per
+   * pool thread so the two never oversubscribe the cores. */
+  char nthreads[16];
+  snprintf(nthreads, sizeof nthreads, "%d", cfg.workers + 1);
+  setenv("UV_THREADPOOL_SIZE", nthreads, 1);
+  openblas_set_num_threads(1);
+
+  serve_ctx s = {0};
+  cz_store *store = NULL;
+  cz_blob_store *blobs = NULL;
+  int lock = -1, rc = 1;
+  if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+    cz_err_set(&e, CZ_E_IO, "cannot create %s: %s", cfg.data_dir, strerror(errno));
+    return fail(&e);
+  }
+  if ((lock = lock_data_dir(cfg.data_dir, &e)) < 0 || open_state(&cfg, &store, &blobs, &e)) {
+    rc = fail(&e);
+    goto out;
+  }
+  s.loop = uv_default_loop();
+  s.api = (cz_api){.store = store, .blobs = blobs, .max_upload_bytes = cfg.max_upload_bytes,
+                   .max_attempts = cfg.max_attempts, .wake = wake_worker, .wake_cls = &s};
+  char owner[64];
+  snprintf(owner, sizeof owner, "pid%ld-%lld", (long)getpid(), (long long)now_ms());
+  cz_worker_opts wopts = {.threads = cfg.workers, .max_attempts = cfg.max_attempts, .owner = owner};
+  int n_routes;
+  const cz_route *routes = cz_api_routes(&n_routes);
+  if (cz_worker_start(s.loop, store, blobs, &wopts, &s.worker, &e) ||
+      cz_http_start(cfg.listen_addr, cfg.listen_port, routes, n_routes, &s.api, &s.http, &e)) {
+    rc = fail(&e);
+    goto out;
+  }
+  uv_signal_init(s.loop, &s.sigterm);
+  uv_signal_init(s.loop, &s.sigint);
+  s.sigterm.data = s.sigint.data = &s;
+  uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s.sigint, on_signal, SIGINT);
+  signal(SIGPIPE, SIG_IGN);
+  atomic_store(&s.api.ready, 1);
+  const char *host = cfg.listen_addr;
+  bool v6 = strchr(host, ':') != NULL;
+  printf("compressd %s listening on http://%s%s%s:%d/ (data in %s)\n", CZ_VERSION, v6 ? "[" : "",
+         host, v6 ? "]" : "", cz_http_port(s.http), cfg.data_dir);
+  fflush(stdout);
+  cz_log(CZ_LOG_INFO, "listening", "addr", host, "port", CZ_LOG_INT(cz_http_port(s.http)),
+         "data_dir", cfg.data_dir, "workers", CZ_LOG_INT(cfg.workers), NULL);
+  notify("READY=1");
+  uv_run(s.loop, UV_RUN_DEFAULT);
+  rc = 0;
+  cz_log(CZ_LOG_INFO, "stopped", NULL);
+out:
+  cz_http_stop(s.http);
+  if (s.loop) uv_loop_close(s.loop);
+  cz_store_close(store);
+  cz_blob_store_close(blobs);
+  if (lock >= 0) close(lock);
+  return rc;
+}

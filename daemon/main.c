@@ -1,0 +1,193 @@
+/* compressd: command-line entry point: `serve` runs the daemon, `compress` runs a recipe on
+ * a file without the server. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cz_model.h"
+#include "cz_pipeline.h"
+#include "cz_serve.h"
+#include "cz_sha256.h"
+
+extern void openblas_set_num_threads(int num_threads);
+
+#define MAX_RECIPE_BYTES (1024 * 1024) /* a recipe file is a small JSON document */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: compressd serve [--listen ADDR:PORT] [--data-dir DIR] [--workers N] "
+          "[--config FILE] ...\n"
+          "       compressd compress --recipe RECIPE.json IN OUT [--report FILE] [--threads N]\n"
+          "       compressd version\n"
+          "Run `compressd serve --help` for every daemon option.\n");
+}
+
+static int die(const char *what, const cz_error *e) {
+  fprintf(stderr, "compressd compress: %s: %s (%s)\n", what, e->msg, cz_err_name(e->code));
+  return 1;
+}
+
+typedef struct {
+  const char *recipe, *in, *out, *report;
+  int threads;
+} compress_args;
+
+static int parse_compress_args(int argc, char **argv, compress_args *a) {
+  a->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (a->threads < 1) a->threads = 1;
+  const char *pos[2];
+  int npos = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *arg = argv[i];
+    if ((!strcmp(arg, "--recipe") || !strcmp(arg, "--report") || !strcmp(arg, "--threads")) &&
+        i + 1 < argc) {
+      const char *v = argv[++i];
+      if (!strcmp(arg, "--recipe")) a->recipe = v;
+      else if (!strcmp(arg, "--report")) a->report = v;
+      else {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || n < 1 || n > 256) return -1;
+        a->threads = (int)n;
+      }
+    } else if (arg[0] == '-' && arg[1] == '-') {
+      return -1;
+    } else if (npos < 2) {
+      pos[npos++] = arg;
+    } else {
+      return -1;
+    }
+  }
+  if (!a->recipe || npos != 2) return -1;
+  a->in = pos[0];
+  a->out = pos[1];
+  return 0;
+}
+
+static cz_format format_of_path(const char *p) {
+  size_t n = strlen(p);
+  if (n >= 5 && strcmp(p + n - 5, ".gguf") == 0) return CZ_FORMAT_GGUF;
+  if (n >= 12 && strcmp(p + n - 12, ".safetensors") == 0) return CZ_FORMAT_SAFETENSORS;
+  return 0;
+}
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Write to OUT.tmp, fsync, rename: OUT is either the old file or the complete new one. */
+static int run_compress(const compress_args *a, cz_recipe *recipe, cz_model *m, const char *sha) {
+  cz_error e = {0};
+  cz_run *run;
+  if (cz_run_plan(recipe, m, sha, &run, &e)) return die("plan", &e);
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", a->out);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int rc = 1;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (fd < 0) {
+    cz_err_set(&e, CZ_E_IO, "%s: %s", tmp, strerror(errno));
+    rc = die("output", &e);
+  } else if (cz_run_begin(run, fd, &e) || cz_run_exec(run, a->threads, &e)) {
+    rc = die("compress", &e);
+  } else if (fsync(fd) != 0 || rename(tmp, a->out) != 0) {
+    cz_err_set(&e, CZ_E_IO, "%s: %s", a->out, strerror(errno));
+    rc = die("output", &e);
+  } else {
+    rc = 0;
+  }
+  if (fd >= 0) close(fd);
+  if (rc) {
+    unlink(tmp);
+    cz_run_free(run);
+    return rc;
+  }
+  json_t *report = cz_run_report(run, seconds_since(&t0));
+  char rpath[4200];
+  snprintf(rpath, sizeof rpath, "%s", a->report ? a->report : "");
+  if (!a->report) snprintf(rpath, sizeof rpath, "%s.report.json", a->out);
+  if (json_dump_file(report, rpath, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0) {
+    fprintf(stderr, "compressd compress: cannot write the report %s\n", rpath);
+    rc = 1;
+  }
+  json_t *tot = json_object_get(report, "totals");
+  fprintf(stderr, "compressd: %s -> %s: %lld -> %lld bytes (%.2f bits per weight) in %.2f s\n",
+          a->in, a->out, (long long)json_integer_value(json_object_get(tot, "bytes_in")),
+          (long long)json_integer_value(json_object_get(tot, "bytes_out")),
+          json_real_value(json_object_get(tot, "bpw")),
+          json_real_value(json_object_get(tot, "seconds")));
+  json_decref(report);
+  cz_run_free(run);
+  return rc;
+}
+
+static int compress_main(int argc, char **argv) {
+  compress_args a = {0};
+  if (parse_compress_args(argc, argv, &a) != 0) {
+    usage(stderr);
+    return 2;
+  }
+  openblas_set_num_threads(1);
+  cz_error e = {0};
+  json_error_t jerr;
+  json_t *body = json_load_file(a.recipe, JSON_REJECT_DUPLICATES, &jerr);
+  if (!body) {
+    fprintf(stderr, "compressd compress: %s:%d: %s\n", a.recipe, jerr.line, jerr.text);
+    return 1;
+  }
+  cz_recipe *recipe = NULL;
+  cz_model *m = NULL;
+  int rc = 1;
+  if (cz_recipe_parse(body, NULL, &recipe, &e)) {
+    rc = die(a.recipe, &e);
+    goto out;
+  }
+  cz_format f = format_of_path(a.out);
+  if (cz_recipe_format(recipe) && f && f != cz_recipe_format(recipe)) {
+    cz_err_set(&e, CZ_E_INVALID_ARGUMENT, "the recipe asks for %s but OUT ends in another extension",
+               cz_format_name(cz_recipe_format(recipe)));
+    rc = die(a.out, &e);
+    goto out;
+  }
+  if (f) cz_recipe_set_default_format(recipe, f);
+  if (cz_model_open(a.in, &m, &e)) {
+    rc = die(a.in, &e);
+    goto out;
+  }
+  char sha[65] = "";
+  int fd = open(a.in, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || cz_sha256_file(fd, sha) != 0) sha[0] = 0;
+  if (fd >= 0) close(fd);
+  rc = run_compress(&a, recipe, m, sha[0] ? sha : NULL);
+out:
+  cz_model_close(m);
+  cz_recipe_free(recipe);
+  json_decref(body);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "serve")) return cz_serve_main(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "compress")) return compress_main(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+    printf("compressd %s\n", CZ_VERSION);
+    return 0;
+  }
+  if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  usage(stderr);
+  return 2;
+}
