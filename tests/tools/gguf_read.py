@@ -512,8 +512,12 @@ def main(argv):
     except (FormatError, OSError) as e:
         print("gguf_read: %s: %s" % (args[0], e), file=sys.stderr)
         return 1
-    json.dump(describe(m), sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    try:
+        json.dump(describe(m), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: not an error of the file
+        sys.stderr.close()
     return 0
 
 

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""check_artifact: recompute a compressd report from the input and the artifact, independently.
+
+    check_artifact.py INPUT ARTIFACT REPORT.json
+
+Both files are read with gguf_read (a second implementation of the formats); every tensor of
+the report is decoded from the input and from the artifact, and its error figures and sizes
+are recomputed in double precision and compared with the report's (1e-6 relative, 1e-9
+absolute). The artifact must hold exactly the tensors the report accounts for. Prints one
+TAP-friendly summary line; exits 1 with the list of mismatches on any disagreement, 2 on usage
+or unreadable input.
+"""
+
+import json
+import math
+import operator
+import os
+import sys
+from array import array
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_read  # noqa: E402
+
+REL_TOL = 1e-6
+ABS_TOL = 1e-9
+
+# ggml types whose name the report gives in safetensors spelling (input_dtype).
+_ST_SPELLING = {"f32": "F32", "f16": "F16", "bf16": "BF16", "f64": "F64",
+                "i8": "I8", "i16": "I16", "i32": "I32", "i64": "I64"}
+
+
+class Checker:
+    """Collects mismatches instead of stopping at the first, so one run shows them all."""
+
+    def __init__(self):
+        self.problems = []
+
+    def fail(self, msg):
+        self.problems.append(msg)
+
+    def equal(self, what, got, want):
+        if got != want:
+            self.fail("%s: report has %r, recomputed %r" % (what, got, want))
+
+    def close(self, what, reported, recomputed):
+        """Numbers agree within tolerance; None (JSON null) stands for a non-finite value."""
+        if recomputed is not None and not math.isfinite(recomputed):
+            recomputed = None
+        if reported is None or recomputed is None:
+            if reported is not recomputed:
+                self.fail("%s: report has %r, recomputed %r" % (what, reported, recomputed))
+            return
+        if isinstance(reported, bool) or not isinstance(reported, (int, float)):
+            self.fail("%s: report has non-number %r" % (what, reported))
+            return
+        if abs(reported - recomputed) > max(ABS_TOL, REL_TOL * abs(recomputed)):
+            self.fail("%s: report has %.17g, recomputed %.17g" % (what, reported, recomputed))
+
+
+def error_stats(w, wq):
+    """sum W^2, sum (W-Wq)^2 and max |W-Wq| over the finite input values, in double."""
+    if not all(map(math.isfinite, w)):
+        pairs = [(a, b) for a, b in zip(w, wq) if math.isfinite(a)]
+        w = [a for a, _ in pairs]
+        wq = [b for _, b in pairs]
+    diff = list(map(operator.sub, w, wq))
+    ref2 = math.fsum(map(operator.mul, w, w))
+    err2 = math.fsum(map(operator.mul, diff, diff))
+    max_abs = max(map(abs, diff), default=0.0)
+    return ref2, err2, max_abs
+
+
+def rel_l2(ref2, err2):
+    if err2 == 0:
+        return 0.0
+    if ref2 == 0:
+        return math.inf
+    return math.sqrt(err2 / ref2)
+
+
+def snr_db(ref2, err2):
+    if err2 == 0:
+        return math.inf
+    if ref2 == 0:
+        return -math.inf
+    return 10.0 * math.log10(ref2 / err2)
+
+
+def input_dtype_name(t):
+    return _ST_SPELLING.get(t.type, t.type) if t.type.islower() else t.type
+
+
+def decode_int8(art, name, shape, ck):
+    """int8 per channel: "<name>" I8 of the input's shape and "<name>_scale" F32 with one scale
+    per row; W[r][c] = q[r][c] * scale[r], rounded to float32 as the C decoder's float
+    multiply does. Returns (values, bytes_out, artifact names used)."""
+    q = art.find(name)
+    s = art.find(name + "_scale")
+    if q is None or s is None:
+        ck.fail("%s: int8 output needs tensors %r and %r in the artifact"
+                % (name, name, name + "_scale"))
+        return None, 0, []
+    cols = shape[-1] if shape else 1
+    rows = q.n_elements // cols if cols else 0
+    ck.equal("%s: artifact dtype" % name, q.type, "I8")
+    ck.equal("%s: artifact shape" % name, q.shape, shape)
+    ck.equal("%s_scale: artifact dtype" % name, s.type, "F32")
+    ck.equal("%s_scale: number of scales" % name, s.n_elements, rows)
+    if q.type != "I8" or s.type != "F32" or s.n_elements != rows or q.shape != shape:
+        return None, q.nbytes + s.nbytes, [q.name, s.name]
+    qs = array("b", gguf_read.tensor_bytes(art, q))
+    scales = gguf_read.decode(art, s)
+    prod = []
+    for r, sc in enumerate(scales):
+        prod.extend([v * sc for v in qs[r * cols:(r + 1) * cols]])  # exact in double
+    return array("f", prod).tolist(), q.nbytes + s.nbytes, [q.name, s.name]
+
+
+def decode_plain(art, name, shape, out_type, ck):
+    a = art.find(name)
+    if a is None:
+        ck.fail("%s: missing from the artifact" % name)
+        return None, 0, []
+    ck.equal("%s: artifact type" % name, a.type.lower(), out_type.lower())
+    ck.equal("%s: artifact shape" % name, a.shape, shape)
+    try:
+        return gguf_read.decode(art, a), a.nbytes, [a.name]
+    except NotImplementedError as e:
+        ck.fail("%s: %s" % (name, e))
+        return None, a.nbytes, [a.name]
+
+
+def check_tensor(inp, art, rt, ck):
+    """One report entry; returns (bytes_in, bytes_out, n_elements, artifact names)."""
+    name = rt.get("name")
+    t = inp.find(name)
+    if t is None:
+        ck.fail("%r: in the report but not in the input" % name)
+        return 0, 0, 0, []
+    ck.equal("%s: shape" % name, rt.get("shape"), t.shape)
+    ck.equal("%s: input_dtype" % name, rt.get("input_dtype"), input_dtype_name(t))
+    ck.equal("%s: bytes_in" % name, rt.get("bytes_in"), t.nbytes)
+    out_type = rt.get("output_type") or ""
+    if out_type == "int8":
+        wq, bytes_out, used = decode_int8(art, name, t.shape, ck)
+    else:
+        wq, bytes_out, used = decode_plain(art, name, t.shape, out_type, ck)
+    ck.equal("%s: bytes_out" % name, rt.get("bytes_out"), bytes_out)
+    n = t.n_elements
+    ck.close("%s: bpw" % name, rt.get("bpw"), 8.0 * bytes_out / n if n else 0.0)
+    if rt.get("note") is not None and len(used) == 1:
+        # left alone: the artifact must carry the input's bytes unchanged
+        if gguf_read.tensor_bytes(art, used[0]) != gguf_read.tensor_bytes(inp, t):
+            ck.fail("%s: note %r says it was left alone, but its bytes changed"
+                    % (name, rt["note"]))
+    if wq is not None:
+        w = gguf_read.decode(inp, t)
+        ref2, err2, max_abs = error_stats(w, wq)
+        ck.close("%s: rel_l2" % name, rt.get("rel_l2"), rel_l2(ref2, err2))
+        ck.close("%s: snr_db" % name, rt.get("snr_db"), snr_db(ref2, err2))
+        ck.close("%s: max_abs_err" % name, rt.get("max_abs_err"), max_abs)
+    return t.nbytes, bytes_out, n, used
+
+
+def check_totals(report, sums, paths, ck):
+    tot = report.get("totals")
+    if not isinstance(tot, dict):
+        ck.fail("report has no totals object")
+        return
+    bin_, bout, elems = sums
+    ck.equal("totals.bytes_in", tot.get("bytes_in"), bin_)
+    ck.equal("totals.bytes_out", tot.get("bytes_out"), bout)
+    ck.close("totals.ratio", tot.get("ratio"), bin_ / bout if bout else 0.0)
+    ck.close("totals.bpw", tot.get("bpw"), 8.0 * bout / elems if elems else 0.0)
+    if "file_bytes_in" in tot:
+        ck.equal("totals.file_bytes_in", tot["file_bytes_in"], os.path.getsize(paths[0]))
+    if "file_bytes_out" in tot:
+        ck.equal("totals.file_bytes_out", tot["file_bytes_out"], os.path.getsize(paths[1]))
+    secs = tot.get("seconds")
+    if isinstance(secs, bool) or not isinstance(secs, (int, float)) or secs < 0:
+        ck.fail("totals.seconds: %r is not a non-negative number" % (secs,))
+
+
+def check(input_path, artifact_path, report):
+    """All checks; returns (Checker, number of tensors, worst rel_l2 reported)."""
+    ck = Checker()
+    inp = gguf_read.load(input_path, allow_trailing=True)
+    art = gguf_read.load(artifact_path)
+    tensors = report.get("tensors")
+    if not isinstance(tensors, list):
+        ck.fail("report has no tensors list")
+        return ck, 0, None
+    bin_ = bout = elems = 0
+    used_names, seen = [], set()
+    for rt in tensors:
+        if not isinstance(rt, dict):
+            ck.fail("report tensor entry %r is not an object" % (rt,))
+            continue
+        if rt.get("name") in seen:
+            ck.fail("%r: listed twice in the report" % rt.get("name"))
+        seen.add(rt.get("name"))
+        b_in, b_out, n, used = check_tensor(inp, art, rt, ck)
+        bin_, bout, elems = bin_ + b_in, bout + b_out, elems + n
+        used_names.extend(used)
+    missing = [t.name for t in inp.tensors if t.name not in seen]
+    if missing:
+        ck.fail("input tensors missing from the report: %s" % missing[:10])
+    extra = sorted(set(t.name for t in art.tensors) - set(used_names))
+    if extra:
+        ck.fail("artifact tensors not accounted for by the report: %s" % extra[:10])
+    check_totals(report, (bin_, bout, elems), (input_path, artifact_path), ck)
+    worst = max((rt.get("rel_l2") for rt in tensors
+                 if isinstance(rt, dict) and isinstance(rt.get("rel_l2"), (int, float))),
+                default=None)
+    return ck, len(tensors), worst
+
+
+def main(argv):
+    if len(argv) != 4:
+        print("usage: check_artifact.py INPUT ARTIFACT REPORT.json", file=sys.stderr)
+        return 2
+    try:
+        with open(argv[3]) as f:
+            report = json.load(f)
+        ck, n, worst = check(argv[1], argv[2], report)
+    except (OSError, ValueError, gguf_read.FormatError) as e:
+        print("not ok - check_artifact: %s" % e)
+        return 2
+    if ck.problems:
+        for p in ck.problems[:50]:
+            print("# %s" % p)
+        if len(ck.problems) > 50:
+            print("# ... and %d more" % (len(ck.problems) - 50))
+        print("not ok - check_artifact: %d mismatches over %d tensors" % (len(ck.problems), n))
+        return 1
+    print("ok - check_artifact: %d tensors agree with the report (worst rel_l2 %s)"
+          % (n, "n/a" if worst is None else "%.3g" % worst))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
