@@ -251,7 +251,7 @@ cz_err_code cz_blob_writer_commit(cz_blob_writer *w, char sha256_hex[65], uint64
   if (fsync(w->fd) != 0) return commit_fail(w, sys_err(err, errno, "fsync", w->tmp_path));
 
   char hex[65];
-  uint64_t size;
+  uint64_t size = 0;
   cz_err_code rc = writer_digest(w, hex, &size, err);
   if (rc != CZ_E_OK) return commit_fail(w, rc);
 

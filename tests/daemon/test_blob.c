@@ -1,6 +1,8 @@
 /* test_blob: the content-addressed blob store, checked against sha256sum and the file system. */
 #define _GNU_SOURCE /* nftw's FTW_DEPTH/FTW_PHYS, mount */
+#include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -11,7 +13,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "cz_blob.h"
 #include "cz_test.h"
@@ -39,8 +40,18 @@ static void rm_rf(char *dir) {
   free(dir);
 }
 
-static void join(char *out, size_t len, const char *a, const char *b) {
-  snprintf(out, len, "%s/%s", a, b);
+/* snprintf for paths: a test path that does not fit is a broken test, not a result. */
+static void pathf(char *out, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void pathf(char *out, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= len) {
+    fprintf(stderr, "test path too long\n");
+    exit(2);
+  }
 }
 
 /* Entries in a directory, "." and ".." excluded; -1 if it cannot be read. */
@@ -57,14 +68,14 @@ static int count_entries(const char *dir) {
 
 static int tmp_entries(const char *data_dir) {
   char p[4096];
-  join(p, sizeof p, data_dir, "tmp");
+  pathf(p, sizeof p, "%s/tmp", data_dir);
   return count_entries(p);
 }
 
 /* Digest by the system's sha256sum: an implementation independent of ours. */
 static void sha256sum(const char *path, char hex[65]) {
   char cmd[4200];
-  snprintf(cmd, sizeof cmd, "sha256sum -- '%s'", path);
+  pathf(cmd, sizeof cmd, "sha256sum -- '%s'", path);
   hex[0] = '\0';
   FILE *p = popen(cmd, "r");
   if (p == NULL) return;
@@ -137,7 +148,7 @@ static void test_streamed_commit_matches_sha256sum(void) {
   CHECK_EQ_INT(bytes, n);
 
   char want_path[4200], got_path[4096], ref_hex[65];
-  snprintf(want_path, sizeof want_path, "%s/blobs/%.2s/%s", dd, hex, hex);
+  pathf(want_path, sizeof want_path, "%s/blobs/%.2s/%s", dd, hex, hex);
   CHECK_EQ_STR(cz_blob_path(bs, hex, got_path, sizeof got_path), want_path);
   sha256sum(want_path, ref_hex);
   CHECK_EQ_STR(hex, ref_hex);
@@ -175,7 +186,7 @@ static void test_random_access_commit(void) {
   CHECK_EQ_INT(bytes, n);
 
   char ref[4200], ref_hex[65], path[4096];
-  snprintf(ref, sizeof ref, "%s/reference.bin", dd);
+  pathf(ref, sizeof ref, "%s/reference.bin", dd);
   write_plain_file(ref, buf, n);
   sha256sum(ref, ref_hex);
   CHECK_EQ_STR(hex, ref_hex);
@@ -221,7 +232,7 @@ static void test_identical_content_dedups(void) {
   CHECK_EQ_STR(hex1, hex2);
   CHECK_EQ_INT(b2, n);
   CHECK_EQ_INT(st1.st_ino, st2.st_ino); /* the published blob was kept, not replaced */
-  snprintf(fan, sizeof fan, "%s/blobs/%.2s", dd, hex1);
+  pathf(fan, sizeof fan, "%s/blobs/%.2s", dd, hex1);
   CHECK_EQ_INT(count_entries(fan), 1);
   CHECK_EQ_INT(tmp_entries(dd), 0);
 
@@ -269,9 +280,9 @@ static void test_open_removes_leftovers(void) {
   cz_blob_store_close(bs);
 
   char p[4200];
-  snprintf(p, sizeof p, "%s/tmp/blob-0123456789abcdef0123456789abcdef.tmp", dd);
+  pathf(p, sizeof p, "%s/tmp/blob-0123456789abcdef0123456789abcdef.tmp", dd);
   write_plain_file(p, (const unsigned char *)"dead", 4);
-  snprintf(p, sizeof p, "%s/tmp/some-other-leftover", dd);
+  pathf(p, sizeof p, "%s/tmp/some-other-leftover", dd);
   write_plain_file(p, (const unsigned char *)"dead", 4);
   CHECK_EQ_INT(tmp_entries(dd), 2);
 
@@ -293,7 +304,7 @@ static void test_tmp_file_is_private(void) {
   CHECK(fstat(w1.fd, &st) == 0 && (st.st_mode & 0777) == 0600);
   CHECK(fcntl(w1.fd, F_GETFD) & FD_CLOEXEC);
   char prefix[4200];
-  snprintf(prefix, sizeof prefix, "%s/tmp/", dd);
+  pathf(prefix, sizeof prefix, "%s/tmp/", dd);
   CHECK(strncmp(w1.tmp_path, prefix, strlen(prefix)) == 0);
   CHECK(strcmp(w1.tmp_path, w2.tmp_path) != 0); /* random names */
   cz_blob_writer_abort(&w1);
@@ -382,7 +393,7 @@ static void test_concurrent_identical_commits(void) {
   }
   char path[4096], fan[4200];
   CHECK(file_equals(cz_blob_path(bs, jobs[0].hex, path, sizeof path), buf, n));
-  snprintf(fan, sizeof fan, "%s/blobs/%.2s", dd, jobs[0].hex);
+  pathf(fan, sizeof fan, "%s/blobs/%.2s", dd, jobs[0].hex);
   CHECK_EQ_INT(count_entries(fan), 1);
   CHECK_EQ_INT(tmp_entries(dd), 0);
   free(buf);
@@ -429,7 +440,7 @@ static void enospc_on_commit(const char *dd) {
   CHECK_EQ_INT(cz_blob_writer_write(&w, "abc", 3, &err), CZ_E_OK);
   char p[4200];
   for (int i = 0; i < 100000; i++) {
-    snprintf(p, sizeof p, "%s/filler-%d", dd, i);
+    pathf(p, sizeof p, "%s/filler-%d", dd, i);
     int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0600);
     if (fd < 0) break;
     close(fd);
@@ -457,9 +468,9 @@ static void test_enospc_maps_to_no_space(void) {
     return;
   }
   char dd[4200];
-  snprintf(dd, sizeof dd, "%s/write", mnt);
+  pathf(dd, sizeof dd, "%s/write", mnt);
   enospc_on_write(dd);
-  snprintf(dd, sizeof dd, "%s/commit", mnt);
+  pathf(dd, sizeof dd, "%s/commit", mnt);
   enospc_on_commit(dd);
   umount2(mnt, MNT_DETACH);
   rmdir(mnt);
