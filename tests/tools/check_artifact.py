@@ -87,7 +87,8 @@ def snr_db(ref2, err2):
 
 
 def input_dtype_name(t):
-    return _ST_SPELLING.get(t.type, t.type) if t.type.islower() else t.type
+    """The report spells a type the safetensors way when safetensors has it, else ggml's."""
+    return _ST_SPELLING.get(t.type, t.type)
 
 
 def decode_int8(art, name, shape, ck):
@@ -154,7 +155,11 @@ def check_tensor(inp, art, rt, ck):
             ck.fail("%s: note %r says it was left alone, but its bytes changed"
                     % (name, rt["note"]))
     if wq is not None:
-        w = gguf_read.decode(inp, t)
+        try:
+            w = gguf_read.decode(inp, t)
+        except NotImplementedError as e:
+            ck.fail("%s: input: %s" % (name, e))
+            return t.nbytes, bytes_out, n, used
         ref2, err2, max_abs = error_stats(w, wq)
         ck.close("%s: rel_l2" % name, rt.get("rel_l2"), rel_l2(ref2, err2))
         ck.close("%s: snr_db" % name, rt.get("snr_db"), snr_db(ref2, err2))
