@@ -1,0 +1,81 @@
+/* cz_config: the daemon's settings, from defaults, a config file, the environment and argv.
+ *
+ * Precedence, lowest first: built-in defaults < config file < environment < command line.
+ * Each setting has one name per source:
+ *
+ *   command line          environment                  config file key     default
+ *   --listen ADDR:PORT    COMPRESSD_LISTEN             listen              127.0.0.1:8420
+ *   --data-dir DIR        COMPRESSD_DATA_DIR           data_dir            ./var
+ *   --workers N           COMPRESSD_WORKERS            workers             online CPUs (1..64)
+ *   --max-upload-bytes N  COMPRESSD_MAX_UPLOAD_BYTES   max_upload_bytes    64G
+ *   --max-attempts N      COMPRESSD_MAX_ATTEMPTS       max_attempts        3
+ *   --log-format F        COMPRESSD_LOG_FORMAT         log_format          logfmt
+ *   --log-level L         COMPRESSD_LOG_LEVEL          log_level           info
+ *   --config FILE         COMPRESSD_CONFIG             (none)              no file
+ *
+ * Command line: `--opt value` or `--opt=value`; -h/--help sets `help`. Anything else (an
+ * unknown option, a missing value, a positional argument) is an error.
+ * Environment: an empty variable counts as unset.
+ * Config file: read only when --config or COMPRESSD_CONFIG names one (the command line wins);
+ * lines `key = value`, blank lines and lines starting with '#' (comments take a whole line,
+ * so '#' may appear in values); whitespace around key and value is ignored; a key given
+ * twice keeps the last value. An unknown key or a bad value is an error naming file:line.
+ *
+ * Values: listen is a numeric IPv4 address or a bracketed numeric IPv6 address, a colon and
+ * a port 0..65535 (0: the kernel picks a free port); host names are refused. Numbers are
+ * decimal digits only (no sign, no spaces, no overflow); max_upload_bytes takes an optional
+ * K, M, G or T suffix (powers of 1024, either case). log_format is logfmt|json, log_level is
+ * debug|info|warn|error.
+ *
+ * Errors: CZ_E_INVALID_ARGUMENT for bad options or values, CZ_E_IO when the config file
+ * cannot be read; the message names the source ("--workers", "COMPRESSD_WORKERS",
+ * "/etc/compressd.conf:7") and the rejected value.
+ * Thread: cz_config_load reads the environment and the working directory; call it at start-up
+ * before threads exist. A loaded cz_config is plain data.
+ */
+#ifndef CZ_CONFIG_H
+#define CZ_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cz_err.h"
+
+/* More compression threads than this only contend for memory bandwidth. */
+#define CZ_CONFIG_MAX_WORKERS 64
+/* A job that failed this often will not succeed on the next try. */
+#define CZ_CONFIG_MAX_ATTEMPTS 100
+#define CZ_CONFIG_DEFAULT_PORT 8420
+/* 64 GiB: room for the largest common single-file checkpoints. */
+#define CZ_CONFIG_DEFAULT_MAX_UPLOAD (64ULL << 30)
+#define CZ_CONFIG_DEFAULT_MAX_ATTEMPTS 3
+
+typedef struct {
+  char listen_addr[64];     /* numeric address without brackets: "127.0.0.1", "::1" */
+  int listen_port;          /* 0..65535; 0 means an ephemeral port */
+  char data_dir[4096];      /* absolute: a relative value is resolved against the working
+                               directory at load time, without following symlinks */
+  int workers;              /* 1..CZ_CONFIG_MAX_WORKERS */
+  uint64_t max_upload_bytes;/* >= 1 */
+  int max_attempts;         /* 1..CZ_CONFIG_MAX_ATTEMPTS */
+  char log_format[16];      /* "logfmt" | "json" (valid for cz_log_init) */
+  char log_level[16];       /* "debug" | "info" | "warn" | "error" */
+  char config_file[4096];   /* the file that was read, "" if none */
+  int help;                 /* 1 if -h/--help was given: the caller prints help and exits;
+                               the other options and the config file are then not checked */
+} cz_config;
+
+/* Fill c with the built-in defaults (data_dir left relative: "./var"). */
+void cz_config_defaults(cz_config *c);
+
+/* Build the configuration from all sources into c. argv holds the arguments after the
+ * subcommand (argc of them; argv[0] is the first option, not a program name). envp is a
+ * NULL-terminated "NAME=value" array, or NULL for the process environment. On error c is
+ * left unchanged and err says what and where. */
+cz_err_code cz_config_load(cz_config *c, int argc, char **argv, char **envp, cz_error *err);
+
+/* Print the option list (options, environment variables, file keys, defaults) to f. No usage
+ * line: the caller knows its program and subcommand names. */
+void cz_config_print_help(FILE *f);
+
+#endif
