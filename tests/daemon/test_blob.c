@@ -2,10 +2,10 @@
 #define _GNU_SOURCE /* nftw's FTW_DEPTH/FTW_PHYS, mount */
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
