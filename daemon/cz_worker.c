@@ -94,10 +94,15 @@ static void job_remove(job *j) {
   job_free(j);
 }
 
+static void heartbeat_job(job *j, bool *cancel, cz_error *e);
+
 static void record_outcome(job *j) {
   cz_worker *w = j->w;
   cz_error e = {0};
   cz_err_code rc;
+  bool cancel;
+  /* a job shorter than one heartbeat still shows its final counts */
+  if (j->run) heartbeat_job(j, &cancel, &e);
   if (j->release) {
     rc = cz_store_job_release(w->store, j->id, w->owner, now_ms(), &e);
     cz_log(CZ_LOG_INFO, "job released", "job", j->id, "reason", "shutdown", NULL);
@@ -272,17 +277,23 @@ static void try_claim(cz_worker *w) {
 
 /* ---- heartbeat ---- */
 
+static void heartbeat_job(job *j, bool *cancel, cz_error *e) {
+  uint64_t td, tt, bd, bt;
+  cz_run_progress(j->run, &td, &tt, &bd, &bt);
+  *cancel = false;
+  if (cz_store_job_heartbeat(j->w->store, j->id, j->w->owner, td, tt, bd, bt, LEASE_MS, now_ms(),
+                             cancel, e))
+    cz_log(CZ_LOG_WARN, "heartbeat failed", "job", j->id, "error", e->msg, NULL);
+}
+
 static void heartbeat(cz_worker *w) {
   for (int i = 0; i < w->n_jobs; i++) {
     job *j = w->jobs[i];
     if (!j->run) continue;
-    uint64_t td, tt, bd, bt;
-    cz_run_progress(j->run, &td, &tt, &bd, &bt);
     bool cancel = false;
     cz_error e = {0};
-    if (cz_store_job_heartbeat(w->store, j->id, w->owner, td, tt, bd, bt, LEASE_MS, now_ms(),
-                               &cancel, &e)) {
-      cz_log(CZ_LOG_WARN, "heartbeat failed", "job", j->id, "error", e.msg, NULL);
+    heartbeat_job(j, &cancel, &e);
+    if (e.code) {
       continue;
     }
     if (cancel && j->rc == CZ_E_OK) {
