@@ -144,7 +144,11 @@ const cz_tensor *cz_model_find(const cz_model *m, const char *name) {
   return NULL;
 }
 
+/* A zero dimension is looked for first: the readers accept an empty tensor whatever its
+ * other dimensions are, and their product may not fit in int64. */
 int64_t cz_tensor_nelements(const cz_tensor *t) {
+  for (int i = 0; i < t->n_dims; i++)
+    if (t->ne[i] == 0) return 0;
   int64_t n = 1;
   for (int i = 0; i < t->n_dims; i++) n *= t->ne[i];
   return n;

@@ -97,7 +97,9 @@ void cz_model_close(cz_model *m);
 
 /* Tensor by name, or NULL. Linear scan is fine: callers look up a handful of names. */
 const cz_tensor *cz_model_find(const cz_model *m, const char *name);
-/* Number of elements of t (validated at open, cannot overflow). */
+/* Number of elements of t (validated at open, cannot overflow). Use it rather than
+ * multiplying ne[] yourself: an empty tensor (a zero dim) may have other dims whose product
+ * does not fit in int64. */
 int64_t cz_tensor_nelements(const cz_tensor *t);
 
 /* GGUF KV accessors: index of key or -1; typed readers return false on type mismatch. */
