@@ -28,14 +28,14 @@ static cz_err_code take(reader *r, uint64_t n, const uint8_t **p, const char *wh
 }
 
 static cz_err_code read_u32(reader *r, uint32_t *v, const char *what, cz_error *err) {
-  const uint8_t *p;
+  const uint8_t *p = NULL;
   cz_err_code rc = take(r, 4, &p, what, err);
   if (rc == CZ_E_OK) *v = cz__le32(p);
   return rc;
 }
 
 static cz_err_code read_u64(reader *r, uint64_t *v, const char *what, cz_error *err) {
-  const uint8_t *p;
+  const uint8_t *p = NULL;
   cz_err_code rc = take(r, 8, &p, what, err);
   if (rc == CZ_E_OK) *v = cz__le64(p);
   return rc;
@@ -89,8 +89,8 @@ static cz_err_code skip_array(reader *r, int depth, const char *key, cz_error *e
   if (depth >= CZ_GGUF_MAX_NESTING)
     return cz_err_set(err, CZ_E_INVALID_KV, "key '%s': arrays nested deeper than %d", key,
                       CZ_GGUF_MAX_NESTING);
-  uint32_t et;
-  uint64_t count;
+  uint32_t et = 0;
+  uint64_t count = 0;
   cz_err_code rc = read_u32(r, &et, "an array type", err);
   if (rc == CZ_E_OK) rc = read_u64(r, &count, "an array count", err);
   if (rc != CZ_E_OK) return rc;
@@ -110,8 +110,8 @@ static cz_err_code skip_value(reader *r, uint32_t type, int depth, const char *k
                               cz_error *err) {
   if (type == CZ_GGUF_ARRAY) return skip_array(r, depth, key, err);
   if (type == CZ_GGUF_STRING) {
-    const uint8_t *s;
-    uint64_t len;
+    const uint8_t *s = NULL;
+    uint64_t len = 0;
     return read_str(r, &s, &len, "a string value", err);
   }
   return take(r, scalar_size[type], NULL, "a value", err);
@@ -120,8 +120,8 @@ static cz_err_code skip_value(reader *r, uint32_t type, int depth, const char *k
 /* ---- key/values ---- */
 
 static cz_err_code read_key(reader *r, char **key, cz_error *err) {
-  const uint8_t *s;
-  uint64_t len;
+  const uint8_t *s = NULL;
+  uint64_t len = 0;
   cz_err_code rc = read_str(r, &s, &len, "a key", err);
   if (rc != CZ_E_OK) return rc;
   if (len == 0) return cz_err_set(err, CZ_E_INVALID_KV, "empty key at offset %llu",
@@ -172,7 +172,7 @@ static cz_err_code read_alignment(cz_model *m, cz_error *err) {
   m->alignment = CZ_GGUF_DEFAULT_ALIGNMENT;
   long i = cz_gguf_find_kv(m, CZ_GGUF_ALIGNMENT_KEY);
   if (i < 0) return CZ_E_OK;
-  uint32_t a;
+  uint32_t a = 0;
   if (!cz_gguf_kv_u32(&m->kv[i], &a))
     return cz_err_set(err, CZ_E_INVALID_ALIGNMENT, "general.alignment is not a u32");
   if (!cz__is_pow2(a) || a > CZ_GGUF_MAX_ALIGNMENT)
@@ -211,8 +211,8 @@ typedef struct {
 } tensor_pos;
 
 static cz_err_code read_tensor_name(reader *r, cz_tensor *t, cz_error *err) {
-  const uint8_t *s;
-  uint64_t len;
+  const uint8_t *s = NULL;
+  uint64_t len = 0;
   cz_err_code rc = read_str(r, &s, &len, "a tensor name", err);
   if (rc != CZ_E_OK) return rc;
   if (len == 0 || len > CZ_GGUF_MAX_NAME)
@@ -225,7 +225,7 @@ static cz_err_code read_tensor_name(reader *r, cz_tensor *t, cz_error *err) {
 }
 
 static cz_err_code read_shape(reader *r, cz_tensor *t, cz_error *err) {
-  uint32_t n_dims;
+  uint32_t n_dims = 0;
   cz_err_code rc = read_u32(r, &n_dims, "a tensor's n_dims", err);
   if (rc != CZ_E_OK) return rc;
   if (n_dims < 1 || n_dims > CZ_MAX_DIMS)
@@ -234,7 +234,7 @@ static cz_err_code read_shape(reader *r, cz_tensor *t, cz_error *err) {
   t->n_dims = (int)n_dims;
   for (int i = 0; i < CZ_MAX_DIMS; i++) t->ne[i] = 1;
   for (uint32_t i = 0; i < n_dims; i++) {
-    uint64_t ne;
+    uint64_t ne = 0;
     if ((rc = read_u64(r, &ne, "a tensor's shape", err)) != CZ_E_OK) return rc;
     if (ne > (uint64_t)INT64_MAX) /* ggml reads int64: this is a negative dimension */
       return cz_err_set(err, CZ_E_INVALID_TENSOR_INFO, "tensor '%s': ne[%u] is negative",
@@ -246,7 +246,7 @@ static cz_err_code read_shape(reader *r, cz_tensor *t, cz_error *err) {
 
 static cz_err_code read_type(reader *r, cz_tensor *t, const cz_type_traits **tr,
                              cz_error *err) {
-  uint32_t type;
+  uint32_t type = 0;
   cz_err_code rc = read_u32(r, &type, "a tensor's type", err);
   if (rc != CZ_E_OK) return rc;
   /* type < GGML_END first: the traits table also holds safetensors-only ids. */
@@ -359,7 +359,7 @@ static cz_err_code read_tensors(cz_model *m, reader *r, uint64_t n, cz_error *er
 
 static cz_err_code read_header(cz_model *m, reader *r, uint64_t *n_tensors, uint64_t *n_kv,
                                cz_error *err) {
-  const uint8_t *magic;
+  const uint8_t *magic = NULL;
   cz_err_code rc = take(r, 4, &magic, "the magic", err);
   if (rc != CZ_E_OK) return rc;
   if (memcmp(magic, CZ_GGUF_MAGIC, 4) != 0)

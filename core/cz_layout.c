@@ -284,7 +284,7 @@ static cz_err_code gguf_finish(cz_layout *l, cz_error *err) {
   if (rel == NULL) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
   /* Each tensor starts at the padded end of the previous; the last is padded too, as
    * llama.cpp writes it. */
-  uint64_t data = 0, header_len, padded;
+  uint64_t data = 0, header_len = 0, padded = 0;
   for (size_t i = 0; i < l->n_tensors && rc == CZ_E_OK; i++) {
     rel[i] = data;
     if (!cz__pad(l->tensors[i].nbytes, align, &padded) ||

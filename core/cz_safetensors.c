@@ -163,7 +163,7 @@ static cz_err_code validate(st_entry *e, size_t n, uint64_t *data_end, cz_error 
                         e[i].name, (unsigned long long)e[i].begin,
                         (unsigned long long)e[i].end, (unsigned long long)start);
     start = e[i].end;
-    uint64_t nbytes;
+    uint64_t nbytes = 0;
     cz_err_code rc = cz__st_nbytes(cz_type_get(e[i].type), e[i].n_dims, e[i].ne, &nbytes, err,
                                    e[i].name);
     if (rc != CZ_E_OK) return rc;
@@ -268,7 +268,7 @@ static cz_err_code parse_header(cz_model *m, json_t *root, uint64_t n, const uin
 }
 
 cz_err_code cz__st_parse(cz_model *m, const uint8_t *buf, uint64_t size, cz_error *err) {
-  uint64_t n;
+  uint64_t n = 0;
   cz_err_code rc = check_prefix(buf, size, &n, err);
   if (rc != CZ_E_OK) return rc;
   const uint8_t *hdr = buf + CZ_ST_N_LEN;

@@ -402,6 +402,8 @@ static void rewrite_golden(const char *name) {
 
 static void test_rewrite_tiny_llama(void) { rewrite_golden("tiny-llama-f16.gguf"); }
 static void test_rewrite_ggml_quants(void) { rewrite_golden("ggml-quants.safetensors"); }
+/* llama.cpp's imatrix GGUF: a string array KV and 1-D F32 tensors. */
+static void test_rewrite_imatrix(void) { rewrite_golden("tiny-llama-imatrix.gguf"); }
 
 /* ==== GGUF round trip ================================================================== */
 
@@ -1404,6 +1406,8 @@ static uint64_t rng(void) { /* xorshift64: deterministic, so a failure reproduce
  * Nothing may crash or read out of bounds (ASan), and what is accepted must be in bounds
  * (parse_mem checks). */
 static void mutate(const buf *valid, cz_format f, int rounds) {
+  const char *env = getenv("CZ_MUTATION_ROUNDS"); /* for a longer run by hand */
+  if (env && atoi(env) > 0) rounds = atoi(env);
   uint8_t *p = malloc(valid->n);
   int accepted = 0;
   for (int r = 0; r < rounds; r++) {
@@ -1453,6 +1457,7 @@ int main(void) {
       CZ_TEST(test_read_ggml_quants),
       CZ_TEST(test_rewrite_tiny_llama),
       CZ_TEST(test_rewrite_ggml_quants),
+      CZ_TEST(test_rewrite_imatrix),
       CZ_TEST(test_gguf_read_rich),
       CZ_TEST(test_gguf_roundtrip),
       CZ_TEST(test_st_roundtrip),
