@@ -54,7 +54,8 @@
   X(UNKNOWN_METHOD,           201, "unknown_method",        400)         \
   X(INVALID_PARAMETER,        202, "invalid_parameter",     400)         \
   X(UNSUPPORTED_INPUT,        203, "unsupported_input",     422)         \
-  X(NON_FINITE,               204, "non_finite_values",     422)
+  X(NON_FINITE,               204, "non_finite_values",     422)         \
+  X(ABANDONED,                205, "abandoned",             500)
 
 typedef enum {
 #define CZ_ERR_ENUM(sfx, id, name, http) CZ_E_##sfx = id,

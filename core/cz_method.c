@@ -56,6 +56,8 @@ static bool ends_with(const char *s, const char *suffix) {
 
 const char *cz_method_ineligible(const cz_tensor *t) {
   if (t->n_dims < 2) return "1-D tensor (norms and biases are kept as they are)";
+  for (int d = 0; d < t->n_dims; d++)
+    if (t->ne[d] == 0) return "tensor has no elements";
   if (!ends_with(t->name, "weight")) return "not a weight matrix";
   /* llama-quantize's exclusions: norms, the MoE router, position and token-type embeddings */
   static const char *const excluded[] = {"_norm.weight", "ffn_gate_inp.weight",

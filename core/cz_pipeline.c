@@ -412,6 +412,7 @@ static cz_err_code task_transform(cz_run *run, tensor_state *s, int64_t r0, int6
                                   cz_error *err) {
   const cz_type_traits *in_tr = cz_type_get(s->in->type);
   const uint64_t in_row = cz_type_row_size(s->in->type, s->ncols);
+  if (s->ncols <= 0 || r1 <= r0) return CZ_E_OK;  /* plans copy empty tensors; nothing to do */
   int64_t rows_per = CHUNK_ELEMS / s->ncols;
   if (rows_per < 1) rows_per = 1;
   if (rows_per > r1 - r0) rows_per = r1 - r0;

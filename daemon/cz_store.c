@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How long a statement waits for another connection's lock (e.g. an operator's sqlite3
  * shell) before giving up with SQLITE_BUSY. */
@@ -18,7 +19,8 @@ struct cz_store {
 
 static cz_err_code db_error(cz_store *s, cz_error *err, const char *what) {
   int code = sqlite3_errcode(s->db);
-  cz_err_code c = code == SQLITE_FULL ? CZ_E_NO_SPACE
+  cz_err_code c = code == SQLITE_FULL         ? CZ_E_NO_SPACE
+                  : code == SQLITE_CONSTRAINT ? CZ_E_CONFLICT
                   : code == SQLITE_BUSY || code == SQLITE_LOCKED ? CZ_E_UNAVAILABLE
                                                                  : CZ_E_INTERNAL;
   return cz_err_set(err, c, "database: %s: %s", what, sqlite3_errmsg(s->db));
@@ -83,15 +85,23 @@ static cz_err_code migrate(cz_store *s, cz_error *err) {
                       have, newest);
   for (int i = 0; i < cz_migrations_count; i++) {
     if (cz_migrations[i].version <= have) continue;
-    /* each migration file is its own BEGIN ... COMMIT and sets user_version itself */
-    cz_err_code rc = exec(s, cz_migrations[i].sql, err);
-    if (rc) {
+    /* Under the write lock, look again: another process opening the same database may have
+     * applied this migration since we read the version. */
+    cz_err_code rc = exec(s, "BEGIN IMMEDIATE", err);
+    if (rc) return rc;
+    have = user_version(s);
+    if (have >= cz_migrations[i].version) {
+      exec(s, "COMMIT", err);
+      continue;
+    }
+    char setv[64];
+    snprintf(setv, sizeof setv, "PRAGMA user_version = %d", cz_migrations[i].version);
+    if ((rc = exec(s, cz_migrations[i].sql, err)) || (rc = exec(s, setv, err)) ||
+        (rc = exec(s, "COMMIT", err))) {
       sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
       return rc;
     }
-    if (user_version(s) != cz_migrations[i].version)
-      return cz_err_set(err, CZ_E_INTERNAL, "migration %s did not set user_version to %d",
-                        cz_migrations[i].name, cz_migrations[i].version);
+    have = cz_migrations[i].version;
   }
   return CZ_E_OK;
 }
@@ -109,8 +119,14 @@ cz_err_code cz_store_open(const char *path, cz_store **out, cz_error *err) {
     goto fail;
   }
   sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-  if ((rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;",
-                 err)) ||
+  /* Switching a new database to WAL takes an exclusive lock and does not wait on the busy
+   * handler, so a second process opening the same fresh file retries for a while. */
+  for (int tries = 0;; tries++) {
+    rc = exec(s, "PRAGMA journal_mode=WAL", err);
+    if (rc != CZ_E_UNAVAILABLE || tries >= BUSY_TIMEOUT_MS / 10) break;
+    usleep(10000);
+  }
+  if (rc || (rc = exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", err)) ||
       (rc = migrate(s, err)))
     goto fail;
   *out = s;
@@ -554,7 +570,11 @@ static cz_err_code job_release_txn(cz_store *s, void *cls, cz_error *err) {
   bind_text(st, 1, a->id);
   bind_text(st, 2, a->owner);
   sqlite3_bind_int64(st, 3, a->now);
-  return step_done(s, st, NULL, err);
+  int changes = 0;
+  if ((rc = step_done(s, st, &changes, err))) return rc;
+  if (changes == 0)
+    return cz_err_set(err, CZ_E_CONFLICT, "job %s is no longer leased by this process", a->id);
+  return CZ_E_OK;
 }
 
 cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner, int64_t now,
@@ -571,7 +591,17 @@ typedef struct {
 static cz_err_code recover_txn(cz_store *s, void *cls, cz_error *err) {
   recover_args *a = cls;
   sqlite3_stmt *st;
+  /* a cancel that was requested before the crash is honoured rather than re-run */
   cz_err_code rc = prepare(s,
+                           "UPDATE jobs SET state = 'canceled', error_code = 'canceled', "
+                           "error_message = 'canceled by request', finished_at = ?1, "
+                           "updated_at = ?1, lease_owner = NULL, lease_expires_at = NULL "
+                           "WHERE state = 'running' AND cancel_requested = 1",
+                           &st, err);
+  if (rc) return rc;
+  sqlite3_bind_int64(st, 1, a->now);
+  if ((rc = step_done(s, st, NULL, err))) return rc;
+  rc = prepare(s,
                            "UPDATE jobs SET state = 'failed', error_code = 'abandoned', "
                            "error_message = 'the job was interrupted ' || attempts || "
                            "' time(s); giving up after max_attempts', finished_at = ?1, "

@@ -1,7 +1,8 @@
 -- 0001-init: models, jobs and the queue state. Shipped migrations are never edited.
 -- Times are Unix milliseconds (UTC). Ids are opaque strings ("mdl_...", "job_...").
 -- seq gives a stable order for paging (newest first) that does not depend on clocks.
-BEGIN IMMEDIATE;
+-- The daemon runs each migration in its own BEGIN IMMEDIATE transaction and sets
+-- user_version itself, so a file holds only schema statements.
 
 CREATE TABLE models (
   seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,6 +46,3 @@ CREATE TABLE jobs (
 
 CREATE INDEX jobs_state ON jobs(state, seq);
 CREATE INDEX jobs_model ON jobs(model_id);
-
-PRAGMA user_version = 1;
-COMMIT;
