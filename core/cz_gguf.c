@@ -206,7 +206,7 @@ static cz_err_code read_kvs(cz_model *m, reader *r, uint64_t n_kv, cz_error *err
 
 /* Offsets of the tensors relative to the data section, kept apart until it is located. */
 typedef struct {
-  uint64_t offset;
+  uint64_t offset, end; /* end: set once the offset is known not to overflow */
   size_t index;
 } tensor_pos;
 
@@ -300,17 +300,19 @@ static cz_err_code read_tensor_infos(cz_model *m, reader *r, uint64_t n, tensor_
 static int cmp_pos(const void *a, const void *b) {
   const tensor_pos *x = a, *y = b;
   if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+  if (x->end != y->end) return x->end < y->end ? -1 : 1;
   return x->index < y->index ? -1 : x->index > y->index;
 }
 
-/* Each tensor lies inside the data section and no two share a byte. ggml demands more
- * (offsets in info order, each at the padded end of the previous); we accept any order. */
+/* Each tensor lies inside the data section and no two share a byte; an empty tensor may sit
+ * at either end of another but not strictly inside it. ggml demands more (offsets in info
+ * order, each at the padded end of the previous); we accept any order. */
 static cz_err_code place_tensors(cz_model *m, const uint8_t *data, uint64_t data_size,
                                  tensor_pos *pos, cz_error *err) {
   size_t n = m->n_tensors;
   for (size_t i = 0; i < n; i++) {
     cz_tensor *t = &m->tensors[pos[i].index];
-    uint64_t end;
+    uint64_t end = 0;
     if (__builtin_add_overflow(pos[i].offset, t->nbytes, &end))
       return cz_err_set(err, CZ_E_INVALID_OFFSETS, "tensor '%s': offset + size overflows",
                         t->name);
@@ -319,17 +321,18 @@ static cz_err_code place_tensors(cz_model *m, const uint8_t *data, uint64_t data
                         "tensor '%s': data [%llu, %llu) runs past the end of the file", t->name,
                         (unsigned long long)pos[i].offset, (unsigned long long)end);
     t->data = data + pos[i].offset;
+    pos[i].end = end;
   }
-  /* Sorted by offset, with zero-size tensors first among equals: a tensor overlaps another
-   * exactly when it starts before the furthest end seen so far. */
+  /* Sorted by offset then end, so that an empty tensor comes before a tensor starting at
+   * the same byte: a tensor overlaps another exactly when it starts before the furthest
+   * end seen so far. */
   qsort(pos, n, sizeof *pos, cmp_pos);
   uint64_t reach = 0;
   for (size_t i = 0; i < n; i++) {
-    const cz_tensor *t = &m->tensors[pos[i].index];
     if (pos[i].offset < reach)
       return cz_err_set(err, CZ_E_INVALID_OFFSETS, "tensor '%s' overlaps another tensor",
-                        t->name);
-    if (pos[i].offset + t->nbytes > reach) reach = pos[i].offset + t->nbytes;
+                        m->tensors[pos[i].index].name);
+    if (pos[i].end > reach) reach = pos[i].end;
   }
   return CZ_E_OK;
 }

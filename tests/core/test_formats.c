@@ -1195,6 +1195,19 @@ static void test_gguf_accepted_layouts(void) {
   CHECK(m && strcmp(m->tensors[0].name, "b") == 0 && m->tensors[0].data == m->tensors[1].data + 32);
   cz_model_close(m);
   b_free(&b);
+  gguf_head(&b, 3, 3, 0); /* empty tensors at the start and at the end of another */
+  tinfo(&b, "a", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0);
+  tinfo(&b, "e0", 2, (uint64_t[]){8, 0}, CZ_TYPE_F32, 0);
+  tinfo(&b, "e1", 2, (uint64_t[]){0, 8}, CZ_TYPE_F32, 32);
+  b_pad(&b, 32);
+  b_data(&b, 32);
+  GGUF_EXPECT(&b, CZ_E_OK);
+  gguf_head(&b, 3, 2, 0); /* but not inside it */
+  tinfo(&b, "a", 1, (uint64_t[]){16}, CZ_TYPE_F32, 0);
+  tinfo(&b, "e", 2, (uint64_t[]){8, 0}, CZ_TYPE_F32, 32);
+  b_pad(&b, 32);
+  b_data(&b, 64);
+  GGUF_EXPECT(&b, CZ_E_INVALID_OFFSETS);
   gguf_small(&b); /* trailing bytes after the last tensor: accepted, as llama.cpp does */
   b_data(&b, 100);
   GGUF_EXPECT(&b, CZ_E_OK);
