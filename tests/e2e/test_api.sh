@@ -1,0 +1,308 @@
+#!/bin/sh
+# test_api: the v1 API's error paths (exact status and error.code), rejected uploads that
+# leave nothing behind, paging, deletion, job states seen through the API, health endpoints.
+. "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
+
+# model_ids: the ids GET /v1/models lists, newest first, space-separated
+model_ids() { curl -sf --max-time 10 "$CZ_URL/v1/models?page_size=1000" | jq -r '[.models[].id] | join(" ")'; }
+job_ids() { curl -sf --max-time 10 "$CZ_URL/v1/jobs?page_size=1000$1" | jq -r '[.jobs[].id] | join(" ")'; }
+# nothing_new DESC BEFORE: DATA_DIR/tmp is empty and the model list is still BEFORE
+nothing_new() {
+  _now=$(model_ids)
+  if dir_empty "$DATA/tmp" && [ "$_now" = "$2" ]; then
+    ok "$1: DATA_DIR/tmp empty, no new model"
+  else
+    not_ok "$1: DATA_DIR/tmp empty, no new model"
+    diag "models before: '$2'" "models now:    '$_now'"
+  fi
+}
+# refused_4xx DESC: the last response is a 4xx with an error code and message
+refused_4xx() {
+  _code=$(jf "$R_BODY" '.error.code // empty')
+  case $R_STATUS in
+    4??) if [ -n "$_code" ] && [ -n "$(jf "$R_BODY" '.error.message // empty')" ]; then
+           ok "$1: $R_STATUS $_code"; return
+         fi ;;
+  esac
+  not_ok "$1: refused with 4xx and an error code"
+  diag "got $R_STATUS $R_BODY"
+}
+tiny_st() { # tiny_st OUT SEED [nan]: a safetensors model of ~660 bytes, [4, 32] F32
+  _nan=false
+  [ "${3:-}" = nan ] && _nan=true
+  st_write "$1" '{"tensors": [{"name": "blk.0.ffn_up.weight", "dtype": "F32", "shape": [4, 32],
+    "seed": '"$2"', "nan": '"$_nan"'}]}' || bail "st_write failed"
+}
+
+# ======== daemon 1: --max-upload-bytes 1000 ========
+
+DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
+cz_start "$DATA" --max-upload-bytes 1000 --workers 1 || bail "cannot start compressd"
+
+req GET /livez
+is "GET /livez: 200 ok" "$R_STATUS $(jf "$R_BODY" .status)" "200 ok"
+req GET /readyz
+is "GET /readyz: 200 ready" "$R_STATUS $(jf "$R_BODY" .status)" "200 ready"
+is "JSON responses carry Content-Type application/json" "$(header Content-Type)" application/json
+
+req GET /v1/nope
+expect_error "unknown route" 404 not_found
+req GET /
+expect_error "GET /" 404 not_found
+req GET /v1/models/a/b
+expect_error "unknown sub-resource of a model" 404 not_found
+req PUT /v1/models
+expect_error "PUT /v1/models" 405 method_not_allowed
+req DELETE /v1/jobs
+expect_error "DELETE /v1/jobs" 405 method_not_allowed
+req GET /v1/jobs/job_x:cancel
+expect_error "GET on the cancel action" 405 method_not_allowed
+req POST /livez
+expect_error "POST /livez" 405 method_not_allowed
+
+# uploads refused before they are stored
+head -c 500 /dev/zero >"$T_TMP/500b"
+head -c 2000 /dev/zero >"$T_TMP/2000b"
+before=$(model_ids)
+req POST "/v1/models?name=x" -H 'Content-Type: application/json' --data-binary @"$T_TMP/500b"
+expect_error "upload with Content-Type application/json" 415 unsupported_media_type
+req POST "/v1/models?name=x" -H 'Content-Type:' --data-binary @"$T_TMP/500b"
+expect_error "upload without a Content-Type" 415 unsupported_media_type
+nothing_new "415" "$before"
+req POST "/v1/models?name=big" -H 'Content-Type: application/octet-stream' --data-binary @"$T_TMP/2000b"
+expect_error "upload of 2000 bytes over --max-upload-bytes 1000 (Content-Length)" 413 payload_too_large
+nothing_new "413 by Content-Length" "$before"
+req POST "/v1/models?name=big" -H 'Content-Type: application/octet-stream' \
+  -H 'Transfer-Encoding: chunked' --data-binary @"$T_TMP/2000b"
+expect_error "chunked upload of 2000 bytes over --max-upload-bytes 1000" 413 payload_too_large
+nothing_new "413 while streaming" "$before"
+req GET /readyz
+is "the daemon is still ready after the refused uploads" "$R_STATUS" 200
+
+# paging: three small models, newest first
+for i in 1 2 3; do
+  tiny_st "$T_TMP/p$i.safetensors" "$i"
+  upload "$T_TMP/p$i.safetensors" "p$i"
+  eval "P$i=\$MODEL_ID"
+  [ "$R_STATUS" = 201 ] || diag "upload p$i: $R_STATUS $R_BODY"
+done
+is "three small models uploaded" "$(model_ids)" "$P3 $P2 $P1"
+req GET "/v1/models?page_size=2"
+TOKEN=$(jf "$R_BODY" '.next_page_token // empty')
+is "page_size=2: the two newest and a next_page_token" \
+  "$R_STATUS $(jf "$R_BODY" '[.models[].name] | join(",")') $([ -n "$TOKEN" ] && echo token)" "200 p3,p2 token"
+req GET "/v1/models?page_size=2&page_token=$TOKEN"
+is "next page: the oldest and a null token" \
+  "$R_STATUS $(jf "$R_BODY" '[.models[].name] | join(",")') $(jf "$R_BODY" '.next_page_token')" "200 p1 null"
+req GET "/v1/models?page_size=3"
+is "page_size=3: all three, null token" "$(jf "$R_BODY" '"\(.models | length) \(.next_page_token)"')" "3 null"
+is "model list items: id, name, sha256, bytes, format, counts, created_at" \
+  "$(jf "$R_BODY" ".models[2] | \"\(.id) \(.name) \(.sha256) \(.bytes) \(.format) \(.tensor_count) \(.parameter_count) \(.created_at | test(\"^[0-9-]+T[0-9:.]+Z$\"))\"")" \
+  "$P1 p1 $(sha256_of "$T_TMP/p1.safetensors") $(wc -c <"$T_TMP/p1.safetensors") safetensors 1 128 true"
+for ps in 0 1001 -1 abc 2x ''; do
+  req GET "/v1/models?page_size=$ps"
+  expect_error "page_size='$ps'" 400 invalid_argument
+done
+req GET "/v1/models?page_token=abc"
+expect_error "page_token=abc" 400 invalid_argument
+
+# delete
+req DELETE "/v1/models/$P2"
+is "DELETE a model: 204, empty body" "$R_STATUS '$R_BODY'" "204 ''"
+req GET "/v1/models/$P2"
+expect_error "GET the deleted model" 404 not_found
+req DELETE "/v1/models/$P2"
+expect_error "DELETE it again" 404 not_found
+is "the list no longer has it" "$(model_ids)" "$P3 $P1"
+# the same bytes twice share a blob; deleting one model keeps the other usable
+upload "$T_TMP/p1.safetensors" p1-again
+P1B=$MODEL_ID
+is "the same file uploaded again: a new model, the same sha256" \
+  "$R_STATUS $([ "$P1B" != "$P1" ] && echo new-id) $(jf "$R_BODY" .sha256)" "201 new-id $(sha256_of "$T_TMP/p1.safetensors")"
+req DELETE "/v1/models/$P1"
+is "DELETE the first of the two" "$R_STATUS" 204
+submit '{"model": "'"$P1B"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+wait_job "$JOB_ID" 20
+is "a job on the remaining copy succeeds (its blob was kept)" "$(jf "$JOB" '"\(.state) \(.error)"')" "succeeded null"
+check "no temporary file left on daemon 1" dir_empty "$DATA/tmp"
+cz_stop "$CZ_PID"
+is "daemon 1 exits 0 on SIGTERM" "$CZ_EXIT" 0
+
+# ======== daemon 2: default limits, one worker (one job at a time) ========
+
+DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
+cz_start "$DATA" --workers 1 || bail "cannot start compressd"
+upload "$CZ_DATA/tiny-llama-f16.gguf" tiny-llama
+is "upload the tiny llama: 201, gguf, 39 tensors" \
+  "$R_STATUS $(jf "$R_BODY" '"\(.format) \(.tensor_count)"')" "201 gguf 39"
+LLAMA=$MODEL_ID
+before=$(model_ids)
+
+# malformed files
+printf '\x3a\x91\x0c\x7e\xd2\x05\x44\xb8\x19\xe0\x6f\x2d\x83\xc4\x57\xaa' >"$T_TMP/garbage"
+req POST "/v1/models?name=garbage" -H 'Content-Type: application/octet-stream' --data-binary @"$T_TMP/garbage"
+refused_4xx "upload of 16 garbage bytes"
+nothing_new "garbage" "$before"
+head -c 1000 "$CZ_DATA/tiny-llama-f16.gguf" >"$T_TMP/trunc.gguf"
+req POST "/v1/models?name=trunc" -H 'Content-Type: application/octet-stream' --data-binary @"$T_TMP/trunc.gguf"
+refused_4xx "upload of a truncated GGUF (first 1000 bytes of the tiny llama)"
+nothing_new "truncated GGUF" "$before"
+req POST "/v1/models" -H 'Content-Type: application/octet-stream' --data-binary ''
+refused_4xx "upload of an empty body"
+nothing_new "empty body" "$before"
+req POST "/v1/models?name=%01x" -H 'Content-Type: application/octet-stream' --data-binary @"$T_TMP/p1.safetensors"
+expect_error "upload with a control character in the name" 400 invalid_argument
+nothing_new "bad name" "$before"
+
+# job submissions that are refused
+submit '{"steps": [{"op": "quantize", "type": "q8_0"}]}'
+expect_error "job without a model" 400 invalid_recipe
+submit '{"model": "mdl_000000000000000000000000", "steps": [{"op": "quantize", "type": "q8_0"}]}'
+expect_error "job on an unknown model id" 400 invalid_argument
+submit '{"model": "'"$LLAMA"'", "steps": []}'
+expect_error "job with empty steps" 400 invalid_recipe
+submit '{"model": "'"$LLAMA"'"}'
+expect_error "job without steps" 400 invalid_recipe
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "sparsify"}]}'
+expect_error "job with an unknown op" 400 unknown_method
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q9_9"}]}'
+expect_error "job with an unknown type" 400 invalid_parameter
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0", "bits": 8}]}'
+expect_error "job with an unknown step parameter" 400 invalid_parameter
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "safetensors"}}'
+expect_error "q8_0 to safetensors output" 400 invalid_recipe
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "onnx"}}'
+expect_error "unknown output format" 400 invalid_recipe
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}], "priority": 1}'
+expect_error "unknown top-level field" 400 invalid_recipe
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}'
+expect_error "invalid JSON" 400 invalid_recipe
+submit '["'"$LLAMA"'"]'
+expect_error "a JSON array instead of an object" 400 invalid_recipe
+submit '{"model": "a", "model": "b", "steps": []}'
+expect_error "duplicate keys" 400 invalid_recipe
+"$PY" -c 'import sys; sys.stdout.write("{\"model\": \"x\", \"pad\": \"" + "a" * (1 << 20) + "\"}")' >"$T_TMP/big.json"
+req POST /v1/jobs -H 'Content-Type: application/json' --data-binary @"$T_TMP/big.json"
+expect_error "job body over 1 MiB" 413 payload_too_large
+is "none of the refused submissions made a job" "$(job_ids)" ""
+
+req GET /v1/jobs/job_000000000000000000000000
+expect_error "GET an unknown job" 404 not_found
+req GET /v1/jobs/job_000000000000000000000000/artifact
+expect_error "artifact of an unknown job" 404 not_found
+req POST /v1/jobs/job_000000000000000000000000:cancel
+expect_error "cancel of an unknown job" 404 not_found
+req GET /v1/models/mdl_000000000000000000000000
+expect_error "GET an unknown model" 404 not_found
+
+# a job that succeeds
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+is "q8_0 job: 202, queued, links" "$R_STATUS $(jf "$R_BODY" '"\(.state) \(.links.self) \(.links.cancel)"')" \
+  "202 queued /v1/jobs/$JOB_ID /v1/jobs/$JOB_ID:cancel"
+OK_JOB=$JOB_ID
+wait_job "$OK_JOB" 20
+is "q8_0 job succeeded" "$(jf "$JOB" .state)" succeeded
+is "succeeded job has artifact and report links" \
+  "$(jf "$JOB" '"\(.links.artifact) \(.links.report)"')" "/v1/jobs/$OK_JOB/artifact /v1/jobs/$OK_JOB/report"
+req POST "/v1/jobs/$OK_JOB:cancel"
+expect_error "cancel of a succeeded job" 409 conflict
+req GET "/v1/jobs/$OK_JOB/report"
+is "report of a succeeded job: 200 JSON naming the job" "$R_STATUS $(jf "$R_BODY" .job)" "200 $OK_JOB"
+
+# the normalized recipe a job shows is accepted again as it is
+RECIPE=$(jf "$JOB" '.recipe | .model = "'"$LLAMA"'" | tojson')
+submit "$RECIPE"
+is "resubmitting a q8_0 job's own recipe: 202" "$R_STATUS" 202
+wait_job "$JOB_ID" 20
+RT_JOB=$JOB_ID
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "int8"}], "output": {"format": "safetensors"}}'
+is "int8 job to safetensors: 202" "$R_STATUS" 202
+INT8_JOB=$JOB_ID
+RECIPE=$(jf "$R_BODY" '.recipe | .model = "'"$LLAMA"'" | tojson')
+submit "$RECIPE"
+is "resubmitting an int8 job's own recipe: 202" "$R_STATUS" 202
+[ "$R_STATUS" = 202 ] || diag "recipe $RECIPE" "answer $R_BODY"
+[ "$R_STATUS" = 202 ] && wait_job "$JOB_ID" 20
+wait_job "$INT8_JOB" 20
+is "int8 job on the llama (F16 -> I8, safetensors) succeeds" "$(jf "$JOB" '"\(.state) \(.error.code)"')" "succeeded null"
+
+# a job that fails: NaN in a weight (refused only when it runs)
+tiny_st "$T_TMP/nan.safetensors" 9 nan
+upload "$T_TMP/nan.safetensors" nan
+NAN_MODEL=$MODEL_ID
+submit '{"model": "'"$NAN_MODEL"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+FAIL_JOB=$JOB_ID
+wait_job "$FAIL_JOB" 20
+is "job on a weight with NaN fails with non_finite_values" "$(jf "$JOB" '"\(.state) \(.error.code) \(.artifact)"')" "failed non_finite_values null"
+req GET "/v1/jobs/$FAIL_JOB/artifact"
+expect_error "artifact of a failed job" 409 conflict
+req GET "/v1/jobs/$FAIL_JOB/report"
+expect_error "report of a failed job" 409 conflict
+req POST "/v1/jobs/$FAIL_JOB:cancel"
+expect_error "cancel of a failed job" 409 conflict
+
+# a queued job: one worker, a running job ahead of it. The running job takes about 1.5 s
+# (16 Mi F16 weights on one worker thread, sanitizer build); everything that needs it still
+# running is done within a few requests of seeing it run.
+st_write "$T_TMP/block.safetensors" '{"tensors": [
+  {"name": "blk.0.ffn_up.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 1}]}'
+upload "$T_TMP/block.safetensors" blocker
+BLOCKER=$MODEL_ID
+submit '{"model": "'"$BLOCKER"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+RUN_JOB=$JOB_ID
+wait_running "$RUN_JOB" 10
+submit '{"model": "'"$BLOCKER"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+Q_JOB=$JOB_ID
+is "second job behind a running one: queued" "$R_STATUS $(jf "$R_BODY" .state)" "202 queued"
+req GET "/v1/jobs/$Q_JOB/artifact"
+expect_error "artifact of a queued job" 409 conflict
+case $(jf "$R_BODY" .error.message) in
+  *"state queued"*) ok "its message names the state" ;;
+  *) not_ok "its message names the state" ;;
+esac
+req GET "/v1/jobs/$Q_JOB/report"
+expect_error "report of a queued job" 409 conflict
+req DELETE "/v1/models/$BLOCKER"
+expect_error "DELETE a model with queued or running jobs" 409 conflict
+req POST "/v1/jobs/$Q_JOB:cancel"
+is "cancel of a queued job: 200 and canceled at once" "$R_STATUS $(jf "$R_BODY" .state)" "200 canceled"
+req POST "/v1/jobs/$RUN_JOB:cancel"
+is "cancel of the running job: 202" "$R_STATUS" 202
+[ "$R_STATUS" = 202 ] || diag "$R_BODY"
+wait_job "$RUN_JOB" 10
+is "the running job ends canceled" "$(jf "$JOB" .state)" canceled
+req POST "/v1/jobs/$RUN_JOB:cancel"
+expect_error "cancel of a canceled job" 409 conflict
+req DELETE "/v1/models/$BLOCKER"
+is "DELETE the model once its jobs are over: 204" "$R_STATUS" 204
+
+# job lists: each state= filter lists exactly the jobs that GET shows in that state
+ALL=$(job_ids)
+for st in succeeded failed canceled queued running; do
+  want=
+  for j in $ALL; do [ "$(jf "$(job_json "$j")" .state)" = "$st" ] && want="$want $j"; done
+  is "state=$st lists exactly the $st jobs, newest first" "$(job_ids "&state=$st")" "${want# }"
+done
+for j in $OK_JOB $RT_JOB; do
+  case " $(job_ids '&state=succeeded') " in *" $j "*) ;; *) not_ok "state=succeeded includes $j" ;; esac
+done
+is "state=canceled has the two canceled jobs" "$(job_ids '&state=canceled')" "$Q_JOB $RUN_JOB"
+is "model= filter" "$(job_ids "&model=$NAN_MODEL")" "$FAIL_JOB"
+is "state= and model= together" "$(job_ids "&model=$NAN_MODEL&state=succeeded")" ""
+req GET "/v1/jobs?state=done"
+expect_error "state=done" 400 invalid_argument
+req GET "/v1/jobs?page_size=1"
+T1=$(jf "$R_BODY" '.next_page_token // empty')
+req GET "/v1/jobs?page_size=1&page_token=$T1"
+is "jobs page 2 of page_size=1 is the second newest" "$(jf "$R_BODY" '[.jobs[].id] | join(" ")')" "$(job_ids | cut -d' ' -f2)"
+
+check "no temporary file left on daemon 2" dir_empty "$DATA/tmp"
+cz_stop "$CZ_PID"
+is "daemon 2 exits 0 on SIGTERM" "$CZ_EXIT" 0
+if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$T_TMP"/daemon*.log; then
+  not_ok "no sanitizer reports in the daemon logs"
+  diag "$(grep -h -A5 'ERROR: \|runtime error:' "$T_TMP"/daemon*.log | head -30)"
+else
+  ok "no sanitizer reports in the daemon logs"
+fi
+t_done
