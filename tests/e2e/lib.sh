@@ -225,6 +225,24 @@ wait_running() {
   return 1
 }
 
+# wait_claimed ID TIMEOUT_S: poll every 20 ms until the job is no longer queued (a worker
+# claimed it); JOB gets its JSON. Returns 1 on timeout.
+wait_claimed() {
+  _max=$(( $2 * 50 ))
+  _i=0
+  while [ $_i -lt $_max ]; do
+    JOB=$(job_json "$1")
+    [ "$(jf "$JOB" .state)" != queued ] && return 0
+    sleep 0.02
+    _i=$((_i + 1))
+  done
+  diag "job $1 still queued after $2 s"
+  return 1
+}
+
+# skip DESC REASON: a TAP test that could not be checked
+skip() { T_N=$((T_N + 1)); echo "ok $T_N - $1 # SKIP $2"; }
+
 # dir_empty DIR: DIR exists and holds nothing (lists what it holds otherwise).
 dir_empty() {
   [ -d "$1" ] || { diag "$1 does not exist"; return 1; }

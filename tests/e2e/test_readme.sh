@@ -149,11 +149,16 @@ is "int8 job succeeded" "$(jf "$JOB" '"\(.state) \(.progress.tensors_done)/\(.pr
 [ "$(jf "$JOB" .state)" = succeeded ] || diag "job: $JOB"
 OUT8=$T_TMP/mixed-int8.safetensors
 req_to "$OUT8" GET "/v1/jobs/$JOB_ID/artifact"
+ART8_STATUS=$R_STATUS
 is "int8 artifact downloaded, sha256 matches the job" "$R_STATUS $(sha256_of "$OUT8")" "200 $(jf "$JOB" .artifact.sha256)"
 req_to "$T_TMP/mixed-int8.report.json" GET "/v1/jobs/$JOB_ID/report"
+REP8_STATUS=$R_STATUS
 is "int8 report downloaded" "$R_STATUS" 200
 
-if out=$("$PY" - "$CZ_TOOLS" "$ST" "$OUT8" "$(jf "$JOB" .model)" 2>&1 <<'EOF'
+if [ "$ART8_STATUS" != 200 ]; then
+  not_ok "int8 artifact: I8 weights, [rows,1] F32 scales = amax/127, norm untouched, compressd metadata"
+  diag "no artifact to check"
+elif out=$("$PY" - "$CZ_TOOLS" "$ST" "$OUT8" "$(jf "$JOB" .model)" 2>&1 <<'EOF'
 import hashlib, json, struct, sys
 sys.path.insert(0, sys.argv[1])
 import gguf_read
@@ -211,17 +216,22 @@ sys.exit(1 if bad else 0)
 EOF
 ); then
   ok "int8 artifact: I8 weights, [rows,1] F32 scales = amax/127, norm untouched, compressd metadata"
+  diag "$out"
 else
   not_ok "int8 artifact: I8 weights, [rows,1] F32 scales = amax/127, norm untouched, compressd metadata"
+  diag "$out"
 fi
-diag "$out"
 
-if out=$("$PY" "$CZ_TOOLS/check_artifact.py" "$ST" "$OUT8" "$T_TMP/mixed-int8.report.json" 2>&1); then
+if [ "$ART8_STATUS $REP8_STATUS" != "200 200" ]; then
+  not_ok "int8 report passes check_artifact.py"
+  diag "no artifact or report to check"
+elif out=$("$PY" "$CZ_TOOLS/check_artifact.py" "$ST" "$OUT8" "$T_TMP/mixed-int8.report.json" 2>&1); then
   ok "int8 report passes check_artifact.py"
+  diag "$out"
 else
   not_ok "int8 report passes check_artifact.py"
+  diag "$out"
 fi
-diag "$out"
 
 check "DATA_DIR/tmp is empty after the jobs" dir_empty "$DATA/tmp"
 cz_stop "$CZ_PID"
