@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -144,8 +145,11 @@ static json_t *tensors_json(const cz_model *m, uint64_t *n_params) {
 
 typedef struct {
   cz_blob_writer w;
+  bool writer_open;
   uint64_t limit;
   char name[MAX_NAME_LEN + 1];
+  cz_error failed;   /* set when the upload went wrong mid-body: answered at the end, since
+                        libmicrohttpd cannot send a response while the body still arrives */
 } upload_state;
 
 static bool valid_name(const char *s) {
@@ -159,7 +163,8 @@ static bool valid_name(const char *s) {
 static enum MHD_Result upload_begin(cz_req *r) {
   cz_api *api = r->app;
   const char *ct = cz_req_header(r, "Content-Type");
-  if (ct == NULL || strncmp(ct, "application/octet-stream", 24) != 0)
+  size_t ctlen = ct ? strcspn(ct, "; \t") : 0;
+  if (ct == NULL || ctlen != 24 || strncasecmp(ct, "application/octet-stream", 24) != 0)
     return cz_reply_error(r, CZ_E_UNSUPPORTED_MEDIA_TYPE,
                           "upload the file as the raw body with Content-Type: "
                           "application/octet-stream (curl --data-binary @FILE -H ...)");
@@ -185,6 +190,7 @@ static enum MHD_Result upload_begin(cz_req *r) {
     free(u);
     return cz_reply_err(r, &e);
   }
+  u->writer_open = true;
   r->state = u;
   return MHD_YES;
 }
@@ -192,9 +198,17 @@ static enum MHD_Result upload_begin(cz_req *r) {
 static void upload_abort(cz_req *r) {
   upload_state *u = r->state;
   if (!u) return;
-  cz_blob_writer_abort(&u->w);
+  if (u->writer_open) cz_blob_writer_abort(&u->w);
   free(u);
   r->state = NULL;
+}
+
+/* Mid-body failure: drop the partial file now, keep the error for the end of the body. */
+static enum MHD_Result upload_defer_error(upload_state *u, const cz_error *e) {
+  if (u->writer_open) cz_blob_writer_abort(&u->w);
+  u->writer_open = false;
+  u->failed = *e;
+  return MHD_YES;
 }
 
 /* Reply with an error and drop the partial upload. */
@@ -207,6 +221,10 @@ static enum MHD_Result upload_end(cz_req *r) {
   cz_api *api = r->app;
   upload_state *u = r->state;
   cz_error e = {0};
+  if (u->failed.code) {
+    e = u->failed;
+    return upload_fail(r, &e);
+  }
   cz_model *m = NULL;
   /* validate the complete file before it becomes a blob: a rejected upload leaves nothing */
   if (cz_model_open(u->w.tmp_path, &m, &e)) return upload_fail(r, &e);
@@ -223,6 +241,7 @@ static enum MHD_Result upload_end(cz_req *r) {
     cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
     return upload_fail(r, &e);
   }
+  u->writer_open = false;  /* commit closes the writer whatever happens */
   if (cz_blob_writer_commit(&u->w, sha, &bytes, &e)) {
     free(tensors_s);
     return upload_fail(r, &e);
@@ -258,11 +277,12 @@ static enum MHD_Result h_model_upload(cz_req *r, cz_upload_phase phase, const ch
     case CZ_UPLOAD_BEGIN:
       return upload_begin(r);
     case CZ_UPLOAD_CHUNK:
+      if (u->failed.code) return MHD_YES;  /* discard the rest of a failed body */
       if (len > u->limit - u->w.bytes) {
         cz_err_set(&e, CZ_E_TOO_LARGE, "the upload exceeds the limit of %" PRIu64 " bytes", u->limit);
-        return upload_fail(r, &e);
+        return upload_defer_error(u, &e);
       }
-      if (cz_blob_writer_write(&u->w, data, len, &e)) return upload_fail(r, &e);
+      if (cz_blob_writer_write(&u->w, data, len, &e)) return upload_defer_error(u, &e);
       return MHD_YES;
     case CZ_UPLOAD_END:
       return upload_end(r);

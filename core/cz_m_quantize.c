@@ -168,9 +168,13 @@ static bool int8_match(const json_t *step) {
 }
 
 static cz_err_code int8_parse(const json_t *step, int idx, void **params, cz_error *err) {
-  static const char *const allowed[] = {"op", "type", "granularity", NULL};
+  static const char *const allowed[] = {"op", "type", "granularity", "symmetric", NULL};
   cz_err_code rc = check_keys(step, idx, allowed, err);
   if (rc) return rc;
+  json_t *sym = json_object_get(step, "symmetric");
+  if (sym && !json_is_true(sym))
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].symmetric: only symmetric (true) int8 is supported", idx);
   json_t *g = json_object_get(step, "granularity");
   if (g && (!json_is_string(g) || strcmp(json_string_value(g), "channel") != 0))
     return cz_err_set(err, CZ_E_INVALID_PARAMETER,
