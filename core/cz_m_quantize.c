@@ -47,7 +47,8 @@ static int gguf_type_of(const json_t *step) {
   if (name == NULL) return -1;
   int t = cz_type_from_name(name);
   const cz_type_traits *tr = cz_type_get(t);
-  if (tr == NULL || !tr->in_gguf || tr->from_f32 == NULL || tr->to_f32 == NULL) return -1;
+  if (tr == NULL || !tr->in_gguf || tr->to_f32 == NULL) return -1;
+  if (tr->quantize == NULL && tr->from_f32 == NULL) return -1;
   return t;
 }
 
@@ -133,6 +134,10 @@ static cz_err_code gguf_plan(const void *params, const cz_tensor *t, cz_format o
 static void gguf_encode(const void *params, const cz_tensor_plan *p, const float *x,
                         int64_t nrows, int64_t ncols, uint8_t *const out[CZ_MAX_OUTPUTS]) {
   const cz_type_traits *tr = cz_type_get(p->out[0].type);
+  if (tr->quantize) {
+    tr->quantize(x, out[0], nrows, ncols, p->imatrix);
+    return;
+  }
   for (int64_t r = 0; r < nrows; r++)
     tr->from_f32(x + r * ncols, out[0] + (uint64_t)r * p->out[0].row_bytes, ncols);
 }

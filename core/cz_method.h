@@ -40,6 +40,7 @@ typedef struct {
     uint64_t row_bytes;       /* bytes per input row in this output */
   } out[CZ_MAX_OUTPUTS];
   const char *out_type_name;  /* reported output type ("q8_0", "int8", or the input's) */
+  const float *imatrix;       /* importance weights (ne[0] of them) for this tensor, or NULL */
 } cz_tensor_plan;
 
 typedef struct cz_method cz_method;

@@ -176,15 +176,28 @@ static void q8_0_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
+/* The file path equals the reference for Q8_0, which has no weighted variant. */
+static size_t q8_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                            const float *imatrix) {
+  (void)imatrix;
+  const size_t row = (size_t)(n_per_row / CZ_QK8_0) * sizeof(cz_block_q8_0);
+  for (int64_t r = 0; r < nrows; r++)
+    q8_0_from_f32(src + r * n_per_row, (unsigned char *)dst + (size_t)r * row, n_per_row);
+  return (size_t)nrows * row;
+}
+
 /* ---- the table ----------------------------------------------------------------------------- */
 
 /* Row helpers keep the table one line per type. */
 #define PLAIN(nm, st, gguf, bytes, nbits, to, from) \
   { .name = nm, .st_name = st, .in_gguf = gguf, .blck_size = 1, .type_size = bytes, \
     .bits = nbits, .is_quantized = false, .to_f32 = to, .from_f32 = from }
-#define BLOCK(nm, gguf, blck, bytes, to, from) \
+#define BLOCK(nm, gguf, blck, bytes, to, from) BLOCKQ(nm, gguf, blck, bytes, to, from, NULL, false)
+/* A block type with its file-writing quantizer and whether that needs an imatrix. */
+#define BLOCKQ(nm, gguf, blck, bytes, to, from, quant, needs_im) \
   { .name = nm, .st_name = NULL, .in_gguf = gguf, .blck_size = blck, .type_size = bytes, \
-    .bits = 0, .is_quantized = true, .to_f32 = to, .from_f32 = from }
+    .bits = 0, .is_quantized = true, .to_f32 = to, .from_f32 = from, .quantize = quant, \
+    .requires_imatrix = needs_im }
 /* Safetensors-only types. Names are ours: the lower-case dtype string. F4 and F6 pack
  * elements below a byte, so type_size is 0 for them (a per-element byte count does not
  * exist) and sizes come from bits; see cz_type_row_size. */
@@ -197,7 +210,7 @@ static const cz_type_traits type_table[CZ_TYPE_COUNT] = {
     [CZ_TYPE_Q4_1] = BLOCK("q4_1", true, 32, 20, NULL, NULL),
     [CZ_TYPE_Q5_0] = BLOCK("q5_0", true, 32, 22, NULL, NULL),
     [CZ_TYPE_Q5_1] = BLOCK("q5_1", true, 32, 24, NULL, NULL),
-    [CZ_TYPE_Q8_0] = BLOCK("q8_0", true, 32, 34, q8_0_to_f32, q8_0_from_f32),
+    [CZ_TYPE_Q8_0] = BLOCKQ("q8_0", true, 32, 34, q8_0_to_f32, q8_0_from_f32, q8_0_quantize, false),
     [CZ_TYPE_Q8_1] = BLOCK("q8_1", false, 32, 36, NULL, NULL),   /* activations only */
     [CZ_TYPE_Q2_K] = BLOCK("q2_K", true, 256, 84, NULL, NULL),
     [CZ_TYPE_Q3_K] = BLOCK("q3_K", true, 256, 110, NULL, NULL),

@@ -70,6 +70,13 @@ typedef enum {
   CZ_TYPE_COUNT = 78
 } cz_type;
 
+/* ggml_quantize_chunk's contract for one type: quantize nrows rows of n_per_row floats into
+ * dst (rows back to back) exactly as llama-quantize writes them; imatrix, when not NULL,
+ * holds n_per_row importance weights (mean squared activations) and selects the weighted
+ * quantizer. Returns the bytes written. Pure, any thread. */
+typedef size_t (*cz_quantize_fn)(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                                 const float *imatrix);
+
 /* Converts n elements (n a multiple of the block size) of a row. */
 typedef void (*cz_to_f32_fn)(const void *src, float *dst, int64_t n);
 typedef void (*cz_from_f32_fn)(const float *src, void *dst, int64_t n);
@@ -83,7 +90,9 @@ typedef struct {
   uint32_t bits;          /* bits per element for plain types (safetensors validation), 0 for blocks */
   bool is_quantized;
   cz_to_f32_fn to_f32;        /* NULL when we cannot decode it */
-  cz_from_f32_fn from_f32;    /* reference encoder, NULL when we cannot produce it */
+  cz_from_f32_fn from_f32;    /* reference encoder (ggml's *_ref), NULL when we cannot produce it */
+  cz_quantize_fn quantize;    /* the file-writing path (ggml_quantize_chunk), NULL if none */
+  bool requires_imatrix;      /* refuses to run without importance weights */
 } cz_type_traits;
 
 /* Traits of t, or NULL if t is not a valid id (a hole or out of range). */
