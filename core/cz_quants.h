@@ -1,0 +1,83 @@
+/* cz_quants: private declarations of the GGUF block-quantization kernels (not an API; the
+ * type table in cz_type.c and the tests are the callers).
+ *
+ * Every type has three entry points with the signatures of cz_type.h's table:
+ *   cz_<t>_to_f32(src, dst, n)       dequantize n elements (n a multiple of the block);
+ *   cz_<t>_from_f32(src, dst, n)     ggml's quantize_row_<t>_ref on n elements;
+ *   cz_<t>_quantize(src, dst, nrows, n_per_row, imatrix)
+ *                                    ggml_quantize_chunk's file path for nrows rows, with
+ *                                    imatrix NULL or n_per_row importance weights.
+ * Block pointers are void: quantized bytes may sit at any alignment inside a file buffer, so
+ * kernels go through memcpy or byte access. Everything here is pure and thread-safe, and
+ * reproduces ggml's bytes only when compiled with -ffp-contract=off (libczcore is).
+ */
+#ifndef CZ_QUANTS_H
+#define CZ_QUANTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- shared numeric helpers ---------------------------------------------------------------- */
+
+/* ggml's nearest_int: adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits,
+ * so this rounds half to even (default rounding mode). Valid for |f| <= 4194303. */
+static inline int cz_nearest_int(float f) {
+  float v = f + 12582912.f;
+  int32_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* ---- legacy 32-element quants: q4_0 q4_1 q5_0 q5_1 (cz_quants_legacy.c) -------------------- */
+
+void cz_q4_0_to_f32(const void *src, float *dst, int64_t n);
+void cz_q4_0_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q4_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q4_1_to_f32(const void *src, float *dst, int64_t n);
+void cz_q4_1_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q4_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q5_0_to_f32(const void *src, float *dst, int64_t n);
+void cz_q5_0_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q5_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q5_1_to_f32(const void *src, float *dst, int64_t n);
+void cz_q5_1_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q5_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+/* ---- non-linear and ternary: iq4_nl iq4_xs mxfp4 tq1_0 tq2_0 (cz_quants_iq.c) -------------- */
+
+void cz_iq4_nl_to_f32(const void *src, float *dst, int64_t n);
+void cz_iq4_nl_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_iq4_nl_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                          const float *imatrix);
+
+void cz_iq4_xs_to_f32(const void *src, float *dst, int64_t n);
+void cz_iq4_xs_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_iq4_xs_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                          const float *imatrix);
+
+void cz_mxfp4_to_f32(const void *src, float *dst, int64_t n);
+void cz_mxfp4_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_mxfp4_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                         const float *imatrix);
+
+void cz_tq1_0_to_f32(const void *src, float *dst, int64_t n);
+void cz_tq1_0_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_tq1_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                         const float *imatrix);
+
+void cz_tq2_0_to_f32(const void *src, float *dst, int64_t n);
+void cz_tq2_0_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_tq2_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                         const float *imatrix);
+
+/* ---- K-quants: q2_K .. q6_K (cz_quants_k.c; declarations added by that kernel's author) ---- */
+
+#endif
