@@ -98,7 +98,7 @@ static bool gguf_supports(const void *params, cz_format f) {
   return f == CZ_FORMAT_GGUF || cz_type_get(p->type)->st_name != NULL;
 }
 
-static cz_err_code gguf_plan(const void *params, const cz_tensor *t, cz_format out_format,
+static cz_err_code gguf_plan(const void *params, const cz_plan_ctx *ctx, const cz_tensor *t,
                              cz_tensor_plan *p, cz_error *err) {
   const quant_params *q = params;
   const cz_type_traits *tr = cz_type_get(q->type);
@@ -126,7 +126,7 @@ static cz_err_code gguf_plan(const void *params, const cz_tensor *t, cz_format o
   memcpy(p->out[0].ne, t->ne, sizeof t->ne);
   p->out[0].row_bytes = cz_type_row_size(q->type, t->ne[0]);
   p->out_type_name = tr->name;
-  (void)out_format;
+  (void)ctx;
   (void)err;
   return CZ_E_OK;
 }
@@ -198,7 +198,7 @@ static json_t *int8_describe(const void *params) {
 
 static bool int8_supports(const void *params, cz_format f) { return f == CZ_FORMAT_SAFETENSORS; }
 
-static cz_err_code int8_plan(const void *params, const cz_tensor *t, cz_format out_format,
+static cz_err_code int8_plan(const void *params, const cz_plan_ctx *ctx, const cz_tensor *t,
                              cz_tensor_plan *p, cz_error *err) {
   const char *why = cz_method_ineligible(t);
   if (why) {

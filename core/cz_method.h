@@ -43,6 +43,18 @@ typedef struct {
   const float *imatrix;       /* importance weights (ne[0] of them) for this tensor, or NULL */
 } cz_tensor_plan;
 
+/* What a plan sees besides the tensor: the whole input (mixtures depend on the model's
+ * architecture and on the tensor's position among its kind), the output format, the
+ * importance matrix of the job if any, and per-run state from plan_begin. */
+typedef struct cz_imatrix cz_imatrix;
+typedef struct {
+  const cz_model *model;
+  size_t index;               /* of the tensor in model->tensors */
+  cz_format out_format;
+  const cz_imatrix *imatrix;  /* NULL without calibration */
+  void *state;                /* from plan_begin, NULL if the method has none */
+} cz_plan_ctx;
+
 typedef struct cz_method cz_method;
 struct cz_method {
   int id;                     /* stable numeric id */
@@ -59,8 +71,13 @@ struct cz_method {
   json_t *(*describe)(const void *params);
   /* Only output formats this method can write. */
   bool (*supports_format)(const void *params, cz_format f);
-  /* Decide for one tensor. */
-  cz_err_code (*plan)(const void *params, const cz_tensor *t, cz_format out_format,
+  /* Optional: set up per-run planning state before the first tensor (e.g. layer counters
+   * of a mixture); plan_end frees it. Both may be NULL. */
+  cz_err_code (*plan_begin)(const void *params, const cz_plan_ctx *ctx, void **state,
+                            cz_error *err);
+  void (*plan_end)(void *state);
+  /* Decide for one tensor, called in file order. */
+  cz_err_code (*plan)(const void *params, const cz_plan_ctx *ctx, const cz_tensor *t,
                       cz_tensor_plan *p, cz_error *err);
   /* Encode nrows rows of ncols floats into out[k] (nrows * p->out[k].row_bytes each). */
   void (*encode)(const void *params, const cz_tensor_plan *p, const float *x, int64_t nrows,

@@ -34,6 +34,7 @@ struct cz_recipe {
   int n_steps;
   step_t steps[CZ_MAX_STEPS];
   cz_format format;    /* 0: not given */
+  const cz_imatrix *imatrix;  /* borrowed calibration, NULL if none */
 };
 
 typedef struct {
@@ -63,6 +64,7 @@ struct cz_run {
   size_t n_tasks;
   task_t *tasks;
   int fd;
+  void *plan_state;                   /* the encoding method's, between plan_begin and plan_end */
   atomic_int canceled;
   atomic_uint_fast64_t tensors_done, bytes_done;
   uint64_t bytes_total;
@@ -161,6 +163,8 @@ json_t *cz_recipe_normalized(const cz_recipe *r) {
 
 cz_format cz_recipe_format(const cz_recipe *r) { return r->format; }
 
+void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im) { r->imatrix = im; }
+
 void cz_recipe_set_default_format(cz_recipe *r, cz_format f) {
   if (r->format == 0) r->format = f;
 }
@@ -236,7 +240,8 @@ static cz_err_code plan_tensor(cz_run *run, size_t i, cz_error *err) {
   for (int d = 1; d < t->n_dims; d++) s->nrows *= t->ne[d];
   cz_err_code rc;
   if (run->step) {
-    if ((rc = run->step->method->plan(run->step->params, t, run->format, &s->plan, err))) return rc;
+    cz_plan_ctx ctx = {run->in, i, run->format, run->recipe->imatrix, run->plan_state};
+    if ((rc = run->step->method->plan(run->step->params, &ctx, t, &s->plan, err))) return rc;
   } else {
     memset(&s->plan, 0, sizeof s->plan);
   }
@@ -313,6 +318,11 @@ cz_err_code cz_run_plan(const cz_recipe *r, const cz_model *in, const char *inpu
   }
   if (run->format == CZ_FORMAT_GGUF && in->format == CZ_FORMAT_GGUF)
     run->layout->alignment = in->alignment;
+  if (run->step && run->step->method->plan_begin) {
+    cz_plan_ctx ctx = {in, 0, run->format, r->imatrix, NULL};
+    if ((rc = run->step->method->plan_begin(run->step->params, &ctx, &run->plan_state, err)))
+      goto fail;
+  }
   for (size_t i = 0; i < in->n_tensors; i++)
     if ((rc = plan_tensor(run, i, err))) goto fail;
   if ((rc = layout_metadata(run, err)) || (rc = cz_layout_finish(run->layout, err)) ||
@@ -327,6 +337,7 @@ fail:
 
 void cz_run_free(cz_run *run) {
   if (!run) return;
+  if (run->plan_state && run->step->method->plan_end) run->step->method->plan_end(run->plan_state);
   if (run->ts)
     for (size_t i = 0; i < run->n_tensors; i++)
       if (run->ts[i].in) pthread_mutex_destroy(&run->ts[i].lock);

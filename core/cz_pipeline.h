@@ -41,6 +41,10 @@ cz_format cz_recipe_format(const cz_recipe *r);
 /* Fix the output format when the recipe left it open (CLI: from the file extension). */
 void cz_recipe_set_default_format(cz_recipe *r, cz_format f);
 
+/* Attach the job's importance matrix (borrowed: it must outlive every run planned from r). */
+typedef struct cz_imatrix cz_imatrix;
+void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im);
+
 /* Plan: decide every tensor, build the output layout. input_sha256 (hex, may be NULL) and
  * the version go into the output's metadata and the report. */
 cz_err_code cz_run_plan(const cz_recipe *r, const cz_model *in, const char *input_sha256,
