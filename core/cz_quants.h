@@ -78,6 +78,33 @@ void cz_tq2_0_from_f32(const float *src, void *dst, int64_t n);
 size_t cz_tq2_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                          const float *imatrix);
 
-/* ---- K-quants: q2_K .. q6_K (cz_quants_k.c; declarations added by that kernel's author) ---- */
+/* ---- K-quants: q2_K .. q6_K (cz_quants_k.c) ------------------------------------------------ */
+
+/* Super-blocks of 256 elements. With an imatrix, each row goes through ggml's weighted
+ * quantize_row_<t>_impl; without one, quantize equals from_f32 row by row. */
+void cz_q2_K_to_f32(const void *src, float *dst, int64_t n);
+void cz_q2_K_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q2_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q3_K_to_f32(const void *src, float *dst, int64_t n);
+void cz_q3_K_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q3_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q4_K_to_f32(const void *src, float *dst, int64_t n);
+void cz_q4_K_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q4_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q5_K_to_f32(const void *src, float *dst, int64_t n);
+void cz_q5_K_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q5_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
+
+void cz_q6_K_to_f32(const void *src, float *dst, int64_t n);
+void cz_q6_K_from_f32(const float *src, void *dst, int64_t n);
+size_t cz_q6_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                        const float *imatrix);
 
 #endif

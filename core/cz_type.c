@@ -1,6 +1,8 @@
 /* cz_type: the element-type table, fp16/bf16 conversions and the Q8_0 reference codec. */
 #include "cz_type.h"
 
+#include "cz_quants.h"
+
 #include <math.h>
 #include <string.h>
 #include <strings.h>
@@ -212,11 +214,11 @@ static const cz_type_traits type_table[CZ_TYPE_COUNT] = {
     [CZ_TYPE_Q5_1] = BLOCK("q5_1", true, 32, 24, NULL, NULL),
     [CZ_TYPE_Q8_0] = BLOCKQ("q8_0", true, 32, 34, q8_0_to_f32, q8_0_from_f32, q8_0_quantize, false),
     [CZ_TYPE_Q8_1] = BLOCK("q8_1", false, 32, 36, NULL, NULL),   /* activations only */
-    [CZ_TYPE_Q2_K] = BLOCK("q2_K", true, 256, 84, NULL, NULL),
-    [CZ_TYPE_Q3_K] = BLOCK("q3_K", true, 256, 110, NULL, NULL),
-    [CZ_TYPE_Q4_K] = BLOCK("q4_K", true, 256, 144, NULL, NULL),
-    [CZ_TYPE_Q5_K] = BLOCK("q5_K", true, 256, 176, NULL, NULL),
-    [CZ_TYPE_Q6_K] = BLOCK("q6_K", true, 256, 210, NULL, NULL),
+    [CZ_TYPE_Q2_K] = BLOCKQ("q2_K", true, 256, 84, cz_q2_K_to_f32, cz_q2_K_from_f32, cz_q2_K_quantize, false),
+    [CZ_TYPE_Q3_K] = BLOCKQ("q3_K", true, 256, 110, cz_q3_K_to_f32, cz_q3_K_from_f32, cz_q3_K_quantize, false),
+    [CZ_TYPE_Q4_K] = BLOCKQ("q4_K", true, 256, 144, cz_q4_K_to_f32, cz_q4_K_from_f32, cz_q4_K_quantize, false),
+    [CZ_TYPE_Q5_K] = BLOCKQ("q5_K", true, 256, 176, cz_q5_K_to_f32, cz_q5_K_from_f32, cz_q5_K_quantize, false),
+    [CZ_TYPE_Q6_K] = BLOCKQ("q6_K", true, 256, 210, cz_q6_K_to_f32, cz_q6_K_from_f32, cz_q6_K_quantize, false),
     [CZ_TYPE_Q8_K] = BLOCK("q8_K", false, 256, 292, NULL, NULL), /* dot products only */
     [CZ_TYPE_IQ2_XXS] = BLOCK("iq2_xxs", true, 256, 66, NULL, NULL),
     [CZ_TYPE_IQ2_XS] = BLOCK("iq2_xs", true, 256, 74, NULL, NULL),

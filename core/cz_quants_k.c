@@ -1,0 +1,852 @@
+/* cz_quants_k: ggml's K-quants q2_K, q3_K, q4_K, q5_K and q6_K, byte-identical to ggml.
+ *
+ * A super-block holds 256 weights split into sub-blocks of 16 (q2_K, q3_K, q6_K) or 32 (q4_K,
+ * q5_K). Each sub-block gets its own scale (and for q2/q4/q5 a min) found by a small search;
+ * those sub-block scales are themselves quantized to 4, 6 or 8 bits against one fp16 super
+ * scale. Every weight is then re-rounded with the scale as it will be decoded (fp16 super
+ * scale times the quantized sub-scale), so encoder and decoder agree exactly.
+ *
+ * The layouts, searches and their constants follow quant-formats.md 1.2, 1.5 and 1.6. Bit
+ * exactness with ggml depends on doing every float operation in ggml's order with float
+ * (not double) intermediates and no fused multiply-add: expressions below are written in the
+ * same association as ggml's, and the file is compiled with -ffp-contract=off.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "cz_quants.h"
+#include "cz_type.h"
+
+#define QK 256           /* weights per super-block */
+#define ZERO_EPS 1e-15f  /* ggml's GROUP_MAX_EPS: a group below this is all zero */
+
+/* ---- block layouts (ggml-common.h) --------------------------------------------------------- */
+
+typedef struct {
+  uint8_t scales[16]; /* low nibble: scale, high nibble: min, per 16 */
+  uint8_t qs[64];     /* 2-bit levels */
+  uint16_t d, dmin;   /* fp16 */
+} q2k_block;
+
+typedef struct {
+  uint8_t hmask[32];  /* bit 2 of each level */
+  uint8_t qs[64];     /* bits 0-1 of each level */
+  uint8_t scales[12]; /* 16 six-bit scales, biased by 32 */
+  uint16_t d;
+} q3k_block;
+
+typedef struct {
+  uint16_t d, dmin;
+  uint8_t scales[12]; /* 8 six-bit scales and 8 six-bit mins (see k4_put) */
+  uint8_t qs[128];
+} q4k_block;
+
+typedef struct {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];     /* bit 4 of each level */
+  uint8_t qs[128];    /* bits 0-3 */
+} q5k_block;
+
+typedef struct {
+  uint8_t ql[128];    /* bits 0-3 */
+  uint8_t qh[64];     /* bits 4-5 */
+  int8_t scales[16];
+  uint16_t d;
+} q6k_block;
+
+_Static_assert(sizeof(q2k_block) == 84, "wrong q2_K block size");
+_Static_assert(sizeof(q3k_block) == 110, "wrong q3_K block size");
+_Static_assert(sizeof(q4k_block) == 144, "wrong q4_K block size");
+_Static_assert(sizeof(q5k_block) == 176, "wrong q5_K block size");
+_Static_assert(sizeof(q6k_block) == 210, "wrong q6_K block size");
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static inline float h2f(uint16_t h) { return cz_fp16_to_fp32(h); }
+
+/* ---- scale searches ------------------------------------------------------------------------ */
+
+/* Symmetric levels l in [-nmax, nmax) for one inverse scale; stores l + nmax and returns the
+ * weighted sums Σw·x·l and Σw·l². Weights are qw when given, else x². */
+static void sym_levels(int n, int nmax, const float *x, const float *qw, float iscale,
+                       int8_t *L, float *sumlx, float *suml2) {
+  float slx = 0.0f, sl2 = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const int l = clampi(cz_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = (int8_t)(l + nmax);
+    const float w = qw ? qw[i] : x[i] * x[i];
+    slx += w * x[i] * l;
+    sl2 += w * l * l;
+  }
+  *sumlx = slx;
+  *suml2 = sl2;
+}
+
+/* ggml's make_qx_quants with rmse_type 1: a signed scale anchored at the element of largest
+ * magnitude, then 18 nearby inverse scales tried, keeping the one with the best weighted
+ * least-squares fit (largest (Σwxl)²/Σwl²). L gets l + nmax. Returns the (signed) scale. */
+static float fit_symmetric(int n, int nmax, const float *x, const float *qw, int8_t *L) {
+  float max = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const float ax = fabsf(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < ZERO_EPS) {
+    memset(L, 0, (size_t)n);
+    return 0.0f;
+  }
+  float sumlx, suml2;
+  sym_levels(n, nmax, x, qw, -nmax / max, L, &sumlx, &suml2);
+  float scale = suml2 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  int8_t cand[32];
+  for (int is = -9; is <= 9; is++) {
+    if (is == 0) continue;
+    sym_levels(n, nmax, x, qw, -(nmax + 0.1f * is) / max, cand, &sumlx, &suml2);
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      memcpy(L, cand, (size_t)n);
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+/* ggml's make_q3_quants with do_rmse: round at the anchored scale, then up to 5 sweeps of
+ * coordinate descent on the weighted (w = x²) least-squares fit. L gets l + nmax. */
+static float fit_q3(int n, int nmax, const float *x, int8_t *L) {
+  float max = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const float ax = fabsf(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < ZERO_EPS) {
+    memset(L, 0, (size_t)n);
+    return 0.0f;
+  }
+  const float iscale = -nmax / max;
+  float sumlx = 0.0f, suml2 = 0.0f;
+  for (int i = 0; i < n; i++) {
+    const int l = clampi(cz_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = (int8_t)l;
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  for (int sweep = 0; sweep < 5; sweep++) {
+    int changed = 0;
+    for (int i = 0; i < n; i++) {
+      const float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * L[i];
+      if (!(slx > 0)) continue;
+      float sl2 = suml2 - w * L[i] * L[i];
+      const int nl = clampi(cz_nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+      if (nl == L[i]) continue;
+      slx += w * x[i] * nl;
+      sl2 += w * nl * nl;
+      if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = (int8_t)nl;
+        sumlx = slx;
+        suml2 = sl2;
+        changed++;
+      }
+    }
+    if (!changed) break;
+  }
+  for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ggml's make_qkx2_quants / make_qkx3_quants (with explicit weights they differ only in the
+ * constants their callers pass): an affine fit x ≈ scale·l − min with l in [0, nmax] and a
+ * min ≤ 0 kept at 0 when x is all positive. Starting from the full range, nstep+1 inverse
+ * scales (rmin + rdelta·is + nmax)/(max − min) are tried; for each rounding the scale and min
+ * are solved by weighted least squares, and the one with the least weighted error (absolute
+ * with mad, squared otherwise) wins. *neg_min receives −min (≥ 0). Returns the scale. */
+static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                        float *neg_min, float rmin, float rdelta, int nstep, bool mad) {
+  float min = x[0], max = x[0];
+  float sum_w = w[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; i++) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max <= min) {
+    memset(L, 0, (size_t)n);
+    *neg_min = -min;
+    return 0.0f;
+  }
+  float iscale = nmax / (max - min);
+  float scale = 1 / iscale;
+  float best_err = 0;
+  for (int i = 0; i < n; i++) {
+    L[i] = (uint8_t)clampi(cz_nearest_int(iscale * (x[i] - min)), 0, nmax);
+    float diff = scale * L[i] + min - x[i];
+    diff = mad ? fabsf(diff) : diff * diff;
+    best_err += w[i] * diff;
+  }
+  uint8_t cand[32];
+  for (int is = 0; is <= nstep; is++) {
+    iscale = (rmin + rdelta * is + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; i++) {
+      const int l = clampi(cz_nearest_int(iscale * (x[i] - min)), 0, nmax);
+      cand[i] = (uint8_t)l;
+      sum_l += w[i] * l;
+      sum_l2 += w[i] * l * l;
+      sum_xl += w[i] * l * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (!(D > 0)) continue;
+    float s = (sum_w * sum_xl - sum_x * sum_l) / D;
+    float m = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    if (m > 0) {
+      m = 0;
+      s = sum_xl / sum_l2;
+    }
+    float err = 0;
+    for (int i = 0; i < n; i++) {
+      float diff = s * cand[i] + m - x[i];
+      diff = mad ? fabsf(diff) : diff * diff;
+      err += w[i] * diff;
+    }
+    if (err < best_err) {
+      memcpy(L, cand, (size_t)n);
+      best_err = err;
+      scale = s;
+      min = m;
+    }
+  }
+  *neg_min = -min;
+  return scale;
+}
+
+/* ggml's make_qp_quants: quantize non-negative values (sub-block scales or mins) to levels
+ * in [0, nmax] under weights w: the best of 9 inverse scales by weighted squared error, then
+ * up to 5 sweeps of coordinate descent on the least-squares fit. Returns the scale. L is
+ * uint8_t as in ggml (a negative rounding would wrap; kept for identical bytes). */
+static float fit_positive(int n, int nmax, const float *x, const float *w, uint8_t *L) {
+  float max = 0;
+  for (int i = 0; i < n; i++) max = max > x[i] ? max : x[i];
+  if (max < ZERO_EPS) {
+    memset(L, 0, (size_t)n);
+    return 0.0f;
+  }
+  float iscale = nmax / max;
+  for (int i = 0; i < n; i++) L[i] = (uint8_t)cz_nearest_int(iscale * x[i]);
+  const float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; i++) {
+    const float diff = x[i] - scale * L[i];
+    best_mse += w[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; is++) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * is + nmax) / max;
+    const float scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; i++) {
+      int l = cz_nearest_int(iscale_is * x[i]);
+      l = nmax < l ? nmax : l;
+      const float diff = x[i] - scale_is * l;
+      mse += w[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; i++) {
+    int l = cz_nearest_int(iscale * x[i]);
+    l = nmax < l ? nmax : l;
+    L[i] = (uint8_t)l;
+    sumlx += w[i] * x[i] * l;
+    suml2 += w[i] * l * l;
+  }
+  for (int sweep = 0; sweep < 5; sweep++) {
+    int changed = 0;
+    for (int i = 0; i < n; i++) {
+      float slx = sumlx - w[i] * x[i] * L[i];
+      float sl2 = suml2 - w[i] * L[i] * L[i];
+      if (!(slx > 0 && sl2 > 0)) continue;
+      int nl = cz_nearest_int(x[i] * sl2 / slx);
+      nl = nmax < nl ? nmax : nl;
+      if (nl == L[i]) continue;
+      slx += w[i] * x[i] * nl;
+      sl2 += w[i] * nl * nl;
+      if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+        L[i] = (uint8_t)nl;
+        sumlx = slx;
+        suml2 = sl2;
+        changed++;
+      }
+    }
+    if (!changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Σx² over a super-block, in element order (the imatrix paths' sigma²). */
+static float sum_squares(const float *x, int n) {
+  float s = 0;
+  for (int j = 0; j < n; j++) s += x[j] * x[j];
+  return s;
+}
+
+/* Four 2-bit levels per byte: byte l of each 32-byte group takes elements l, l+32, l+64,
+ * l+96 of the group's 128 (q2_K and the low bits of q3_K). */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+  for (int j = 0; j < QK; j += 128)
+    for (int l = 0; l < 32; l++)
+      qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                (L[j + l + 96] << 6));
+}
+
+/* ---- q2_K ---------------------------------------------------------------------------------- */
+
+/* Re-round every weight with the decoded scale and min of its sub-block (a sub-block whose
+ * scale decodes to 0 keeps its search levels), then pack. */
+static void q2k_finish(const float *x, uint8_t *L, q2k_block *y) {
+  for (int j = 0; j < 16; j++) {
+    const float d = h2f(y->d) * (y->scales[j] & 0xF);
+    if (!d) continue;
+    const float dm = h2f(y->dmin) * (y->scales[j] >> 4);
+    for (int i = 0; i < 16; i++)
+      L[16 * j + i] = (uint8_t)clampi(cz_nearest_int((x[16 * j + i] + dm) / d), 0, 3);
+  }
+  pack_2bit(L, y->qs);
+}
+
+static void q2k_encode(const float *x, q2k_block *y) {
+  uint8_t L[QK];
+  float w[16], scales[16], mins[16];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 16; j++) {
+    for (int i = 0; i < 16; i++) w[i] = fabsf(x[16 * j + i]);
+    scales[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  if (max_scale > 0) {
+    const float iscale = 15.f / max_scale;
+    for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)cz_nearest_int(iscale * scales[j]);
+    y->d = cz_fp32_to_fp16(max_scale / 15.f);
+  } else {
+    memset(y->scales, 0, sizeof y->scales);
+    y->d = cz_fp32_to_fp16(0.f);
+  }
+  if (max_min > 0) {
+    const float iscale = 15.f / max_min;
+    for (int j = 0; j < 16; j++)
+      y->scales[j] |= (uint8_t)(cz_nearest_int(iscale * mins[j]) << 4);
+    y->dmin = cz_fp32_to_fp16(max_min / 15.f);
+  } else {
+    y->dmin = cz_fp32_to_fp16(0.f);
+  }
+  q2k_finish(x, L, y);
+}
+
+/* quantize_row_q2_K_impl: weights qw·sqrt(σ² + x²) with σ² = Σx²/256; sub-block scales and
+ * mins quantized to 4 bits by fit_positive under the sub-blocks' total weights. */
+static void q2k_encode_weighted(const float *x, const float *qw, q2k_block *y) {
+  uint8_t L[QK], Ls[16], Lm[16];
+  float w[16], sw[16], scales[16], mins[16];
+  const float sigma2 = sum_squares(x, QK) / QK;
+  for (int j = 0; j < 16; j++) {
+    float sumw = 0;
+    for (int i = 0; i < 16; i++) {
+      const float v = x[16 * j + i];
+      w[i] = qw[16 * j + i] * sqrtf(sigma2 + v * v);
+    }
+    for (int i = 0; i < 16; i++) sumw += w[i];
+    sw[j] = sumw;
+    scales[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
+  }
+  const float dm = fit_positive(16, 15, scales, sw, Ls);
+  const float mm = fit_positive(16, 15, mins, sw, Lm);
+  y->d = cz_fp32_to_fp16(dm);
+  y->dmin = cz_fp32_to_fp16(mm);
+  for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+  q2k_finish(x, L, y);
+}
+
+static void q2k_decode(const q2k_block *b, float *y) {
+  const float d = h2f(b->d), min = h2f(b->dmin);
+  const uint8_t *q = b->qs;
+  int is = 0;
+  for (int n = 0; n < QK; n += 128) {
+    for (int shift = 0; shift < 8; shift += 2) {
+      for (int half = 0; half < 2; half++) {
+        const uint8_t sc = b->scales[is++];
+        const float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+        for (int l = 0; l < 16; l++) *y++ = dl * ((int8_t)((q[16 * half + l] >> shift) & 3)) - ml;
+      }
+    }
+    q += 32;
+  }
+}
+
+/* ---- q3_K ---------------------------------------------------------------------------------- */
+
+/* Sub-block j's 6-bit scale (biased by 32): low 4 bits in the nibbles of bytes 0-7, high 2
+ * bits in bytes 8-11. */
+static void q3k_put_scale(uint8_t *sc, int j, int l) {
+  if (j < 8)
+    sc[j] = (uint8_t)(l & 0xF);
+  else
+    sc[j - 8] |= (uint8_t)((l & 0xF) << 4);
+  sc[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+}
+
+static int q3k_get_scale(const uint8_t *sc, int j) {
+  const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
+  return (int8_t)(lo | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+/* Re-round with the decoded sub-block scales, split off bit 2 into hmask (bit j/32 of byte
+ * j%32) and pack the low 2 bits. */
+static void q3k_finish(const float *x, int8_t *L, q3k_block *y) {
+  for (int j = 0; j < 16; j++) {
+    const int8_t s = (int8_t)q3k_get_scale(y->scales, j);
+    const float d = h2f(y->d) * s;
+    if (!d) continue;
+    for (int i = 0; i < 16; i++)
+      L[16 * j + i] = (int8_t)(clampi(cz_nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+  }
+  uint8_t low[QK];
+  memset(y->hmask, 0, sizeof y->hmask);
+  for (int j = 0; j < QK; j++) {
+    int l = L[j];
+    if (l > 3) {
+      y->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+      l -= 4;
+    }
+    low[j] = (uint8_t)l;
+  }
+  pack_2bit(low, y->qs);
+}
+
+static void q3k_encode(const float *x, q3k_block *y) {
+  int8_t L[QK];
+  float scales[16];
+  float max_scale = 0, amax = 0;
+  for (int j = 0; j < 16; j++) {
+    scales[j] = fit_q3(16, 4, x + 16 * j, L + 16 * j);
+    const float a = fabsf(scales[j]);
+    if (a > amax) {
+      amax = a;
+      max_scale = scales[j];
+    }
+  }
+  memset(y->scales, 0, sizeof y->scales);
+  if (max_scale) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; j++) {
+      const int8_t l = (int8_t)cz_nearest_int(iscale * scales[j]);
+      q3k_put_scale(y->scales, j, clampi(l, -32, 31) + 32);
+    }
+    y->d = cz_fp32_to_fp16(1 / iscale);
+  } else {
+    y->d = cz_fp32_to_fp16(0.f);
+  }
+  q3k_finish(x, L, y);
+}
+
+/* quantize_row_q3_K_impl: weights qw·sqrt(σ² + x²) with σ² = 2Σx²/256; levels and then the
+ * 16 sub-block scales by fit_symmetric under those weights. */
+static void q3k_encode_weighted(const float *x, const float *qw, q3k_block *y) {
+  int8_t L[QK], Ls[16];
+  float w[16], sw[16], scales[16];
+  const float sigma2 = 2 * sum_squares(x, QK) / QK;
+  for (int j = 0; j < 16; j++) {
+    for (int i = 0; i < 16; i++) {
+      const float v = x[16 * j + i];
+      w[i] = qw[16 * j + i] * sqrtf(sigma2 + v * v);
+    }
+    float sumw = 0;
+    for (int i = 0; i < 16; i++) sumw += w[i];
+    sw[j] = sumw;
+    scales[j] = fit_symmetric(16, 4, x + 16 * j, w, L + 16 * j);
+  }
+  memset(y->scales, 0, sizeof y->scales);
+  const float d_block = fit_symmetric(16, 32, scales, sw, Ls);
+  for (int j = 0; j < 16; j++) q3k_put_scale(y->scales, j, Ls[j]);
+  y->d = cz_fp32_to_fp16(d_block);
+  q3k_finish(x, L, y);
+}
+
+static void q3k_decode(const q3k_block *b, float *y) {
+  const float d_all = h2f(b->d);
+  const uint8_t *q = b->qs;
+  int is = 0;
+  uint8_t m = 1;
+  for (int n = 0; n < QK; n += 128) {
+    for (int shift = 0; shift < 8; shift += 2) {
+      for (int half = 0; half < 2; half++) {
+        const float dl = d_all * q3k_get_scale(b->scales, is++);
+        for (int l = 0; l < 16; l++) {
+          const int k = 16 * half + l;
+          *y++ = dl * ((int8_t)((q[k] >> shift) & 3) - ((b->hmask[k] & m) ? 0 : 4));
+        }
+      }
+      m = (uint8_t)(m << 1);
+    }
+    q += 32;
+  }
+}
+
+/* ---- q4_K and q5_K: shared scale/min search ------------------------------------------------ */
+
+/* 8 six-bit scales and mins in 12 bytes, as ggml's get_scale_min_k4 reads them: j < 4 in the
+ * low 6 bits of bytes j (scale) and j+4 (min); j >= 4 in the nibbles of byte j+4 with their
+ * top 2 bits in the high bits of bytes j-4 (scale) and j (min). */
+static void k4_put(uint8_t *q, int j, uint8_t ls, uint8_t lm) {
+  if (j < 4) {
+    q[j] = ls;
+    q[j + 4] = lm;
+  } else {
+    q[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+    q[j - 4] |= (uint8_t)((ls >> 4) << 6);
+    q[j] |= (uint8_t)((lm >> 4) << 6);
+  }
+}
+
+static void k4_get(const uint8_t *q, int j, uint8_t *sc, uint8_t *m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+/* The scale part of a q4_K/q5_K super-block, independent of the level packing. */
+typedef struct {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+} k45_head;
+
+/* Reference path: weights av + |x| per sub-block of 32 (av = rms of the sub-block), affine fit
+ * with the type's (nmax, rmin, nstep); scales and mins to 6 bits against their maxima. */
+static void k45_search(const float *x, int nmax, float rmin, int nstep, uint8_t *L,
+                       k45_head *h) {
+  float w[32], scales[8], mins[8];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; j++) {
+    const float *xb = x + 32 * j;
+    float sum_x2 = 0;
+    for (int i = 0; i < 32; i++) sum_x2 += xb[i] * xb[i];
+    const float av_x = sqrtf(sum_x2 / 32);
+    for (int i = 0; i < 32; i++) w[i] = av_x + fabsf(xb[i]);
+    scales[j] = fit_affine(32, nmax, xb, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < 8; j++) {
+    uint8_t ls = (uint8_t)cz_nearest_int(inv_scale * scales[j]);
+    uint8_t lm = (uint8_t)cz_nearest_int(inv_min * mins[j]);
+    ls = ls < 63 ? ls : 63;
+    lm = lm < 63 ? lm : 63;
+    k4_put(h->scales, j, ls, lm);
+  }
+  h->d = cz_fp32_to_fp16(max_scale / 63.f);
+  h->dmin = cz_fp32_to_fp16(max_min / 63.f);
+}
+
+/* Weighted path (quantize_row_q4_K_impl / q5_K_impl): weights qw·sqrt(σ² + x²) with
+ * σ² = 2Σx²/256, affine fit (-0.9, 0.05, 36), scales and mins to 6 bits by fit_positive.
+ * ggml's q5_K clamps the 6-bit values to 63 once more, q4_K does not (clamp63). */
+static void k45_search_weighted(const float *x, const float *qw, int nmax, bool clamp63,
+                                uint8_t *L, k45_head *h) {
+  float w[32], sw[8], scales[8], mins[8];
+  uint8_t Ls[8], Lm[8];
+  const float sigma2 = 2 * sum_squares(x, QK) / QK;
+  for (int j = 0; j < 8; j++) {
+    for (int i = 0; i < 32; i++) {
+      const float v = x[32 * j + i];
+      w[i] = qw[32 * j + i] * sqrtf(sigma2 + v * v);
+    }
+    float sumw = 0;
+    for (int i = 0; i < 32; i++) sumw += w[i];
+    sw[j] = sumw;
+    scales[j] =
+        fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
+  }
+  const float d_block = fit_positive(8, 63, scales, sw, Ls);
+  const float m_block = fit_positive(8, 63, mins, sw, Lm);
+  for (int j = 0; j < 8; j++) {
+    uint8_t ls = Ls[j], lm = Lm[j];
+    if (clamp63) {
+      ls = ls < 63 ? ls : 63;
+      lm = lm < 63 ? lm : 63;
+    }
+    k4_put(h->scales, j, ls, lm);
+  }
+  h->d = cz_fp32_to_fp16(d_block);
+  h->dmin = cz_fp32_to_fp16(m_block);
+}
+
+/* Re-round every weight in [0, nmax] with its sub-block's decoded scale and min. */
+static void k45_requantize(const float *x, int nmax, const k45_head *h, uint8_t *L) {
+  for (int j = 0; j < 8; j++) {
+    uint8_t sc, m;
+    k4_get(h->scales, j, &sc, &m);
+    const float d = h2f(h->d) * sc;
+    if (!d) continue;
+    const float dm = h2f(h->dmin) * m;
+    for (int i = 0; i < 32; i++)
+      L[32 * j + i] = (uint8_t)clampi(cz_nearest_int((x[32 * j + i] + dm) / d), 0, nmax);
+  }
+}
+
+/* ---- q4_K ---------------------------------------------------------------------------------- */
+
+static void q4k_store(const k45_head *h, const uint8_t *L, q4k_block *y) {
+  y->d = h->d;
+  y->dmin = h->dmin;
+  memcpy(y->scales, h->scales, sizeof y->scales);
+  uint8_t *q = y->qs;
+  for (int j = 0; j < QK; j += 64) {
+    for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+
+static void q4k_encode(const float *x, q4k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search(x, 15, -1.f, 20, L, &h);
+  k45_requantize(x, 15, &h, L);
+  q4k_store(&h, L, y);
+}
+
+static void q4k_encode_weighted(const float *x, const float *qw, q4k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search_weighted(x, qw, 15, false, L, &h);
+  k45_requantize(x, 15, &h, L);
+  q4k_store(&h, L, y);
+}
+
+static void q4k_decode(const q4k_block *b, float *y) {
+  const float d = h2f(b->d), min = h2f(b->dmin);
+  const uint8_t *q = b->qs;
+  for (int j = 0, is = 0; j < QK; j += 64, is += 2) {
+    uint8_t sc, m;
+    k4_get(b->scales, is, &sc, &m);
+    const float d1 = d * sc, m1 = min * m;
+    k4_get(b->scales, is + 1, &sc, &m);
+    const float d2 = d * sc, m2 = min * m;
+    for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
+    for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+    q += 32;
+  }
+}
+
+/* ---- q5_K ---------------------------------------------------------------------------------- */
+
+/* Low 4 bits as in q4_K; bit 4 of element 64c+j goes to bit 2c of qh[j], of 64c+32+j to bit
+ * 2c+1. */
+static void q5k_store(const k45_head *h, const uint8_t *L, q5k_block *y) {
+  y->d = h->d;
+  y->dmin = h->dmin;
+  memcpy(y->scales, h->scales, sizeof y->scales);
+  memset(y->qh, 0, sizeof y->qh);
+  uint8_t *ql = y->qs;
+  uint8_t m1 = 1, m2 = 2;
+  for (int n = 0; n < QK; n += 64) {
+    for (int j = 0; j < 32; j++) {
+      int l1 = L[n + j], l2 = L[n + j + 32];
+      if (l1 > 15) {
+        l1 -= 16;
+        y->qh[j] |= m1;
+      }
+      if (l2 > 15) {
+        l2 -= 16;
+        y->qh[j] |= m2;
+      }
+      ql[j] = (uint8_t)(l1 | (l2 << 4));
+    }
+    m1 = (uint8_t)(m1 << 2);
+    m2 = (uint8_t)(m2 << 2);
+    ql += 32;
+  }
+}
+
+static void q5k_encode(const float *x, q5k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search(x, 31, -0.5f, 15, L, &h);
+  k45_requantize(x, 31, &h, L);
+  q5k_store(&h, L, y);
+}
+
+static void q5k_encode_weighted(const float *x, const float *qw, q5k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search_weighted(x, qw, 31, true, L, &h);
+  k45_requantize(x, 31, &h, L);
+  q5k_store(&h, L, y);
+}
+
+static void q5k_decode(const q5k_block *b, float *y) {
+  const float d = h2f(b->d), min = h2f(b->dmin);
+  const uint8_t *ql = b->qs;
+  uint8_t u1 = 1, u2 = 2;
+  for (int j = 0, is = 0; j < QK; j += 64, is += 2) {
+    uint8_t sc, m;
+    k4_get(b->scales, is, &sc, &m);
+    const float d1 = d * sc, m1 = min * m;
+    k4_get(b->scales, is + 1, &sc, &m);
+    const float d2 = d * sc, m2 = min * m;
+    for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (b->qh[l] & u1 ? 16 : 0)) - m1;
+    for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (b->qh[l] & u2 ? 16 : 0)) - m2;
+    ql += 32;
+    u1 = (uint8_t)(u1 << 2);
+    u2 = (uint8_t)(u2 << 2);
+  }
+}
+
+/* ---- q6_K ---------------------------------------------------------------------------------- */
+
+/* Reference (qw NULL: weights x²) and weighted (qw used directly as the weights, as ggml's
+ * quantize_row_q6_K_impl does) share everything: signed sub-block scales by fit_symmetric,
+ * quantized to int8 against the one of largest magnitude. */
+static void q6k_encode_with(const float *x, const float *qw, q6k_block *y) {
+  int8_t L[QK];
+  float scales[16];
+  float max_scale = 0, max_abs = 0;
+  for (int ib = 0; ib < 16; ib++) {
+    const float scale = fit_symmetric(16, 32, x + 16 * ib, qw ? qw + 16 * ib : NULL, L + 16 * ib);
+    scales[ib] = scale;
+    const float a = fabsf(scale);
+    if (a > max_abs) {
+      max_abs = a;
+      max_scale = scale;
+    }
+  }
+  if (max_abs < ZERO_EPS) {
+    memset(y, 0, sizeof *y);
+    y->d = cz_fp32_to_fp16(0.f);
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  y->d = cz_fp32_to_fp16(1 / iscale);
+  for (int ib = 0; ib < 16; ib++) {
+    const int v = cz_nearest_int(iscale * scales[ib]);
+    y->scales[ib] = (int8_t)(127 < v ? 127 : v);
+  }
+  for (int j = 0; j < 16; j++) {
+    const float d = h2f(y->d) * y->scales[j];
+    if (!d) continue;
+    for (int i = 0; i < 16; i++)
+      L[16 * j + i] = (int8_t)(clampi(cz_nearest_int(x[16 * j + i] / d), -32, 31) + 32);
+  }
+  /* per 128: ql byte l holds elements l (low) and l+64 (high), byte l+32 holds l+32 and
+   * l+96; qh byte l holds the top 2 bits of l, l+32, l+64, l+96 */
+  for (int j = 0; j < QK; j += 128) {
+    uint8_t *ql = y->ql + j / 2, *qh = y->qh + j / 4;
+    for (int l = 0; l < 32; l++) {
+      const int a = L[j + l], b = L[j + l + 32], c = L[j + l + 64], e = L[j + l + 96];
+      ql[l] = (uint8_t)((a & 0xF) | ((c & 0xF) << 4));
+      ql[l + 32] = (uint8_t)((b & 0xF) | ((e & 0xF) << 4));
+      qh[l] = (uint8_t)((a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6));
+    }
+  }
+}
+
+static void q6k_encode(const float *x, q6k_block *y) { q6k_encode_with(x, NULL, y); }
+
+static void q6k_encode_weighted(const float *x, const float *qw, q6k_block *y) {
+  q6k_encode_with(x, qw, y);
+}
+
+static void q6k_decode(const q6k_block *b, float *y) {
+  const float d = h2f(b->d);
+  const uint8_t *ql = b->ql, *qh = b->qh;
+  const int8_t *sc = b->scales;
+  for (int n = 0; n < QK; n += 128) {
+    for (int l = 0; l < 32; l++) {
+      const int is = l / 16;
+      const int8_t q1 = (int8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int8_t q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int8_t q3 = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int8_t q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l] = d * sc[is] * q1;
+      y[l + 32] = d * sc[is + 2] * q2;
+      y[l + 64] = d * sc[is + 4] * q3;
+      y[l + 96] = d * sc[is + 6] * q4;
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+/* ---- row entry points ---------------------------------------------------------------------- */
+
+/* Blocks go through an aligned local copy: quantized bytes in a file buffer need not be
+ * 2-byte aligned. quantize: without an imatrix ggml runs the reference over all rows (blocks
+ * are independent, so row by row is the same); with one, the weighted encoder per block, the
+ * imatrix indexed by the column. */
+#define CZ_K_ROW_FUNCS(tn, blk, enc, enc_weighted, dec)                                      \
+  void cz_##tn##_to_f32(const void *src, float *dst, int64_t n) {                            \
+    const unsigned char *s = src;                                                            \
+    for (int64_t i = 0; i < n / QK; i++) {                                                   \
+      blk b;                                                                                 \
+      memcpy(&b, s + i * (int64_t)sizeof b, sizeof b);                                       \
+      dec(&b, dst + i * QK);                                                                 \
+    }                                                                                        \
+  }                                                                                          \
+  void cz_##tn##_from_f32(const float *src, void *dst, int64_t n) {                          \
+    unsigned char *d = dst;                                                                  \
+    for (int64_t i = 0; i < n / QK; i++) {                                                   \
+      blk b;                                                                                 \
+      enc(src + i * QK, &b);                                                                 \
+      memcpy(d + i * (int64_t)sizeof b, &b, sizeof b);                                       \
+    }                                                                                        \
+  }                                                                                          \
+  size_t cz_##tn##_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,   \
+                            const float *imatrix) {                                          \
+    const size_t row = (size_t)(n_per_row / QK) * sizeof(blk);                               \
+    unsigned char *d = dst;                                                                  \
+    for (int64_t r = 0; r < nrows; r++) {                                                    \
+      const float *x = src + r * n_per_row;                                                  \
+      unsigned char *out = d + (size_t)r * row;                                              \
+      if (imatrix == NULL) {                                                                 \
+        cz_##tn##_from_f32(x, out, n_per_row);                                               \
+        continue;                                                                            \
+      }                                                                                      \
+      for (int64_t i = 0; i < n_per_row / QK; i++) {                                         \
+        blk b;                                                                               \
+        enc_weighted(x + i * QK, imatrix + i * QK, &b);                                      \
+        memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);                                   \
+      }                                                                                      \
+    }                                                                                        \
+    return (size_t)nrows * row;                                                              \
+  }
+
+CZ_K_ROW_FUNCS(q2_K, q2k_block, q2k_encode, q2k_encode_weighted, q2k_decode)
+CZ_K_ROW_FUNCS(q3_K, q3k_block, q3k_encode, q3k_encode_weighted, q3k_decode)
+CZ_K_ROW_FUNCS(q4_K, q4k_block, q4k_encode, q4k_encode_weighted, q4k_decode)
+CZ_K_ROW_FUNCS(q5_K, q5k_block, q5k_encode, q5k_encode_weighted, q5k_decode)
+CZ_K_ROW_FUNCS(q6_K, q6k_block, q6k_encode, q6k_encode_weighted, q6k_decode)
+
+#undef CZ_K_ROW_FUNCS

@@ -1,0 +1,457 @@
+/* test_quants_k: the K-quants (q2_K..q6_K) against ggml's own bytes.
+ *
+ * Golden rows (tests/data/ggml-quants.safetensors): for every type and distribution, the
+ * file-writing quantizer without and with the distribution's importance weights gives ggml's
+ * bytes, and decoding those bytes gives ggml's floats bit for bit. Whole model
+ * (tests/data/tiny-llama-manifest.json, llama-quantize's outputs): the pipeline's
+ * {"op":"quantize","type":T} output, and the kernels called directly with the tiny model's
+ * imatrix, give the sha256 llama-quantize recorded for every tensor of that type.
+ */
+#define _GNU_SOURCE /* nftw's FTW_DEPTH|FTW_PHYS */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cz_model.h"
+#include "cz_pipeline.h"
+#include "cz_sha256.h"
+#include "cz_test.h"
+#include "cz_type.h"
+
+/* tests/data/README.md: every golden input is F32 [4,512]: 4 rows of 512. */
+enum { ROWS = 4, COLS = 512, N = ROWS * COLS };
+
+static cz_model *golden, *tiny, *tiny_imatrix;
+static json_t *manifest;
+static char tmpdir[256];
+
+/* ------------------------------------------------------------------------------------------ */
+/* helpers                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static cz_model *open_data(const char *file) {
+  char path[4096];
+  cz_error err = {0};
+  cz_model *m = NULL;
+  snprintf(path, sizeof path, "%s/tests/data/%s", cz_test_srcdir(), file);
+  if (cz_model_open(path, &m, &err) != CZ_E_OK) {
+    printf("# cannot open %s: %s\n", path, err.msg);
+    return NULL;
+  }
+  return m;
+}
+
+/* Count differing bytes and show the first, so that a failure says where: in which unit
+ * (a block of unit bytes, or a float with unit 4). */
+static void check_same_bytes(const char *what, const void *got, const void *want, size_t n,
+                             size_t unit) {
+  const uint8_t *g = got, *w = want;
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (g[i] == w[i]) continue;
+    if (bad++ == 0)
+      printf("# %s: first difference at byte %zu (%s %zu): got 0x%02x, want 0x%02x\n", what, i,
+             unit == sizeof(float) ? "float" : "block", i / unit, g[i], w[i]);
+  }
+  if (bad) {
+    printf("# %s: %zu of %zu bytes differ\n", what, bad, n);
+    cz_test_failures++;
+  }
+}
+
+/* A golden tensor by name with the expected type and size, or NULL after recording why. */
+static const cz_tensor *golden_tensor(const char *name, cz_type type, uint64_t nbytes) {
+  if (golden == NULL) {
+    cz_test_failures++;
+    return NULL;
+  }
+  const cz_tensor *t = cz_model_find(golden, name);
+  if (t == NULL || t->type != type || t->nbytes != nbytes) {
+    printf("# golden tensor %s missing or not %s of %llu bytes\n", name,
+           cz_type_get(type)->name, (unsigned long long)nbytes);
+    cz_test_failures++;
+    return NULL;
+  }
+  return t;
+}
+
+static void sha256_hex_of(const void *data, size_t n, char hex[65]) {
+  cz_sha256 c;
+  uint8_t d[32];
+  cz_sha256_init(&c);
+  cz_sha256_update(&c, data, n);
+  cz_sha256_final(&c, d);
+  cz_sha256_hex(d, hex);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* golden rows                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* quantize (NULL or the imatrix) == <type>.<dist>[.imatrix].quant; to_f32 of those bytes ==
+ * .dequant bit for bit. Without an imatrix, from_f32 (the _ref) must give the same bytes. */
+static void check_golden(cz_type type, const char *dist, bool weighted) {
+  static float x[N], im[COLS], y[N];
+  const cz_type_traits *tr = cz_type_get(type);
+  const size_t row = (size_t)cz_type_row_size(type, COLS), nbytes = ROWS * row;
+  const char *variant = weighted ? ".imatrix" : "";
+  char name[96], qname[96], dname[96];
+
+  snprintf(name, sizeof name, "input.%s", dist);
+  const cz_tensor *tx = golden_tensor(name, CZ_TYPE_F32, sizeof x);
+  snprintf(name, sizeof name, "imatrix.%s", dist);
+  const cz_tensor *tim = weighted ? golden_tensor(name, CZ_TYPE_F32, sizeof im) : NULL;
+  snprintf(qname, sizeof qname, "%s.%s%s.quant", tr->name, dist, variant);
+  snprintf(dname, sizeof dname, "%s.%s%s.dequant", tr->name, dist, variant);
+  const cz_tensor *tq = golden_tensor(qname, CZ_TYPE_U8, nbytes);
+  const cz_tensor *td = golden_tensor(dname, CZ_TYPE_F32, sizeof y);
+  if (tx == NULL || tq == NULL || td == NULL || (weighted && tim == NULL)) return;
+  CHECK(tr->quantize != NULL && tr->from_f32 != NULL && tr->to_f32 != NULL);
+  CHECK(!tr->requires_imatrix);
+  if (tr->quantize == NULL || tr->from_f32 == NULL || tr->to_f32 == NULL) return;
+
+  memcpy(x, tx->data, sizeof x); /* mapping offsets need not be 4-aligned */
+  if (weighted) memcpy(im, tim->data, sizeof im);
+  uint8_t *q = malloc(nbytes);
+  CHECK_EQ_INT(tr->quantize(x, q, ROWS, COLS, weighted ? im : NULL), nbytes);
+  check_same_bytes(qname, q, tq->data, nbytes, tr->type_size);
+  if (!weighted) {
+    memset(q, 0, nbytes);
+    for (int r = 0; r < ROWS; r++) tr->from_f32(x + r * COLS, q + r * row, COLS);
+    check_same_bytes("from_f32", q, tq->data, nbytes, tr->type_size);
+  }
+  tr->to_f32(tq->data, y, N);
+  check_same_bytes(dname, y, td->data, sizeof y, sizeof(float));
+  free(q);
+}
+
+#define GOLDEN_CASES(tn, dist)                                                             \
+  static void test_##tn##_##dist(void) { check_golden(CZ_TYPE_##tn, #dist, false); }       \
+  static void test_##tn##_##dist##_imatrix(void) { check_golden(CZ_TYPE_##tn, #dist, true); }
+#define GOLDEN_TYPE(tn)                                                                    \
+  GOLDEN_CASES(tn, gauss) GOLDEN_CASES(tn, cos) GOLDEN_CASES(tn, uniform)                  \
+  GOLDEN_CASES(tn, heavy) GOLDEN_CASES(tn, edge)
+/* function names keep ggml's spelling (q2_K); the enum is upper case */
+#define CZ_TYPE_q2_K CZ_TYPE_Q2_K
+#define CZ_TYPE_q3_K CZ_TYPE_Q3_K
+#define CZ_TYPE_q4_K CZ_TYPE_Q4_K
+#define CZ_TYPE_q5_K CZ_TYPE_Q5_K
+#define CZ_TYPE_q6_K CZ_TYPE_Q6_K
+GOLDEN_TYPE(q2_K)
+GOLDEN_TYPE(q3_K)
+GOLDEN_TYPE(q4_K)
+GOLDEN_TYPE(q5_K)
+GOLDEN_TYPE(q6_K)
+
+/* Quantized bytes live at any offset inside a file buffer: an odd destination and source
+ * give the same bytes and floats (UBSan would flag a misaligned access). */
+static void test_unaligned(void) {
+  static const cz_type types[] = {CZ_TYPE_Q2_K, CZ_TYPE_Q3_K, CZ_TYPE_Q4_K, CZ_TYPE_Q5_K,
+                                  CZ_TYPE_Q6_K};
+  static float x[COLS], im[COLS], y0[COLS], y1[COLS];
+  for (int i = 0; i < COLS; i++) {
+    x[i] = (float)((i * 37) % 101 - 50) / 64.0f;
+    im[i] = 1.0f + (float)(i % 7);
+  }
+  for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+    const cz_type_traits *tr = cz_type_get(types[k]);
+    const size_t row = (size_t)cz_type_row_size(types[k], COLS);
+    uint8_t *a = malloc(row), *b = malloc(row + 1);
+    for (int w = 0; w < 2; w++) {
+      tr->quantize(x, a, 1, COLS, w ? im : NULL);
+      tr->quantize(x, b + 1, 1, COLS, w ? im : NULL);
+      check_same_bytes(tr->name, b + 1, a, row, tr->type_size);
+      tr->to_f32(a, y0, COLS);
+      tr->to_f32(b + 1, y1, COLS);
+      check_same_bytes(tr->name, y1, y0, sizeof y0, sizeof(float));
+    }
+    free(a);
+    free(b);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* whole model: llama-quantize's manifest                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool is_k_type(int t) {
+  return t == CZ_TYPE_Q2_K || t == CZ_TYPE_Q3_K || t == CZ_TYPE_Q4_K || t == CZ_TYPE_Q5_K ||
+         t == CZ_TYPE_Q6_K;
+}
+
+/* The manifest run with this ftype and these options (NULL: none), or NULL. */
+static const json_t *manifest_run(const char *ftype, const char *option) {
+  size_t i;
+  json_t *run;
+  json_array_foreach(json_object_get(manifest, "runs"), i, run) {
+    const json_t *opts = json_object_get(run, "options");
+    if (strcmp(json_string_value(json_object_get(run, "ftype")), ftype) != 0) continue;
+    if (option == NULL ? json_array_size(opts) == 0
+                       : json_array_size(opts) > 0 &&
+                             strcmp(json_string_value(json_array_get(opts, 0)), option) == 0)
+      return run;
+  }
+  printf("# manifest has no run %s %s\n", ftype, option ? option : "(no options)");
+  cz_test_failures++;
+  return NULL;
+}
+
+/* Compare one tensor's bytes with a manifest entry (type, nbytes, sha256). */
+static void check_manifest_tensor(const char *run, const json_t *want, int type,
+                                  const uint8_t *data, uint64_t nbytes) {
+  const char *name = json_string_value(json_object_get(want, "name"));
+  const char *sha = json_string_value(json_object_get(want, "sha256"));
+  char hex[65];
+  if ((uint64_t)json_integer_value(json_object_get(want, "nbytes")) != nbytes) {
+    printf("# %s %s: %llu bytes, llama-quantize wrote %lld\n", run, name,
+           (unsigned long long)nbytes, json_integer_value(json_object_get(want, "nbytes")));
+    cz_test_failures++;
+    return;
+  }
+  sha256_hex_of(data, (size_t)nbytes, hex);
+  if (strcmp(hex, sha) != 0) {
+    printf("# %s %s (%s): sha256 %s, llama-quantize's %s\n", run, name,
+           cz_type_get(type)->name, hex, sha);
+    cz_test_failures++;
+  }
+}
+
+/* The pipeline with {"op":"quantize","type":T} on the tiny model; every tensor that the
+ * manifest's run (no options) stores as T must have llama-quantize's bytes. */
+static void check_pipeline(cz_type type, const char *ftype) {
+  const json_t *run = manifest_run(ftype, NULL);
+  if (tiny == NULL || run == NULL) {
+    cz_test_failures++;
+    return;
+  }
+  const char *tname = cz_type_get(type)->name;
+  char recipe[128], out_path[512];
+  snprintf(recipe, sizeof recipe, "{\"steps\":[{\"op\":\"quantize\",\"type\":\"%s\"}]}", tname);
+  snprintf(out_path, sizeof out_path, "%s/%s.gguf", tmpdir, tname);
+
+  json_error_t je;
+  json_t *body = json_loads(recipe, 0, &je);
+  cz_recipe *r = NULL;
+  cz_run *cr = NULL;
+  cz_model *out = NULL;
+  cz_error err = {0};
+  int fd = -1;
+  if (cz_recipe_parse(body, NULL, &r, &err) || cz_run_plan(r, tiny, NULL, &cr, &err)) goto fail;
+  fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) {
+    cz_err_set(&err, CZ_E_IO, "open %s: %s", out_path, strerror(errno));
+    goto fail;
+  }
+  if (cz_run_begin(cr, fd, &err) || cz_run_exec(cr, 2, &err)) goto fail;
+  close(fd);
+  fd = -1;
+  if (cz_model_open(out_path, &out, &err)) goto fail;
+
+  size_t i, compared = 0;
+  json_t *want;
+  json_array_foreach(json_object_get(run, "tensors"), i, want) {
+    if (strcasecmp(json_string_value(json_object_get(want, "type")), tname) != 0) continue;
+    const char *name = json_string_value(json_object_get(want, "name"));
+    const cz_tensor *t = cz_model_find(out, name);
+    if (t == NULL || t->type != type) {
+      printf("# %s: our output has %s %s\n", name, t ? "it as" : "no such tensor",
+             t ? cz_type_get(t->type)->name : "");
+      cz_test_failures++;
+      continue;
+    }
+    check_manifest_tensor(ftype, want, type, t->data, t->nbytes);
+    compared++;
+  }
+  printf("# %s: %zu %s tensors compared\n", ftype, compared, tname);
+  CHECK(compared > 0);
+  goto done;
+fail:
+  printf("# pipeline %s: %s\n", recipe, err.msg);
+  cz_test_failures++;
+done:
+  if (fd >= 0) close(fd);
+  cz_model_close(out);
+  cz_run_free(cr);
+  cz_recipe_free(r);
+  json_decref(body);
+}
+
+static void test_pipeline_q2_K(void) { check_pipeline(CZ_TYPE_Q2_K, "Q2_K"); }
+static void test_pipeline_q3_K(void) { check_pipeline(CZ_TYPE_Q3_K, "Q3_K_S"); }
+static void test_pipeline_q4_K(void) { check_pipeline(CZ_TYPE_Q4_K, "Q4_K_S"); }
+static void test_pipeline_q5_K(void) { check_pipeline(CZ_TYPE_Q5_K, "Q5_K_S"); }
+static void test_pipeline_q6_K(void) { check_pipeline(CZ_TYPE_Q6_K, "Q6_K"); }
+
+/* llama-quantize's importance for a weight from an imatrix GGUF (quant-formats.md 5): the
+ * mean squared activation <name>.in_sum2 / <name>.counts per input column; a tensor that
+ * never saw input (count 0) gets ones. Returns false when the imatrix has no entry (the
+ * tensor is then quantized without one, as llama-quantize does). */
+static bool load_importance(const char *name, int64_t ncols, float *im) {
+  char key[CZ_MAX_NAME + 16];
+  snprintf(key, sizeof key, "%s.in_sum2", name);
+  const cz_tensor *sums = tiny_imatrix ? cz_model_find(tiny_imatrix, key) : NULL;
+  snprintf(key, sizeof key, "%s.counts", name);
+  const cz_tensor *counts = tiny_imatrix ? cz_model_find(tiny_imatrix, key) : NULL;
+  if (sums == NULL || counts == NULL) return false;
+  if (sums->type != CZ_TYPE_F32 || counts->type != CZ_TYPE_F32 ||
+      cz_tensor_nelements(sums) != ncols || cz_tensor_nelements(counts) != 1) {
+    printf("# imatrix entry for %s is not F32 [%lld] + F32 [1]\n", name, (long long)ncols);
+    cz_test_failures++;
+    return false;
+  }
+  float count;
+  memcpy(&count, counts->data, sizeof count);
+  memcpy(im, sums->data, (size_t)ncols * sizeof(float));
+  for (int64_t j = 0; j < ncols; j++) im[j] = count > 0.0f ? im[j] / count : 1.0f;
+  return true;
+}
+
+/* The type's quantize called directly on the input tensor's rows converted to f32, with the
+ * tensor's importance when weighted (and the imatrix has it); sha256 against want. */
+static void check_direct(const char *run, const json_t *want, int type, bool weighted,
+                         int *n_weighted) {
+  const char *name = json_string_value(json_object_get(want, "name"));
+  const cz_tensor *t = cz_model_find(tiny, name);
+  const cz_type_traits *in = t ? cz_type_get(t->type) : NULL;
+  if (t == NULL || in == NULL || in->to_f32 == NULL || t->n_dims != 2) {
+    printf("# input has no decodable 2-D tensor %s\n", name);
+    cz_test_failures++;
+    return;
+  }
+  const int64_t ncols = t->ne[0], nrows = t->ne[1];
+  const uint64_t nbytes = cz_type_row_size((cz_type)type, ncols) * (uint64_t)nrows;
+  float *x = malloc((size_t)(ncols * nrows) * sizeof(float));
+  float *im = malloc((size_t)ncols * sizeof(float));
+  uint8_t *q = malloc((size_t)nbytes);
+  in->to_f32(t->data, x, ncols * nrows);
+  bool have_im = weighted && load_importance(name, ncols, im);
+  *n_weighted += have_im;
+  CHECK_EQ_INT(cz_type_get(type)->quantize(x, q, nrows, ncols, have_im ? im : NULL), nbytes);
+  check_manifest_tensor(run, want, type, q, nbytes);
+  free(x);
+  free(im);
+  free(q);
+}
+
+/* Every tensor of an "--imatrix" run that llama-quantize stored as a K type. */
+static void check_imatrix_run(const char *ftype) {
+  const json_t *run = manifest_run(ftype, "--imatrix");
+  if (tiny == NULL || tiny_imatrix == NULL || run == NULL) {
+    cz_test_failures++;
+    return;
+  }
+  size_t i, compared = 0;
+  int n_weighted = 0;
+  json_t *want;
+  json_array_foreach(json_object_get(run, "tensors"), i, want) {
+    const int type = cz_type_from_name(json_string_value(json_object_get(want, "type")));
+    if (!is_k_type(type)) continue;
+    check_direct(ftype, want, type, true, &n_weighted);
+    compared++;
+  }
+  printf("# %s --imatrix: %zu K-quant tensors compared, %d with importance weights\n", ftype,
+         compared, n_weighted);
+  CHECK(compared > 0 && n_weighted > 0);
+}
+
+static void test_imatrix_Q2_K(void) { check_imatrix_run("Q2_K"); }
+static void test_imatrix_Q6_K(void) { check_imatrix_run("Q6_K"); }
+static void test_imatrix_Q4_K_M(void) { check_imatrix_run("Q4_K_M"); }
+
+/* Every K-typed tensor of every run, kernel called directly (mixture choices come from the
+ * manifest, so this checks the kernels on every tensor shape and type llama-quantize
+ * produced, not the mixture logic). Identical (tensor, type, weighted) triples are computed
+ * once. */
+static void test_every_run_direct(void) {
+  if (tiny == NULL || manifest == NULL) {
+    cz_test_failures++;
+    return;
+  }
+  enum { MAX_SEEN = 512 }; /* the manifest has about 220 distinct cases */
+  typedef struct {
+    const char *name;
+    int type;
+    bool weighted;
+  } seen_case;
+  static seen_case seen[MAX_SEEN];
+  size_t n_seen = 0, r, i, compared = 0;
+  int n_weighted = 0;
+  json_t *run, *want;
+  json_array_foreach(json_object_get(manifest, "runs"), r, run) {
+    const json_t *opts = json_object_get(run, "options");
+    bool weighted = false;
+    for (size_t k = 0; k < json_array_size(opts); k++)
+      weighted |= strcmp(json_string_value(json_array_get(opts, k)), "--imatrix") == 0;
+    char label[256];
+    snprintf(label, sizeof label, "%s%s", json_string_value(json_object_get(run, "ftype")),
+             weighted ? " --imatrix" : (json_array_size(opts) ? " (options)" : ""));
+    json_array_foreach(json_object_get(run, "tensors"), i, want) {
+      const int type = cz_type_from_name(json_string_value(json_object_get(want, "type")));
+      if (!is_k_type(type)) continue;
+      const char *name = json_string_value(json_object_get(want, "name"));
+      bool dup = false;
+      for (size_t k = 0; k < n_seen && !dup; k++)
+        dup = seen[k].type == type && seen[k].weighted == weighted &&
+              strcmp(seen[k].name, name) == 0;
+      if (dup) continue;
+      if (n_seen < MAX_SEEN) seen[n_seen++] = (seen_case){name, type, weighted};
+      check_direct(label, want, type, weighted, &n_weighted);
+      compared++;
+    }
+  }
+  printf("# %zu distinct (tensor, K type, imatrix) cases compared, %d weighted\n", compared,
+         n_weighted);
+  CHECK(compared > 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+#define GOLDEN_ROWS(tn, dist) CZ_TEST(test_##tn##_##dist), CZ_TEST(test_##tn##_##dist##_imatrix)
+#define GOLDEN_TYPE_ROWS(tn)                                                               \
+  GOLDEN_ROWS(tn, gauss), GOLDEN_ROWS(tn, cos), GOLDEN_ROWS(tn, uniform),                  \
+      GOLDEN_ROWS(tn, heavy), GOLDEN_ROWS(tn, edge)
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "%s/cz_test_quants_k.XXXXXX",
+           getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (mkdtemp(tmpdir) == NULL) {
+    printf("Bail out! mkdtemp: %s\n", strerror(errno));
+    return 1;
+  }
+  golden = open_data("ggml-quants.safetensors");
+  tiny = open_data("tiny-llama-f16.gguf");
+  tiny_imatrix = open_data("tiny-llama-imatrix.gguf");
+  char path[4096];
+  json_error_t je;
+  snprintf(path, sizeof path, "%s/tests/data/tiny-llama-manifest.json", cz_test_srcdir());
+  manifest = json_load_file(path, 0, &je);
+  if (manifest == NULL) printf("# cannot read %s: %s\n", path, je.text);
+
+  static const cz_test_case cases[] = {
+      GOLDEN_TYPE_ROWS(q2_K),        GOLDEN_TYPE_ROWS(q3_K),     GOLDEN_TYPE_ROWS(q4_K),
+      GOLDEN_TYPE_ROWS(q5_K),        GOLDEN_TYPE_ROWS(q6_K),     CZ_TEST(test_unaligned),
+      CZ_TEST(test_pipeline_q2_K),   CZ_TEST(test_pipeline_q3_K), CZ_TEST(test_pipeline_q4_K),
+      CZ_TEST(test_pipeline_q5_K),   CZ_TEST(test_pipeline_q6_K), CZ_TEST(test_imatrix_Q2_K),
+      CZ_TEST(test_imatrix_Q6_K),    CZ_TEST(test_imatrix_Q4_K_M), CZ_TEST(test_every_run_direct),
+  };
+  int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
+  json_decref(manifest);
+  cz_model_close(tiny_imatrix);
+  cz_model_close(tiny);
+  cz_model_close(golden);
+  nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  return rc;
+}
