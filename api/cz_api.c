@@ -1,5 +1,6 @@
 /* cz_api: handlers of the v1 REST API (models, jobs, artifacts, reports, health). */
 #include "cz_api.h"
+#include "cz_api_service.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -479,72 +480,6 @@ static enum MHD_Result h_job_cancel(cz_req *r) {
   return reply_job(r, running ? 202 : 200, r->id);
 }
 
-/* Open a finished job's blob for streaming; replies on error and returns -1. */
-static int open_job_blob(cz_req *r, const char *column, json_t **row_out, uint64_t *size) {
-  cz_api *api = r->app;
-  json_t *row;
-  cz_error e = {0};
-  if (cz_store_job_get(api->store, r->id, &row, &e)) {
-    cz_reply_err(r, &e);
-    return -1;
-  }
-  const char *sha = json_string_value(col(row, column));
-  if (!sha) {
-    cz_reply_error(r, CZ_E_CONFLICT, "job %s has no result yet (state %s)", r->id,
-                   json_string_value(col(row, "state")));
-    json_decref(row);
-    return -1;
-  }
-  char path[4096];
-  cz_blob_path(api->blobs, sha, path, sizeof path);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
-    if (fd >= 0) close(fd);
-    cz_reply_error(r, CZ_E_IO, "the stored result of job %s cannot be read", r->id);
-    json_decref(row);
-    return -1;
-  }
-  *size = (uint64_t)st.st_size;
-  *row_out = row;
-  return fd;
-}
-
-static enum MHD_Result h_job_artifact(cz_req *r) {
-  json_t *row;
-  uint64_t size;
-  int fd = open_job_blob(r, "artifact_sha256", &row, &size);
-  if (fd < 0) return MHD_YES;
-  const char *sha = json_string_value(col(row, "artifact_sha256"));
-  const char *fmt = json_string_value(col(row, "artifact_format"));
-  char etag[80], disp[160];
-  snprintf(etag, sizeof etag, "\"%s\"", sha);
-  snprintf(disp, sizeof disp, "attachment; filename=\"%s.%s\"", r->id,
-           fmt && strcmp(fmt, "gguf") == 0 ? "gguf" : "safetensors");
-  const char *inm = cz_req_header(r, "If-None-Match");
-  enum MHD_Result ret;
-  if (inm && strcmp(inm, etag) == 0) {
-    close(fd);
-    ret = cz_reply_status(r, 304);
-  } else {
-    ret = cz_reply_fd(r, fd, size, "application/octet-stream", "ETag", etag,
-                      "Content-Disposition", disp, NULL);
-  }
-  json_decref(row);
-  return ret;
-}
-
-static enum MHD_Result h_job_report(cz_req *r) {
-  json_t *row;
-  uint64_t size;
-  int fd = open_job_blob(r, "report_sha256", &row, &size);
-  if (fd < 0) return MHD_YES;
-  char etag[80];
-  snprintf(etag, sizeof etag, "\"%s\"", json_string_value(col(row, "report_sha256")));
-  json_decref(row);
-  return cz_reply_fd(r, fd, size, "application/json", "ETag", etag, NULL);
-}
-
 static const cz_route routes[] = {
     {"GET", "/livez", h_livez, NULL, NULL},
     {"GET", "/readyz", h_readyz, NULL, NULL},
@@ -556,8 +491,9 @@ static const cz_route routes[] = {
     {"GET", "/v1/jobs", h_job_list, NULL, NULL},
     {"GET", "/v1/jobs/{id}", h_job_get, NULL, NULL},
     {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},
-    {"GET", "/v1/jobs/{id}/artifact", h_job_artifact, NULL, NULL},
-    {"GET", "/v1/jobs/{id}/report", h_job_report, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/artifact", cz_api_job_artifact, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/report", cz_api_job_report, NULL, NULL},
+    {"GET", "/v1/models/{id}/file", cz_api_model_file, NULL, NULL},
 };
 
 const cz_route *cz_api_routes(int *n) {

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "cz_http_parse.h"
 #include "cz_log.h"
 
 /* Connection limits (libmicrohttpd's defaults are no timeout and FD_SETSIZE-4 connections). */
@@ -50,6 +51,8 @@ static bool match_pattern(const char *pattern, const char *path, char *id) {
 static const cz_route *find_route(const cz_http *h, const char *method, const char *path,
                                   char *id, bool *path_known) {
   *path_known = false;
+  /* HEAD is GET without the body (libmicrohttpd drops it): headers, size, ETag */
+  if (strcmp(method, "HEAD") == 0) method = "GET";
   for (int i = 0; i < h->n_routes; i++) {
     if (!match_pattern(h->routes[i].pattern, path, id)) continue;
     *path_known = true;
@@ -62,11 +65,17 @@ static const cz_route *find_route(const cz_http *h, const char *method, const ch
 
 static enum MHD_Result queue(cz_req *r, unsigned status, struct MHD_Response *resp) {
   if (!resp) return MHD_NO;
-  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  if (!MHD_get_response_header(resp, "Cache-Control"))
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
   enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
   MHD_destroy_response(resp);
   r->responded = true;
+  r->status = status;
   return ret;
+}
+
+enum MHD_Result cz_reply_mhd(cz_req *r, unsigned status, struct MHD_Response *resp) {
+  return queue(r, status, resp);
 }
 
 enum MHD_Result cz_reply_json(cz_req *r, unsigned status, json_t *json) {
@@ -113,6 +122,77 @@ enum MHD_Result cz_reply_fd(cz_req *r, int fd, uint64_t size, const char *conten
   }
   va_end(ap);
   return queue(r, MHD_HTTP_OK, resp);
+}
+
+/* Headers of every file answer (200, 206, 304, 416). */
+static void file_headers(struct MHD_Response *resp, const char *etag, const char *filename) {
+  MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+  MHD_add_response_header(resp, "ETag", etag);
+  /* immutable content under a strong validator: a cache may keep it but must revalidate */
+  MHD_add_response_header(resp, "Cache-Control", "no-cache");
+  if (filename && *filename) {
+    char disp[300];
+    snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", filename);
+    MHD_add_response_header(resp, "Content-Disposition", disp);
+  }
+}
+
+enum MHD_Result cz_reply_file(cz_req *r, int fd, uint64_t size, const char *content_type,
+                              const char *etag, const char *filename) {
+  struct MHD_Response *resp;
+  if (cz_etag_list_match(cz_req_header(r, "If-None-Match"), etag)) {
+    close(fd);
+    resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    file_headers(resp, etag, NULL);
+    return queue(r, MHD_HTTP_NOT_MODIFIED, resp);
+  }
+  const char *range = cz_req_header(r, "Range");
+  const char *if_range = cz_req_header(r, "If-Range");
+  if (range && if_range && !cz_if_range_match(if_range, etag)) range = NULL;  /* changed: all */
+  uint64_t first = 0, last = 0;
+  cz_range_result rr = cz_range_parse(range, size, &first, &last);
+  char cr[96];
+  if (rr == CZ_RANGE_UNSATISFIABLE) {
+    close(fd);
+    snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+    char msg[160];
+    snprintf(msg, sizeof msg, "the requested range lies outside the %llu bytes of the file",
+             (unsigned long long)size);
+    char *body = NULL;
+    json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code",
+                          cz_err_name(CZ_E_RANGE_NOT_SATISFIABLE), "message", msg);
+    if (j) body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!body) return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+      free(body);
+      return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Content-Range", cr);
+    file_headers(resp, etag, NULL);
+    return queue(r, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+  }
+  unsigned status = MHD_HTTP_OK;
+  uint64_t off = 0, len = size;
+  if (rr == CZ_RANGE_OK) {
+    status = MHD_HTTP_PARTIAL_CONTENT;
+    off = first;
+    len = last - first + 1;
+    snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+             (unsigned long long)last, (unsigned long long)size);
+  }
+  resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
+  if (!resp) {
+    close(fd);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "Content-Type", content_type);
+  if (status == MHD_HTTP_PARTIAL_CONTENT) MHD_add_response_header(resp, "Content-Range", cr);
+  file_headers(resp, etag, filename);
+  return queue(r, status, resp);
 }
 
 enum MHD_Result cz_reply_status(cz_req *r, unsigned status) {

@@ -61,6 +61,7 @@ struct cz_req {
   /* per-request state of an upload handler */
   void *state;
   bool responded;
+  unsigned status;          /* of the response queued through cz_reply_* */
 };
 
 cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
@@ -85,5 +86,17 @@ enum MHD_Result cz_reply_err(cz_req *r, const cz_error *e);
 enum MHD_Result cz_reply_fd(cz_req *r, int fd, uint64_t size, const char *content_type, ...)
     __attribute__((sentinel));
 enum MHD_Result cz_reply_status(cz_req *r, unsigned status);
+/* Serve a regular file (a published blob) from fd, taken over and closed by MHD, with
+ * Accept-Ranges and a strong ETag (quoted): If-None-Match -> 304; one Range -> 206 with
+ * Content-Range (If-Range must name this ETag, else the whole file); an unsatisfiable range
+ * -> 416 with the size in Content-Range (RFC 9110 14.4); several ranges -> 200, whole file.
+ * filename (already sanitized; may be NULL) goes into Content-Disposition: attachment. The
+ * bytes go from the descriptor (sendfile where possible), never through memory. */
+enum MHD_Result cz_reply_file(cz_req *r, int fd, uint64_t size, const char *content_type,
+                              const char *etag, const char *filename);
+/* Queue a response built by the caller, with the headers every response carries (request
+ * id, Cache-Control: no-store unless set); destroys resp. For handlers that need an MHD
+ * response of their own (static files). */
+enum MHD_Result cz_reply_mhd(cz_req *r, unsigned status, struct MHD_Response *resp);
 
 #endif

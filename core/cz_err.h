@@ -26,6 +26,7 @@
   X(METHOD_NOT_ALLOWED,        11, "method_not_allowed",    405)         \
   X(UNSUPPORTED_MEDIA_TYPE,    12, "unsupported_media_type",415)         \
   X(UNAVAILABLE,               13, "unavailable",           503)         \
+  X(RANGE_NOT_SATISFIABLE,     14, "range_not_satisfiable", 416)         \
   /* file format errors: 100..199 */                                    \
   X(UNKNOWN_FORMAT,           100, "unknown_format",        422)         \
   X(HEADER_TOO_SMALL,         101, "header_too_small",      422)         \

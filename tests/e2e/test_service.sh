@@ -1,0 +1,138 @@
+#!/bin/sh
+# test_service: the production features of the API (issue 6) against a real daemon: downloads
+# with Range/ETag/If-None-Match/If-Range and file names.
+. "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
+
+# get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
+get_to() { _f=$1; _p=$2; shift 2; req_to "$_f" GET "$_p" "$@"; }
+# bytes_of FILE FIRST LAST: the bytes FIRST..LAST of FILE on stdout
+bytes_of() { tail -c +"$(($2 + 1))" "$1" | head -c "$(($3 - $2 + 1))"; }
+# head_of PATH: a HEAD request (curl -I: no body is awaited); R_STATUS and R_HDRS as req
+head_of() {
+  R_HDRS=$T_TMP/last.hdr
+  R_STATUS=$(curl -s --max-time 10 -I -o /dev/null -D "$R_HDRS" -w '%{http_code}' "$CZ_URL$1")
+}
+# same_bytes DESC GOT_FILE WANT_FILE
+same_bytes() {
+  if cmp -s "$2" "$3"; then ok "$1"; else not_ok "$1"; diag "$(cmp "$2" "$3" 2>&1 | head -2)"; fi
+}
+
+DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
+cz_start "$DATA" --workers 2 || bail "cannot start compressd"
+
+# ======== downloads ========
+
+upload "$CZ_DATA/tiny-llama-f16.gguf" tiny-llama
+LLAMA=$MODEL_ID
+[ "$R_STATUS" = 201 ] || bail "upload: $R_STATUS $R_BODY"
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+Q8=$JOB_ID
+wait_job "$Q8" 60 || bail "the q8_0 job did not finish"
+ASHA=$(jf "$JOB" .artifact.sha256)
+ASIZE=$(jf "$JOB" .artifact.bytes)
+FULL=$T_TMP/full.gguf
+
+get_to "$FULL" "/v1/jobs/$Q8/artifact"
+is "artifact: 200, sha256 of the body = job's artifact.sha256" "$R_STATUS $(sha256_of "$FULL")" "200 $ASHA"
+is "artifact: ETag is the quoted sha256" "$(header ETag)" "\"$ASHA\""
+is "artifact: Accept-Ranges: bytes" "$(header Accept-Ranges)" bytes
+is "artifact: Content-Length" "$(header Content-Length)" "$ASIZE"
+is "artifact: Content-Disposition names model, type and extension" \
+  "$(header Content-Disposition)" 'attachment; filename="tiny-llama-q8_0.gguf"'
+
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'Range: bytes=0-99'
+bytes_of "$FULL" 0 99 >"$T_TMP/want"
+is "Range bytes=0-99: 206, Content-Range, Content-Length 100" \
+  "$R_STATUS $(header Content-Range) $(header Content-Length)" "206 bytes 0-99/$ASIZE 100"
+same_bytes "Range bytes=0-99: the first 100 bytes" "$T_TMP/part" "$T_TMP/want"
+
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'Range: bytes=1000-'
+bytes_of "$FULL" 1000 $((ASIZE - 1)) >"$T_TMP/want"
+is "Range bytes=1000-: 206 to the end" "$R_STATUS $(header Content-Range)" "206 bytes 1000-$((ASIZE - 1))/$ASIZE"
+same_bytes "Range bytes=1000-: the bytes from 1000 on" "$T_TMP/part" "$T_TMP/want"
+
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'Range: bytes=-50'
+bytes_of "$FULL" $((ASIZE - 50)) $((ASIZE - 1)) >"$T_TMP/want"
+is "Range bytes=-50: 206, the last 50 bytes" "$R_STATUS $(header Content-Range)" \
+  "206 bytes $((ASIZE - 50))-$((ASIZE - 1))/$ASIZE"
+same_bytes "Range bytes=-50: content" "$T_TMP/part" "$T_TMP/want"
+
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H "Range: bytes=10-$((ASIZE * 4))"
+is "Range past the end is clamped" "$R_STATUS $(header Content-Range)" "206 bytes 10-$((ASIZE - 1))/$ASIZE"
+
+req GET "/v1/jobs/$Q8/artifact" -H "Range: bytes=$ASIZE-"
+is "Range starting at the size: 416 with Content-Range bytes */size" \
+  "$R_STATUS $(header Content-Range) $(jf "$R_BODY" .error.code)" "416 bytes */$ASIZE range_not_satisfiable"
+req GET "/v1/jobs/$Q8/artifact" -H 'Range: bytes=-0'
+is "Range bytes=-0: 416" "$R_STATUS" 416
+
+for h in 'bytes=0-1,5-6' 'bytes=abc' 'bytes=5-4' 'items=0-1' 'bytes=0-1;x'; do
+  get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H "Range: $h"
+  is "Range '$h': 200 with the whole file" "$R_STATUS $(sha256_of "$T_TMP/part")" "200 $ASHA"
+done
+
+req GET "/v1/jobs/$Q8/artifact" -H "If-None-Match: \"$ASHA\""
+is "If-None-Match with the ETag: 304, empty body, ETag" "$R_STATUS '$R_BODY' $(header ETag)" "304 '' \"$ASHA\""
+req GET "/v1/jobs/$Q8/artifact" -H "If-None-Match: \"x\", W/\"$ASHA\""
+is "If-None-Match list with the weak form of the ETag: 304" "$R_STATUS" 304
+req GET "/v1/jobs/$Q8/artifact" -H 'If-None-Match: *'
+is "If-None-Match: *: 304" "$R_STATUS" 304
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'If-None-Match: "0000"'
+is "If-None-Match with another ETag: 200" "$R_STATUS" 200
+
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'Range: bytes=0-9' -H "If-Range: \"$ASHA\""
+is "If-Range with the ETag: the range (206)" "$R_STATUS $(header Content-Length)" "206 10"
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'Range: bytes=0-9' -H 'If-Range: "0000"'
+is "If-Range with another ETag: the whole file (200)" "$R_STATUS $(sha256_of "$T_TMP/part")" "200 $ASHA"
+get_to "$T_TMP/part" "/v1/jobs/$Q8/artifact" -H 'Range: bytes=0-9' -H 'If-Range: Wed, 21 Oct 2015 07:28:00 GMT'
+is "If-Range with a date: the whole file (200)" "$R_STATUS" 200
+
+# a resumed download (curl -C -) equals the whole file
+bytes_of "$FULL" 0 4095 >"$T_TMP/resumed"
+curl -s --max-time 30 -C - -o "$T_TMP/resumed" "$CZ_URL/v1/jobs/$Q8/artifact"
+is "curl -C - resumes a partial download to the whole artifact" "$(sha256_of "$T_TMP/resumed")" "$ASHA"
+
+head_of "/v1/jobs/$Q8/artifact"
+is "HEAD on the artifact: 200 with Content-Length and ETag" "$R_STATUS $(header Content-Length) $(header ETag)" \
+  "200 $ASIZE \"$ASHA\""
+
+get_to "$T_TMP/report.json" "/v1/jobs/$Q8/report"
+is "report: 200 JSON, ETag, file name" \
+  "$R_STATUS $(header Content-Type) $(header ETag) $(header Content-Disposition)" \
+  "200 application/json \"$(sha256_of "$T_TMP/report.json")\" attachment; filename=\"tiny-llama-q8_0.report.json\""
+get_to "$T_TMP/part" "/v1/jobs/$Q8/report" -H 'Range: bytes=0-0'
+is "report: Range bytes=0-0 is the opening brace" "$R_STATUS $(cat "$T_TMP/part")" "206 {"
+
+get_to "$T_TMP/model" "/v1/models/$LLAMA/file"
+is "model file: 200, the uploaded bytes, file name from the model name" \
+  "$R_STATUS $(sha256_of "$T_TMP/model") $(header Content-Disposition) $(header ETag)" \
+  "200 $(sha256_of "$CZ_DATA/tiny-llama-f16.gguf") attachment; filename=\"tiny-llama.gguf\" \"$(sha256_of "$CZ_DATA/tiny-llama-f16.gguf")\""
+get_to "$T_TMP/part" "/v1/models/$LLAMA/file" -H 'Range: bytes=0-3'
+is "model file: Range bytes=0-3 is the GGUF magic" "$R_STATUS $(cat "$T_TMP/part")" "206 GGUF"
+
+upload "$CZ_DATA/tiny-llama-f16.gguf" '..%2F..%2Fetc%2Fmy%20model%20%22v2%22.gguf'
+ODD=$MODEL_ID
+head_of "/v1/models/$ODD/file"
+is "a model name with slashes, spaces and quotes gives a sanitized file name" \
+  "$(header Content-Disposition)" 'attachment; filename="etc_my_model_v2_.gguf"'
+submit '{"model": "'"$ODD"'", "steps": [{"op": "quantize", "type": "f16"}], "output": {"format": "safetensors"}}'
+ODDJOB=$JOB_ID
+wait_job "$ODDJOB" 60
+head_of "/v1/jobs/$ODDJOB/artifact"
+is "artifact file name: sanitized model name, type, safetensors extension" \
+  "$(header Content-Disposition)" 'attachment; filename="etc_my_model_v2_-f16.safetensors"'
+
+req GET /v1/models/mdl_000000000000000000000000/file
+expect_error "file of an unknown model" 404 not_found
+req GET "/v1/jobs/job_000000000000000000000000/report"
+expect_error "report of an unknown job" 404 not_found
+
+cz_stop "$CZ_PID"
+is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
+if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$T_TMP"/daemon*.log; then
+  not_ok "no sanitizer reports in the daemon logs"
+  diag "$(grep -h -A5 'ERROR: \|runtime error:' "$T_TMP"/daemon*.log | head -30)"
+else
+  ok "no sanitizer reports in the daemon logs"
+fi
+t_done
