@@ -183,6 +183,42 @@ static cz_err_code read_alignment(cz_model *m, cz_error *err) {
   return CZ_E_OK;
 }
 
+/* Arrays that llama.cpp's vocabulary loader casts to a fixed C type and indexes by token id
+ * without looking at the declared element type or count: a scores array declared INT8[n] is
+ * read as float[n] (hardening.md G10). A file we accept, and so every file we write from it,
+ * must not carry such an array on to the next reader. */
+static const struct {
+  const char *key;
+  uint32_t elem;
+  bool per_token; /* one element per entry of tokenizer.ggml.tokens */
+} typed_arrays[] = {
+    {"tokenizer.ggml.tokens", CZ_GGUF_STRING, false},
+    {"tokenizer.ggml.scores", CZ_GGUF_F32, true},
+    {"tokenizer.ggml.token_type", CZ_GGUF_I32, true},
+    {"tokenizer.ggml.merges", CZ_GGUF_STRING, false},
+};
+
+static cz_err_code check_typed_arrays(const cz_model *m, cz_error *err) {
+  static const char *const vname[] = {[CZ_GGUF_STRING] = "STRING", [CZ_GGUF_F32] = "FLOAT32",
+                                      [CZ_GGUF_I32] = "INT32"};
+  long tok = cz_gguf_find_kv(m, typed_arrays[0].key);
+  for (size_t i = 0; i < sizeof typed_arrays / sizeof typed_arrays[0]; i++) {
+    long k = cz_gguf_find_kv(m, typed_arrays[i].key);
+    if (k < 0) continue;
+    const cz_gguf_kv *kv = &m->kv[k];
+    /* raw of an array: u32 element type, u64 count, elements (read_kv checked the sizes) */
+    if (kv->type != CZ_GGUF_ARRAY || kv->raw_len < 12 || cz__le32(kv->raw) != typed_arrays[i].elem)
+      return cz_err_set(err, CZ_E_INVALID_KV, "key '%s': not an array of %s", kv->key,
+                        vname[typed_arrays[i].elem]);
+    if (typed_arrays[i].per_token && tok >= 0 && m->kv[tok].type == CZ_GGUF_ARRAY &&
+        cz__le64(kv->raw + 4) != cz__le64(m->kv[tok].raw + 4))
+      return cz_err_set(err, CZ_E_INVALID_KV, "key '%s': %llu elements for %llu tokens",
+                        kv->key, (unsigned long long)cz__le64(kv->raw + 4),
+                        (unsigned long long)cz__le64(m->kv[tok].raw + 4));
+  }
+  return CZ_E_OK;
+}
+
 static cz_err_code read_kvs(cz_model *m, reader *r, uint64_t n_kv, cz_error *err) {
   if (n_kv > CZ_GGUF_MAX_KV)
     return cz_err_set(err, CZ_E_INVALID_KV, "%llu key/values (at most %d)",
@@ -199,6 +235,7 @@ static cz_err_code read_kvs(cz_model *m, reader *r, uint64_t n_kv, cz_error *err
   }
   cz_err_code rc = check_unique_keys(m, err);
   if (rc == CZ_E_OK) rc = read_alignment(m, err);
+  if (rc == CZ_E_OK) rc = check_typed_arrays(m, err);
   return rc;
 }
 
