@@ -829,7 +829,7 @@ static void test_recipe_validation(void) {
       {"{\"steps\":[{\"op\":\"prune\",\"ratio\":0.5}]}", CZ_E_UNKNOWN_METHOD, "steps[0].op"},
       {"{\"steps\":[{\"op\":\"quantize\",\"type\":\"q9_9\"}]}", CZ_E_INVALID_PARAMETER,
        "steps[0].type"},
-      {"{\"steps\":[{\"op\":\"quantize\",\"type\":\"q4_0\"}]}", CZ_E_INVALID_PARAMETER,
+      {"{\"steps\":[{\"op\":\"quantize\",\"type\":\"q8_1\"}]}", CZ_E_INVALID_PARAMETER,
        "steps[0].type"},
       {"{\"steps\":[{\"op\":\"quantize\",\"type\":\"q8_0\",\"bits\":8}]}",
        CZ_E_INVALID_PARAMETER, "steps[0].bits"},
