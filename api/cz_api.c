@@ -494,6 +494,7 @@ static const cz_route routes[] = {
     {"GET", "/v1/jobs/{id}/artifact", cz_api_job_artifact, NULL, NULL},
     {"GET", "/v1/jobs/{id}/report", cz_api_job_report, NULL, NULL},
     {"GET", "/v1/models/{id}/file", cz_api_model_file, NULL, NULL},
+    {"GET", "/v1/methods", cz_api_methods, NULL, NULL},
 };
 
 const cz_route *cz_api_routes(int *n) {

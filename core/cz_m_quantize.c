@@ -150,6 +150,36 @@ static void gguf_decode(const void *params, const cz_tensor_plan *p,
     tr->to_f32(in[0] + (uint64_t)r * p->out[0].row_bytes, y + r * ncols, ncols);
 }
 
+/* Schema: "type" lists every ggml type this build writes, and "types" gives for each its
+ * bits per weight, the output formats that can hold it and whether it needs importance
+ * weights (derived from the type table, so new kernels appear without editing this). */
+static bool schema_gguf_writable(int t) {
+  const cz_type_traits *tr = cz_type_get(t);
+  return tr && tr->in_gguf && tr->to_f32 && (tr->quantize || tr->from_f32);
+}
+
+static json_t *gguf_schema(void) {
+  json_t *names = json_array(), *types = json_array();
+  for (int t = 0; t < CZ_TYPE_GGML_END; t++) {
+    if (!schema_gguf_writable(t)) continue;
+    const cz_type_traits *tr = cz_type_get(t);
+    json_array_append_new(names, json_string(tr->name));
+    json_t *formats = json_pack("[s]", "gguf");
+    if (tr->st_name) json_array_append_new(formats, json_string("safetensors"));
+    json_array_append_new(
+        types, json_pack("{s:s, s:f, s:o, s:b, s:b}", "name", tr->name, "bits_per_weight",
+                         (double)tr->type_size * 8.0 / (double)tr->blck_size, "output_formats",
+                         formats, "quantized", tr->is_quantized, "requires_importance_matrix",
+                         tr->requires_imatrix));
+  }
+  return json_pack(
+      "{s:[{s:s, s:s, s:b, s:o, s:s}], s:[s, s], s:o}", "params", "name", "type", "type",
+      "string", "required", 1, "enum", names, "description",
+      "ggml type for every eligible weight matrix (2-D, name ending in weight, not a norm); "
+      "other tensors are copied",
+      "output_formats", "gguf", "safetensors", "types", types);
+}
+
 const cz_method cz_m_quantize_gguf = {
     .id = 1,
     .name = "quantize.gguf",
@@ -163,6 +193,7 @@ const cz_method cz_m_quantize_gguf = {
     .plan = gguf_plan,
     .encode = gguf_encode,
     .decode = gguf_decode,
+    .schema = gguf_schema,
 };
 
 /* ---- quantize.int8: symmetric, one float32 scale per output channel (row) ---- */
@@ -254,6 +285,18 @@ static void int8_decode(const void *params, const cz_tensor_plan *p,
   }
 }
 
+static json_t *int8_schema(void) {
+  return json_pack("{s:[{s:s, s:s, s:b, s:[s], s:s}, {s:s, s:s, s:b, s:s, s:[s], s:s},"
+                   " {s:s, s:s, s:b, s:b, s:[b], s:s}], s:[s]}",
+                   "params", "name", "type", "type", "string", "required", 1, "enum", "int8",
+                   "description", "8-bit integers with one float32 scale per output channel",
+                   "name", "granularity", "type", "string", "required", 0, "default", "channel",
+                   "enum", "channel", "description", "one scale per output channel (row)",
+                   "name", "symmetric", "type", "boolean", "required", 0, "default", 1, "enum",
+                   1, "description", "zero maps to zero; the scale is max|w| / 127",
+                   "output_formats", "safetensors");
+}
+
 const cz_method cz_m_quantize_int8 = {
     .id = 2,
     .name = "quantize.int8",
@@ -267,4 +310,5 @@ const cz_method cz_m_quantize_int8 = {
     .plan = int8_plan,
     .encode = int8_encode,
     .decode = int8_decode,
+    .schema = int8_schema,
 };

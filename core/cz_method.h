@@ -85,6 +85,13 @@ struct cz_method {
   /* Decode what encode wrote back into nrows * ncols floats. */
   void (*decode)(const void *params, const cz_tensor_plan *p, const uint8_t *const in[CZ_MAX_OUTPUTS],
                  int64_t nrows, int64_t ncols, float *y);
+  /* Optional: what a client may put in the step, for GET /v1/methods (new reference). Shape:
+   * {"params": [{"name", "type": "string"|"integer"|"number"|"boolean"|"array"|"object",
+   * "required": bool, "default"?, "enum"?, "minimum"?, "maximum"? (numbers), "min_items"?,
+   * "max_items"? (arrays), "description"}],
+   * "output_formats": ["gguf", ...]} plus any keys of the method's own (documented there).
+   * The dashboard builds its forms from it, so every parameter parse accepts is listed. */
+  json_t *(*schema)(void);
 };
 
 /* The registry (for GET /v1/methods) and lookup of the row for a step. */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
-# with Range/ETag/If-None-Match/If-Range and file names.
+# with Range/ETag/If-None-Match/If-Range and file names; the method registry.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -126,6 +126,43 @@ req GET /v1/models/mdl_000000000000000000000000/file
 expect_error "file of an unknown model" 404 not_found
 req GET "/v1/jobs/job_000000000000000000000000/report"
 expect_error "report of an unknown job" 404 not_found
+
+# ======== GET /v1/methods ========
+
+req GET /v1/methods
+METHODS=$R_BODY
+is "GET /v1/methods: 200 with quantize.gguf and quantize.int8" \
+  "$R_STATUS $(jf "$METHODS" '[.methods[].name] | sort | join(",")')" "200 quantize.gguf,quantize.int8"
+is "every method: id, name, op, summary and params with name, type, required, description" \
+  "$(jf "$METHODS" '[.methods[] | (.id | type) == "number" and (.op | length) > 0 and
+     (.summary | length) > 0 and (.params | length) > 0 and
+     all(.params[]; (.name | length) > 0 and (.type | IN("string","integer","number","boolean","array","object"))
+         and (.required | type) == "boolean" and (.description | length) > 0)] | all')" true
+is "quantize.gguf: type is required, an enum with q8_0 and f16; formats gguf and safetensors" \
+  "$(jf "$METHODS" '.methods[] | select(.name == "quantize.gguf") |
+     "\(.params[0].name) \(.params[0].required) \(.params[0].enum | index("q8_0") != null) \(.params[0].enum | index("f16") != null) \(.output_formats | join(","))"')" \
+  "type true true true gguf,safetensors"
+is "quantize.gguf types: q8_0 is 8.5 bits per weight, GGUF only; f16 also in safetensors" \
+  "$(jf "$METHODS" '.methods[] | select(.name == "quantize.gguf") | .types as $t |
+     ($t[] | select(.name == "q8_0") | "\(.bits_per_weight) \(.output_formats | join(","))"),
+     ($t[] | select(.name == "f16") | "\(.bits_per_weight) \(.output_formats | join(","))")' | tr '\n' ' ')" \
+  "8.5 gguf 16 gguf,safetensors "
+is "quantize.int8: type int8; granularity and symmetric optional with defaults; safetensors" \
+  "$(jf "$METHODS" '.methods[] | select(.name == "quantize.int8") |
+     [.params[] | "\(.name)=\(.default // "-")/\(.required)"] + .output_formats | join(" ")')" \
+  "type=-/true granularity=channel/false symmetric=true/false safetensors"
+is "the job body: model, steps, output.format" "$(jf "$METHODS" '[.job.params[].name] | join(",")')" \
+  "model,steps,output.format"
+# the schema is the truth: every listed type is accepted at submit time, in a listed format
+bad=
+for t in $(jf "$METHODS" '.methods[] | select(.name == "quantize.gguf") | .params[0].enum[]'); do
+  submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "'"$t"'"}], "output": {"format": "gguf"}}'
+  [ "$R_STATUS" = 202 ] || bad="$bad $t:$R_STATUS"
+  [ -n "$JOB_ID" ] && curl -s -o /dev/null -X POST "$CZ_URL/v1/jobs/$JOB_ID:cancel"
+done
+is "every type the schema lists is accepted by POST /v1/jobs" "$bad" ""
+submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "int8", "granularity": "channel", "symmetric": true}], "output": {"format": "safetensors"}}'
+is "int8 with every optional parameter at its listed value: 202" "$R_STATUS" 202
 
 cz_stop "$CZ_PID"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
