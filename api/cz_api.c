@@ -263,6 +263,7 @@ static enum MHD_Result upload_end(cz_req *r) {
   }
   cz_log(CZ_LOG_INFO, "model uploaded", "model", id, "sha256", sha, "bytes", CZ_LOG_UINT(bytes),
          "format", cz_format_name(fmt), NULL);
+  snprintf(r->created_id, sizeof r->created_id, "%s", id);
   json_t *out;
   if (cz_store_model_get(api->store, id, false, &out, &e)) return cz_reply_err(r, &e);
   json_t *body = model_json(out);
@@ -434,6 +435,7 @@ static enum MHD_Result h_job_create(cz_req *r) {
       ret = cz_reply_err(r, &e);
     } else {
       cz_log(CZ_LOG_INFO, "job submitted", "job", id, "model", model, NULL);
+      snprintf(r->created_id, sizeof r->created_id, "%s", id);
       api->wake(api->wake_cls);
       ret = reply_job(r, 202, id);
     }
@@ -483,11 +485,11 @@ static enum MHD_Result h_job_cancel(cz_req *r) {
 static const cz_route routes[] = {
     {"GET", "/livez", h_livez, NULL, NULL},
     {"GET", "/readyz", h_readyz, NULL, NULL},
-    {"POST", "/v1/models", NULL, h_model_upload, upload_abort},
+    {"POST", "/v1/models", NULL, cz_api_model_upload_idem, cz_api_model_upload_abort},
     {"GET", "/v1/models", h_model_list, NULL, NULL},
     {"GET", "/v1/models/{id}", h_model_get, NULL, NULL},
     {"DELETE", "/v1/models/{id}", h_model_delete, NULL, NULL},
-    {"POST", "/v1/jobs", h_job_create, NULL, NULL},
+    {"POST", "/v1/jobs", cz_api_job_create_idem, NULL, NULL},
     {"GET", "/v1/jobs", h_job_list, NULL, NULL},
     {"GET", "/v1/jobs/{id}", h_job_get, NULL, NULL},
     {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},
@@ -496,6 +498,35 @@ static const cz_route routes[] = {
     {"GET", "/v1/models/{id}/file", cz_api_model_file, NULL, NULL},
     {"GET", "/v1/methods", cz_api_methods, NULL, NULL},
 };
+
+/* ---- for the handler files (declared in cz_api_service.h) ---- */
+
+enum MHD_Result cz_api_job_create(cz_req *r) { return h_job_create(r); }
+
+enum MHD_Result cz_api_model_upload(cz_req *r, cz_upload_phase phase, const char *data,
+                                    size_t len) {
+  return h_model_upload(r, phase, data, len);
+}
+
+void cz_api_model_upload_abort(cz_req *r) { upload_abort(r); }
+
+enum MHD_Result cz_api_reply_job(cz_req *r, unsigned status, const char *id) {
+  return reply_job(r, status, id);
+}
+
+enum MHD_Result cz_api_reply_model(cz_req *r, unsigned status, const char *id) {
+  cz_api *api = r->app;
+  json_t *row;
+  cz_error e = {0};
+  if (cz_store_model_get(api->store, id, false, &row, &e)) return cz_reply_err(r, &e);
+  json_t *body = model_json(row);
+  json_decref(row);
+  return cz_reply_json(r, status, body);
+}
+
+void cz_api_new_id(const char *prefix, char *out, size_t len) { new_id(prefix, out, len); }
+
+int64_t cz_api_now_ms(void) { return now_ms(); }
 
 const cz_route *cz_api_routes(int *n) {
   *n = (int)(sizeof routes / sizeof routes[0]);

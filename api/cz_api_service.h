@@ -4,6 +4,7 @@
  *   cz_api_download.c   GET /v1/jobs/{id}/artifact, /v1/jobs/{id}/report, /v1/models/{id}/file
  *                       (Range, ETag, If-None-Match, If-Range, Content-Disposition)
  *   cz_api_methods.c    GET /v1/methods (the method registry with parameter schemas)
+ *   cz_api_idem.c       Idempotency-Key on POST /v1/models and POST /v1/jobs
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
@@ -20,5 +21,23 @@ enum MHD_Result cz_api_model_file(cz_req *r);
 
 /* ---- cz_api_methods.c ---- */
 enum MHD_Result cz_api_methods(cz_req *r);
+
+/* ---- cz_api_idem.c: the route handlers of POST /v1/jobs and POST /v1/models ---- */
+enum MHD_Result cz_api_job_create_idem(cz_req *r);
+enum MHD_Result cz_api_model_upload_idem(cz_req *r, cz_upload_phase phase, const char *data,
+                                         size_t len);
+
+/* ---- defined in cz_api.c for the files above ---- */
+/* The plain handlers (no Idempotency-Key); they set r->created_id on success. */
+enum MHD_Result cz_api_job_create(cz_req *r);
+enum MHD_Result cz_api_model_upload(cz_req *r, cz_upload_phase phase, const char *data,
+                                    size_t len);
+void cz_api_model_upload_abort(cz_req *r);
+/* Answer with the job or model id as GET would, with this status. */
+enum MHD_Result cz_api_reply_job(cz_req *r, unsigned status, const char *id);
+enum MHD_Result cz_api_reply_model(cz_req *r, unsigned status, const char *id);
+/* "job_" + 24 hex digits; the wall clock in Unix milliseconds. */
+void cz_api_new_id(const char *prefix, char *out, size_t len);
+int64_t cz_api_now_ms(void);
 
 #endif

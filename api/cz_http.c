@@ -67,6 +67,11 @@ static enum MHD_Result queue(cz_req *r, unsigned status, struct MHD_Response *re
   if (!resp) return MHD_NO;
   if (!MHD_get_response_header(resp, "Cache-Control"))
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+  if (r->on_reply) {
+    void (*hook)(cz_req *, unsigned, struct MHD_Response *) = r->on_reply;
+    r->on_reply = NULL;  /* once: a hook may itself look things up and reply */
+    hook(r, status, resp);
+  }
   enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
   MHD_destroy_response(resp);
   r->responded = true;
@@ -278,6 +283,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   cz_req *r = *con_cls;
   if (!r) return;
   if (r->state && r->route && r->route->abort) r->route->abort(r);
+  if (r->svc_done) r->svc_done(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
   free(r->body);
   free(r);
   *con_cls = NULL;

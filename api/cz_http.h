@@ -62,6 +62,15 @@ struct cz_req {
   void *state;
   bool responded;
   unsigned status;          /* of the response queued through cz_reply_* */
+  /* A create handler writes the id of what it created here before replying (idempotency
+   * records it). */
+  char created_id[CZ_HTTP_MAX_ID + 1];
+  /* Service layer around a handler (idempotency, long-poll): its per-request state, a hook
+   * called just before any response is queued (status known, may add headers to resp), and
+   * one called when the request is over, answered or not (ok: the response went out). */
+  void *svc;
+  void (*on_reply)(cz_req *r, unsigned status, struct MHD_Response *resp);
+  void (*svc_done)(cz_req *r, bool ok);
 };
 
 cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,

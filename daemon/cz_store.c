@@ -615,7 +615,9 @@ static cz_err_code recover_txn(cz_store *s, void *cls, cz_error *err) {
                        "NULL, updated_at = ?1 WHERE state = 'running'", &st, err)))
     return rc;
   sqlite3_bind_int64(st, 1, a->now);
-  return step_done(s, st, a->requeued, err);
+  if ((rc = step_done(s, st, a->requeued, err))) return rc;
+  /* the requests that held these claims died with the process */
+  return exec(s, "DELETE FROM idempotency_keys WHERE state = 'in_flight'", err);
 }
 
 cz_err_code cz_store_recover(cz_store *s, int64_t now, int *requeued, int *failed,
@@ -638,4 +640,104 @@ cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_e
   *used = json_array_size(items) > 0;
   json_decref(items);
   return CZ_E_OK;
+}
+
+/* ---- idempotency keys ---- */
+
+typedef struct {
+  const char *scope, *key, *hash, *resource;
+  int64_t now, ttl_ms;
+  int status;
+  cz_idem_entry *out;
+} idem_args;
+
+static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
+  const char *v = (const char *)sqlite3_column_text(st, i);
+  snprintf(dst, cap, "%s", v ? v : "");
+}
+
+static cz_err_code idem_claim_txn(cz_store *s, void *cls, cz_error *err) {
+  idem_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "DELETE FROM idempotency_keys WHERE expires_at <= ?1", &st, err);
+  if (rc) return rc;
+  sqlite3_bind_int64(st, 1, a->now);
+  if ((rc = step_done(s, st, NULL, err))) return rc;
+  if ((rc = prepare(s, "SELECT state, request_hash, resource_id, status FROM idempotency_keys "
+                       "WHERE scope = ?1 AND key = ?2", &st, err)))
+    return rc;
+  bind_text(st, 1, a->scope);
+  bind_text(st, 2, a->key);
+  memset(a->out, 0, sizeof *a->out);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    a->out->found = true;
+    a->out->done = strcmp((const char *)sqlite3_column_text(st, 0), "done") == 0;
+    copy_col(st, 1, a->out->request_hash, sizeof a->out->request_hash);
+    copy_col(st, 2, a->out->resource_id, sizeof a->out->resource_id);
+    a->out->status = sqlite3_column_int(st, 3);
+  }
+  sqlite3_finalize(st);
+  if (r != SQLITE_ROW && r != SQLITE_DONE) return db_error(s, err, "idempotency lookup");
+  if (a->out->found) return CZ_E_OK;
+  if ((rc = prepare(s, "INSERT INTO idempotency_keys (scope, key, state, request_hash, "
+                       "created_at, expires_at) VALUES (?1, ?2, 'in_flight', ?3, ?4, ?4 + ?5)",
+                    &st, err)))
+    return rc;
+  bind_text(st, 1, a->scope);
+  bind_text(st, 2, a->key);
+  bind_text(st, 3, a->hash);
+  sqlite3_bind_int64(st, 4, a->now);
+  sqlite3_bind_int64(st, 5, a->ttl_ms);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_idem_claim(cz_store *s, const char *scope, const char *key,
+                                const char *request_hash, int64_t now, int64_t ttl_ms,
+                                cz_idem_entry *out, cz_error *err) {
+  idem_args a = {scope, key, request_hash, NULL, now, ttl_ms, 0, out};
+  return run_txn(s, idem_claim_txn, &a, err);
+}
+
+static cz_err_code idem_complete_txn(cz_store *s, void *cls, cz_error *err) {
+  idem_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "UPDATE idempotency_keys SET state = 'done', request_hash = ?3, "
+                              "resource_id = ?4, status = ?5 WHERE scope = ?1 AND key = ?2",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->scope);
+  bind_text(st, 2, a->key);
+  bind_text(st, 3, a->hash);
+  bind_text(st, 4, a->resource);
+  sqlite3_bind_int(st, 5, a->status);
+  int changes = 0;
+  if ((rc = step_done(s, st, &changes, err))) return rc;
+  if (changes == 0)
+    return cz_err_set(err, CZ_E_NOT_FOUND, "idempotency key %s is not claimed", a->key);
+  return CZ_E_OK;
+}
+
+cz_err_code cz_store_idem_complete(cz_store *s, const char *scope, const char *key,
+                                   const char *request_hash, const char *resource_id,
+                                   int status, cz_error *err) {
+  idem_args a = {scope, key, request_hash, resource_id, 0, 0, status, NULL};
+  return run_txn(s, idem_complete_txn, &a, err);
+}
+
+static cz_err_code idem_release_txn(cz_store *s, void *cls, cz_error *err) {
+  idem_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2 AND "
+                              "state = 'in_flight'", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->scope);
+  bind_text(st, 2, a->key);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_idem_release(cz_store *s, const char *scope, const char *key,
+                                  cz_error *err) {
+  idem_args a = {scope, key, NULL, NULL, 0, 0, 0, NULL};
+  return run_txn(s, idem_release_txn, &a, err);
 }

@@ -99,9 +99,30 @@ cz_err_code cz_store_job_finish(cz_store *s, const char *id, const char *owner,
 cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner, int64_t now,
                                  cz_error *err);
 /* At start: jobs left running by a dead process go back to queued, or fail once they used
- * max_attempts. */
+ * max_attempts; its in-flight idempotency claims are forgotten. */
 cz_err_code cz_store_recover(cz_store *s, int64_t now, int *requeued, int *failed, cz_error *err);
 /* Is this blob referenced by any model or job row? */
 cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_error *err);
+
+/* ---- idempotency keys (Idempotency-Key on POST /v1/models and POST /v1/jobs) ---- */
+typedef struct {
+  bool found;               /* false: the key was new and is now claimed (in flight) */
+  bool done;                /* found: completed (else still in flight) */
+  char request_hash[65];    /* found: the first request's hash ("" while unknown) */
+  char resource_id[64];     /* done: what it created */
+  int status;               /* done: the status it was answered with */
+} cz_idem_entry;
+/* Look up (scope, key) after forgetting every expired entry; when absent, claim it as in
+ * flight until now + ttl_ms with request_hash (NULL: not known yet, e.g. an upload). */
+cz_err_code cz_store_idem_claim(cz_store *s, const char *scope, const char *key,
+                                const char *request_hash, int64_t now, int64_t ttl_ms,
+                                cz_idem_entry *out, cz_error *err);
+/* Complete a claim with what the request created. */
+cz_err_code cz_store_idem_complete(cz_store *s, const char *scope, const char *key,
+                                   const char *request_hash, const char *resource_id,
+                                   int status, cz_error *err);
+/* Forget an in-flight claim (the request failed: the client may retry with the key). */
+cz_err_code cz_store_idem_release(cz_store *s, const char *scope, const char *key,
+                                  cz_error *err);
 
 #endif

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
-# with Range/ETag/If-None-Match/If-Range and file names; the method registry.
+# with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -163,6 +163,90 @@ done
 is "every type the schema lists is accepted by POST /v1/jobs" "$bad" ""
 submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "int8", "granularity": "channel", "symmetric": true}], "output": {"format": "safetensors"}}'
 is "int8 with every optional parameter at its listed value: 202" "$R_STATUS" 202
+
+# ======== Idempotency-Key ========
+
+job_count() { curl -sf --max-time 10 "$CZ_URL/v1/jobs?page_size=1000" | jq '.jobs | length'; }
+model_count() { curl -sf --max-time 10 "$CZ_URL/v1/models?page_size=1000" | jq '.models | length'; }
+BODY='{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+BODY2='{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "f16"}], "output": {"format": "gguf"}}'
+n0=$(job_count)
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-1' --data-binary "$BODY"
+IJ=$(jf "$R_BODY" .id)
+is "POST /v1/jobs with a new key: 202, no replay header" "$R_STATUS $(header Idempotent-Replayed)" "202 "
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-1' --data-binary "$BODY"
+is "the same key and body again: 202, the same job, Idempotent-Replayed: true" \
+  "$R_STATUS $(jf "$R_BODY" .id) $(header Idempotent-Replayed)" "202 $IJ true"
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: "job-key-1"' --data-binary "$BODY"
+is "the key in double quotes is the same key" "$R_STATUS $(jf "$R_BODY" .id)" "202 $IJ"
+is "two replays made no new job" "$(job_count)" "$((n0 + 1))"
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-1' --data-binary "$BODY2"
+expect_error "the same key with another body" 422 idempotency_key_mismatch
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-2' --data-binary "$BODY"
+is "another key with the same body: a new job" "$R_STATUS $([ "$(jf "$R_BODY" .id)" != "$IJ" ] && echo new)" "202 new"
+req POST /v1/jobs -H 'Content-Type: application/json' --data-binary "$BODY"
+is "no key: a new job every time" "$R_STATUS $(job_count)" "202 $((n0 + 3))"
+for k in 'a b' "$(printf 'k%.0s' $(seq 300))" "$(printf 'caf\303\251')" 'a"b' 'a\b'; do
+  req POST /v1/jobs -H 'Content-Type: application/json' -H "Idempotency-Key: $k" --data-binary "$BODY"
+  expect_error "Idempotency-Key '$(printf %.20s "$k")': refused" 400 invalid_argument
+done
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key;' --data-binary "$BODY"
+expect_error "an empty Idempotency-Key: refused" 400 invalid_argument
+# a failed request forgets its claim: the key may be used again
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-3' --data-binary '{"steps": []}'
+is "a refused request with a key: 400" "$R_STATUS" 400
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-3' --data-binary "$BODY"
+is "the same key then works with a valid body (202)" "$R_STATUS $(header Idempotent-Replayed)" "202 "
+
+m0=$(model_count)
+tiny=$CZ_DATA/tiny-llama-f16.gguf
+req POST '/v1/models?name=idem' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-1' --data-binary "@$tiny"
+IM=$(jf "$R_BODY" .id)
+is "upload with a new key: 201" "$R_STATUS" 201
+req POST '/v1/models?name=idem' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-1' --data-binary "@$tiny"
+is "the same upload and key again: 201, the same model, replayed" \
+  "$R_STATUS $(jf "$R_BODY" .id) $(header Idempotent-Replayed)" "201 $IM true"
+is "the replay stored no new model" "$(model_count)" "$((m0 + 1))"
+check "the replay left no temporary file" dir_empty "$DATA/tmp"
+req POST '/v1/models?name=other' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-1' --data-binary "@$tiny"
+expect_error "the same key and bytes under another name" 422 idempotency_key_mismatch
+req POST '/v1/models?name=idem' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-1' --data-binary "@$CZ_DATA/ggml-quants.safetensors"
+expect_error "the same key with other bytes" 422 idempotency_key_mismatch
+req POST '/v1/models?name=idem' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: job-key-1' --data-binary "@$tiny"
+is "keys are per route: a jobs key is new for uploads (201)" "$R_STATUS" 201
+
+# still in flight: a slow upload holds its key; the claim goes when the client goes
+head -c 400000 /dev/urandom >"$T_TMP/slow.bin"
+curl -s -o /dev/null --max-time 60 --limit-rate 20k -H 'Content-Type: application/octet-stream' \
+  -H 'Idempotency-Key: up-slow' --data-binary "@$T_TMP/slow.bin" "$CZ_URL/v1/models?name=slow" &
+SLOW=$!
+sleep 1
+req POST '/v1/models?name=slow' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-slow' --data-binary "@$tiny"
+expect_error "the same key while the first upload still streams" 409 idempotency_key_in_flight
+kill "$SLOW" 2>/dev/null
+wait "$SLOW" 2>/dev/null
+sleep 0.5
+req POST '/v1/models?name=slow' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-slow' --data-binary "@$tiny"
+is "after that client went away, the key is free again (201)" "$R_STATUS" 201
+check "the abandoned upload left no temporary file" dir_empty "$DATA/tmp"
+
+cz_stop "$CZ_PID"
+is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
+
+# keys are durable: after a restart the same request still gets the same job
+cz_start "$DATA" --workers 2 || bail "cannot restart compressd"
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: job-key-1' --data-binary "$BODY"
+is "after a restart: the same key and body give the same job" "$R_STATUS $(jf "$R_BODY" .id)" "202 $IJ"
+# an in-flight claim of a killed daemon does not outlive it
+curl -s -o /dev/null --max-time 60 --limit-rate 20k -H 'Content-Type: application/octet-stream' \
+  -H 'Idempotency-Key: up-killed' --data-binary "@$T_TMP/slow.bin" "$CZ_URL/v1/models?name=slow" &
+SLOW=$!
+sleep 1
+cz_stop "$CZ_PID" KILL
+wait "$SLOW" 2>/dev/null
+cz_start "$DATA" --workers 2 || bail "cannot restart compressd"
+req POST '/v1/models?name=slow' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-killed' --data-binary "@$tiny"
+is "a key claimed by an upload of a killed daemon is free after restart (201)" "$R_STATUS" 201
 
 cz_stop "$CZ_PID"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
