@@ -1,0 +1,518 @@
+/* test_quants: the q4_0 q4_1 q5_0 q5_1 iq4_nl iq4_xs mxfp4 tq1_0 tq2_0 kernels against ggml.
+ *
+ * - golden: for every type and distribution of tests/data/ggml-quants.safetensors, the
+ *   table's quantize reproduces ggml's bytes without and (where the golden has them) with
+ *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
+ * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
+ *   file path searches scales that its reference does not (quant-formats.md 1.4);
+ * - pipeline: {"op":"quantize","type":T} over tiny-llama-f16.gguf gives, for every tensor that
+ *   llama-quantize wrote as T in the manifest's T run, the same sha256; and the manifest's
+ *   --imatrix runs are reproduced by calling quantize with the imatrix GGUF's importance
+ *   (in_sum2 / counts, as llama-quantize loads it).
+ * One TAP line per (type, distribution, variant), per type for the reference check and per
+ * manifest run.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "cz_model.h"
+#include "cz_pipeline.h"
+#include "cz_sha256.h"
+#include "cz_test.h"
+#include "cz_type.h"
+
+/* tests/data/README.md: every golden input is F32 [4,512]: 4 rows of 512. */
+enum { ROWS = 4, COLS = 512, N = ROWS * COLS };
+
+typedef struct {
+  cz_type type;
+  bool imatrix_golden;   /* the golden holds <type>.<dist>.imatrix.* */
+  bool ref_is_file_path; /* from_f32 == quantize(NULL) */
+} qtype;
+
+static const qtype TYPES[] = {
+    {CZ_TYPE_Q4_0, true, true},   {CZ_TYPE_Q4_1, true, true},   {CZ_TYPE_Q5_0, true, true},
+    {CZ_TYPE_Q5_1, true, true},   {CZ_TYPE_IQ4_NL, true, false}, {CZ_TYPE_IQ4_XS, true, true},
+    {CZ_TYPE_MXFP4, false, true}, {CZ_TYPE_TQ1_0, false, true}, {CZ_TYPE_TQ2_0, false, true},
+};
+enum { N_TYPES = sizeof TYPES / sizeof TYPES[0] };
+
+static const char *const DISTS[] = {"gauss", "cos", "uniform", "heavy", "edge"};
+enum { N_DISTS = sizeof DISTS / sizeof DISTS[0] };
+
+static cz_model *golden;
+static char golden_path[4096];
+static cz_error golden_err;
+static char tmpdir[256];
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static const char *tname(cz_type t) { return cz_type_get(t)->name; }
+
+/* Bytes of n elements of t (rows of whole blocks). */
+static size_t nbytes_of(cz_type t, int64_t n) { return (size_t)cz_type_row_size(t, n); }
+
+/* Count differing bytes and show the first, so that a failure says where. */
+static void check_same_bytes(const char *what, const void *got, const void *want, size_t n) {
+  const uint8_t *g = got, *w = want;
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (g[i] == w[i]) continue;
+    if (bad++ == 0)
+      printf("# %s: first difference at byte %zu: got 0x%02x, want 0x%02x\n", what, i, g[i], w[i]);
+  }
+  if (bad) {
+    printf("# %s: %zu of %zu bytes differ\n", what, bad, n);
+    cz_test_failures++;
+  }
+}
+
+/* A golden tensor by name with the expected type and size, or NULL after recording why. */
+static const cz_tensor *golden_tensor(const char *name, cz_type type, uint64_t nbytes) {
+  if (golden == NULL) {
+    printf("# cannot open %s: %s\n", golden_path, golden_err.msg);
+    cz_test_failures++;
+    return NULL;
+  }
+  const cz_tensor *t = cz_model_find(golden, name);
+  if (t == NULL || t->type != type || t->nbytes != nbytes) {
+    printf("# golden tensor %s missing or not %s of %llu bytes\n", name, tname(type),
+           (unsigned long long)nbytes);
+    cz_test_failures++;
+    return NULL;
+  }
+  return t;
+}
+
+/* Golden floats into an aligned copy (mapping offsets need not be 4-aligned). */
+static bool load_floats(const char *name, float *x, size_t n) {
+  const cz_tensor *t = golden_tensor(name, CZ_TYPE_F32, n * sizeof(float));
+  if (t == NULL) return false;
+  memcpy(x, t->data, n * sizeof(float));
+  return true;
+}
+
+static void sha256_hex_of(const void *data, size_t n, char hex[65]) {
+  cz_sha256 c;
+  uint8_t d[32];
+  cz_sha256_init(&c);
+  cz_sha256_update(&c, data, n);
+  cz_sha256_final(&c, d);
+  cz_sha256_hex(d, hex);
+}
+
+/* xorshift64 and Box-Muller: deterministic test data. */
+static uint64_t rng_state = 88172645463325252ULL;
+static double rng_unit(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static void fill_random(float *x, int64_t n, double scale) {
+  for (int64_t i = 0; i < n; i++) {
+    double u = rng_unit(), v = rng_unit();
+    double g = sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
+    x[i] = (float)(g * scale);
+    if (i % 97 == 5) x[i] *= 40.0f; /* outliers */
+    if (i % 389 == 11) x[i] = 0.0f;
+  }
+}
+
+/* ---- golden: one type, one distribution, with or without importance ----------------------- */
+
+static void check_golden(const qtype *q, const char *dist, bool weighted) {
+  static float x[N], imp[COLS], y[N], want_y[N];
+  static uint8_t got[N * 2], plain_want[N * 2];
+  const cz_type_traits *tr = cz_type_get(q->type);
+  const size_t nb = nbytes_of(q->type, N);
+  char name[128], qname[128], dname[128];
+  CHECK(tr->quantize != NULL && tr->to_f32 != NULL && tr->from_f32 != NULL);
+  CHECK(!tr->requires_imatrix);
+  if (tr->quantize == NULL || tr->to_f32 == NULL) return;
+
+  snprintf(name, sizeof name, "input.%s", dist);
+  if (!load_floats(name, x, N)) return;
+  snprintf(name, sizeof name, "imatrix.%s", dist);
+  if (!load_floats(name, imp, COLS)) return;
+  const char *variant = weighted ? ".imatrix" : "";
+  snprintf(qname, sizeof qname, "%s.%s%s.quant", tr->name, dist, variant);
+  snprintf(dname, sizeof dname, "%s.%s%s.dequant", tr->name, dist, variant);
+  const cz_tensor *tq = golden_tensor(qname, CZ_TYPE_U8, nb);
+  const cz_tensor *td = golden_tensor(dname, CZ_TYPE_F32, sizeof y);
+  if (tq == NULL || td == NULL) return;
+  memcpy(want_y, td->data, sizeof want_y);
+
+  memset(got, 0xA5, sizeof got);
+  size_t n_written = tr->quantize(x, got, ROWS, COLS, weighted ? imp : NULL);
+  CHECK_EQ_INT(n_written, nb);
+  check_same_bytes(qname, got, tq->data, nb);
+  CHECK(got[nb] == 0xA5); /* nothing past the end */
+
+  /* dequantize ggml's bytes (read from the unaligned mapping directly) */
+  tr->to_f32(tq->data, y, N);
+  check_same_bytes(dname, y, want_y, sizeof y);
+
+  /* types that ignore importance weights: with them, still the plain bytes */
+  if (!weighted && !q->imatrix_golden) {
+    memcpy(plain_want, tq->data, nb);
+    memset(got, 0, sizeof got);
+    tr->quantize(x, got, ROWS, COLS, imp);
+    check_same_bytes("quantize with an ignored imatrix", got, plain_want, nb);
+  }
+}
+
+/* ---- reference path -------------------------------------------------------------------------- */
+
+/* from_f32 row by row against quantize(NULL), on the golden inputs and on random rows, into
+ * an odd destination offset (kernels must not assume alignment). */
+static void check_reference(const qtype *q) {
+  const cz_type_traits *tr = cz_type_get(q->type);
+  enum { RROWS = 3, RCOLS = 768 }; /* 768: a multiple of 32 and of 256 */
+  static float x[RROWS * RCOLS + N], y[RROWS * RCOLS];
+  static uint8_t a[RROWS * RCOLS * 2 + 1], b[RROWS * RCOLS * 2 + 1];
+  if (tr->from_f32 == NULL || tr->quantize == NULL) {
+    CHECK(tr->from_f32 != NULL && tr->quantize != NULL);
+    return;
+  }
+  size_t differing_inputs = 0, inputs = 0;
+  for (int d = 0; d <= N_DISTS; d++) {
+    int64_t rows = ROWS, cols = COLS;
+    char what[128];
+    if (d < N_DISTS) {
+      char name[64];
+      snprintf(name, sizeof name, "input.%s", DISTS[d]);
+      if (!load_floats(name, x, N)) return;
+      snprintf(what, sizeof what, "%s reference on %s", tr->name, DISTS[d]);
+    } else {
+      rows = RROWS;
+      cols = RCOLS;
+      fill_random(x, rows * cols, 0.02);
+      snprintf(what, sizeof what, "%s reference on random rows", tr->name);
+    }
+    const size_t row_bytes = nbytes_of(q->type, cols);
+    for (int64_t r = 0; r < rows; r++)
+      tr->from_f32(x + r * cols, a + 1 + (size_t)r * row_bytes, cols);
+    CHECK_EQ_INT(tr->quantize(x, b + 1, rows, cols, NULL), rows * row_bytes);
+    inputs++;
+    if (q->ref_is_file_path) {
+      check_same_bytes(what, a + 1, b + 1, (size_t)rows * row_bytes);
+    } else {
+      differing_inputs += memcmp(a + 1, b + 1, (size_t)rows * row_bytes) != 0;
+    }
+    /* what the reference writes decodes to something close to its input */
+    tr->to_f32(a + 1, y, rows * cols);
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < rows * cols; i++) {
+      err += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+      ref += (double)x[i] * x[i];
+    }
+    /* ternary codes are lossy by design: just better than writing zeros */
+    const double bound = q->type == CZ_TYPE_TQ1_0 || q->type == CZ_TYPE_TQ2_0 ? 0.75 : 0.25;
+    if (!(err <= bound * ref)) {
+      printf("# %s: relative squared error %g\n", what, ref > 0 ? err / ref : err);
+      cz_test_failures++;
+    }
+  }
+  /* iq4_nl: the file path searches scales the reference does not (quant-formats.md 1.4) */
+  if (!q->ref_is_file_path && differing_inputs == 0) {
+    printf("# %s: reference and file path agree on all %zu inputs; expected them to differ\n",
+           tr->name, inputs);
+    cz_test_failures++;
+  }
+}
+
+/* ---- manifest runs ------------------------------------------------------------------------- */
+
+static json_t *manifest;
+
+static json_t *manifest_run(const char *ftype, bool with_imatrix) {
+  size_t i;
+  json_t *run;
+  json_array_foreach(json_object_get(manifest, "runs"), i, run) {
+    const char *f = json_string_value(json_object_get(run, "ftype"));
+    json_t *opts = json_object_get(run, "options");
+    bool im = json_array_size(opts) == 2 &&
+              strcmp(json_string_value(json_array_get(opts, 0)), "--imatrix") == 0;
+    if (f && strcmp(f, ftype) == 0 &&
+        (with_imatrix ? im : json_array_size(opts) == 0))
+      return run;
+  }
+  printf("# no %s%s run in the manifest\n", ftype, with_imatrix ? " --imatrix" : "");
+  cz_test_failures++;
+  return NULL;
+}
+
+static cz_model *open_data(const char *file) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/data/%s", cz_test_srcdir(), file);
+  cz_model *m = NULL;
+  cz_error err = {0};
+  if (cz_model_open(path, &m, &err) != CZ_E_OK) {
+    printf("# cannot open %s: %s\n", path, err.msg);
+    cz_test_failures++;
+    return NULL;
+  }
+  return m;
+}
+
+/* For every manifest tensor of type t, compare with the sha256 that got() produced for it
+ * (NULL: the tensor is missing, reported by got). Returns the number compared. */
+typedef bool (*tensor_sha_fn)(const char *name, cz_type t, char hex[65], uint64_t *nbytes,
+                              void *ctx);
+
+static size_t compare_run(const json_t *run, cz_type t, tensor_sha_fn sha_of, void *ctx) {
+  size_t i, compared = 0, mismatched = 0;
+  json_t *e;
+  json_array_foreach(json_object_get(run, "tensors"), i, e) {
+    const char *name = json_string_value(json_object_get(e, "name"));
+    if (strcmp(json_string_value(json_object_get(e, "type")), tname(t)) != 0) continue;
+    char hex[65];
+    uint64_t nbytes = 0;
+    if (!sha_of(name, t, hex, &nbytes, ctx)) {
+      mismatched++;
+      continue;
+    }
+    compared++;
+    const char *want = json_string_value(json_object_get(e, "sha256"));
+    if (strcmp(hex, want) != 0 ||
+        (json_int_t)nbytes != json_integer_value(json_object_get(e, "nbytes"))) {
+      mismatched++;
+      printf("# %s: got %s (%llu bytes), llama-quantize %s\n", name, hex,
+             (unsigned long long)nbytes, want);
+    }
+  }
+  CHECK_EQ_INT(mismatched, 0);
+  printf("# %zu %s tensors compared\n", compared, tname(t));
+  if (compared == 0) {
+    printf("# no %s tensor compared\n", tname(t));
+    cz_test_failures++;
+  }
+  return compared;
+}
+
+static bool output_sha(const char *name, cz_type t, char hex[65], uint64_t *nbytes, void *ctx) {
+  const cz_tensor *o = cz_model_find((const cz_model *)ctx, name);
+  if (o == NULL || o->type != t) {
+    printf("# output tensor %s missing or not %s\n", name, tname(t));
+    return false;
+  }
+  sha256_hex_of(o->data, (size_t)o->nbytes, hex);
+  *nbytes = o->nbytes;
+  return true;
+}
+
+/* {"op":"quantize","type":T} through the pipeline (recipe -> plan -> begin -> exec). */
+static void check_pipeline_run(cz_type t, const char *ftype) {
+  cz_model *in = open_data("tiny-llama-f16.gguf"), *out = NULL;
+  cz_recipe *recipe = NULL;
+  cz_run *run = NULL;
+  cz_error err = {0};
+  char path[512], text[256];
+  int fd = -1;
+  const json_t *mrun = manifest_run(ftype, false);
+  if (in == NULL || mrun == NULL) goto done;
+  snprintf(text, sizeof text,
+           "{\"steps\":[{\"op\":\"quantize\",\"type\":\"%s\"}],\"output\":{\"format\":\"gguf\"}}",
+           tname(t));
+  json_error_t je;
+  json_t *body = json_loads(text, 0, &je);
+  cz_err_code rc = cz_recipe_parse(body, NULL, &recipe, &err);
+  json_decref(body);
+  if (rc == CZ_E_OK) rc = cz_run_plan(recipe, in, NULL, &run, &err);
+  snprintf(path, sizeof path, "%s/%s.gguf", tmpdir, tname(t));
+  if (rc == CZ_E_OK) {
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) rc = cz_err_set(&err, CZ_E_IO, "open %s: %s", path, strerror(errno));
+  }
+  if (rc == CZ_E_OK) rc = cz_run_begin(run, fd, &err);
+  if (rc == CZ_E_OK) rc = cz_run_exec(run, 2, &err);
+  if (fd >= 0) close(fd);
+  if (rc != CZ_E_OK) {
+    printf("# %s: pipeline failed: %s: %s\n", tname(t), cz_err_name(rc), err.msg);
+    cz_test_failures++;
+    goto done;
+  }
+  if (cz_model_open(path, &out, &err) != CZ_E_OK) {
+    printf("# output %s does not open: %s\n", path, err.msg);
+    cz_test_failures++;
+    goto done;
+  }
+  compare_run(mrun, t, output_sha, out);
+done:
+  cz_model_close(out);
+  cz_run_free(run);
+  cz_recipe_free(recipe);
+  cz_model_close(in);
+}
+
+/* The --imatrix runs: quantize each F16 weight's rows directly with the importance that
+ * llama-quantize derives from the imatrix GGUF: in_sum2[j] / counts, or 1 for every column
+ * when counts is 0; tensors without an entry (token_embd) are quantized without. */
+typedef struct {
+  const cz_model *in, *imx;
+} imatrix_ctx;
+
+static bool importance_of(const cz_model *imx, const char *name, int64_t ne0, float *e,
+                          bool *found) {
+  char key[256];
+  snprintf(key, sizeof key, "%s.in_sum2", name);
+  const cz_tensor *s = cz_model_find(imx, key);
+  snprintf(key, sizeof key, "%s.counts", name);
+  const cz_tensor *c = cz_model_find(imx, key);
+  *found = s != NULL;
+  if (s == NULL) return c == NULL;
+  if (c == NULL || s->type != CZ_TYPE_F32 || c->type != CZ_TYPE_F32 || s->ne[0] != ne0 ||
+      cz_tensor_nelements(s) != ne0 || cz_tensor_nelements(c) != 1) {
+    printf("# imatrix entry %s is not [%lld] sums with one count\n", name, (long long)ne0);
+    return false;
+  }
+  float count;
+  memcpy(&count, c->data, sizeof count);
+  for (int64_t j = 0; j < ne0; j++) {
+    float sum;
+    memcpy(&sum, s->data + 4 * j, sizeof sum);
+    e[j] = count > 0.0f ? sum / count : 1;
+  }
+  return true;
+}
+
+static bool weighted_sha(const char *name, cz_type t, char hex[65], uint64_t *nbytes, void *vctx) {
+  const imatrix_ctx *ctx = vctx;
+  const cz_tensor *w = cz_model_find(ctx->in, name);
+  if (w == NULL || w->type != CZ_TYPE_F16) {
+    printf("# input tensor %s missing or not f16\n", name);
+    return false;
+  }
+  const int64_t ne0 = w->ne[0], n = cz_tensor_nelements(w), rows = n / ne0;
+  float *x = malloc((size_t)n * sizeof *x), *e = malloc((size_t)ne0 * sizeof *e);
+  uint8_t *q = malloc(nbytes_of(t, n));
+  bool found = false, ok = x && e && q && importance_of(ctx->imx, name, ne0, e, &found);
+  if (ok) {
+    cz_type_get(CZ_TYPE_F16)->to_f32(w->data, x, n);
+    *nbytes = cz_type_get(t)->quantize(x, q, rows, ne0, found ? e : NULL);
+    sha256_hex_of(q, (size_t)*nbytes, hex);
+  }
+  free(x);
+  free(e);
+  free(q);
+  return ok;
+}
+
+static void check_imatrix_run(cz_type t, const char *ftype) {
+  cz_model *in = open_data("tiny-llama-f16.gguf"), *imx = open_data("tiny-llama-imatrix.gguf");
+  const json_t *mrun = manifest_run(ftype, true);
+  if (in && imx && mrun) {
+    imatrix_ctx ctx = {in, imx};
+    compare_run(mrun, t, weighted_sha, &ctx);
+  }
+  cz_model_close(imx);
+  cz_model_close(in);
+}
+
+/* ---- the case list --------------------------------------------------------------------------- */
+
+typedef enum { K_GOLDEN, K_GOLDEN_IMATRIX, K_REFERENCE, K_PIPELINE, K_IMATRIX_RUN } kind;
+
+typedef struct {
+  kind k;
+  const qtype *q;
+  const char *dist;  /* golden cases */
+  const char *ftype; /* manifest runs */
+} qcase;
+
+enum { MAX_CASES = 2 * N_TYPES * N_DISTS + N_TYPES + 16 };
+static qcase qcases[MAX_CASES];
+static char qnames[MAX_CASES][64];
+static int n_cases, next_case;
+
+static void run_next(void) {
+  const qcase *c = &qcases[next_case++];
+  switch (c->k) {
+    case K_GOLDEN: check_golden(c->q, c->dist, false); break;
+    case K_GOLDEN_IMATRIX: check_golden(c->q, c->dist, true); break;
+    case K_REFERENCE: check_reference(c->q); break;
+    case K_PIPELINE: check_pipeline_run(c->q->type, c->ftype); break;
+    case K_IMATRIX_RUN: check_imatrix_run(c->q->type, c->ftype); break;
+  }
+}
+
+static void add_case(kind k, const qtype *q, const char *dist, const char *ftype) {
+  qcase *c = &qcases[n_cases];
+  c->k = k;
+  c->q = q;
+  c->dist = dist;
+  c->ftype = ftype;
+  char *nm = qnames[n_cases++];
+  const char *t = tname(q->type);
+  switch (k) {
+    case K_GOLDEN: snprintf(nm, 64, "golden %s %s", t, dist); break;
+    case K_GOLDEN_IMATRIX: snprintf(nm, 64, "golden %s %s imatrix", t, dist); break;
+    case K_REFERENCE: snprintf(nm, 64, "reference %s", t); break;
+    case K_PIPELINE: snprintf(nm, 64, "pipeline %s = llama-quantize %s", t, ftype); break;
+    case K_IMATRIX_RUN: snprintf(nm, 64, "imatrix %s = llama-quantize %s --imatrix", t, ftype); break;
+  }
+}
+
+static const qtype *qtype_of(cz_type t) {
+  for (int i = 0; i < N_TYPES; i++)
+    if (TYPES[i].type == t) return &TYPES[i];
+  return NULL;
+}
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "%s/cz_test_quants.XXXXXX",
+           getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (mkdtemp(tmpdir) == NULL) {
+    printf("Bail out! mkdtemp: %s\n", strerror(errno));
+    return 1;
+  }
+  snprintf(golden_path, sizeof golden_path, "%s/tests/data/ggml-quants.safetensors",
+           cz_test_srcdir());
+  if (cz_model_open(golden_path, &golden, &golden_err) != CZ_E_OK) golden = NULL;
+  char mpath[512];
+  snprintf(mpath, sizeof mpath, "%s/tests/data/tiny-llama-manifest.json", cz_test_srcdir());
+  json_error_t je;
+  manifest = json_load_file(mpath, 0, &je);
+  if (manifest == NULL) printf("# cannot load %s: %s\n", mpath, je.text);
+
+  for (int i = 0; i < N_TYPES; i++) {
+    for (int d = 0; d < N_DISTS; d++) {
+      add_case(K_GOLDEN, &TYPES[i], DISTS[d], NULL);
+      if (TYPES[i].imatrix_golden) add_case(K_GOLDEN_IMATRIX, &TYPES[i], DISTS[d], NULL);
+    }
+  }
+  for (int i = 0; i < N_TYPES; i++) add_case(K_REFERENCE, &TYPES[i], NULL, NULL);
+  static const struct {
+    cz_type t;
+    const char *ftype;
+  } runs[] = {{CZ_TYPE_Q4_0, "Q4_0"},     {CZ_TYPE_Q4_1, "Q4_1"},     {CZ_TYPE_Q5_0, "Q5_0"},
+              {CZ_TYPE_Q5_1, "Q5_1"},     {CZ_TYPE_IQ4_NL, "IQ4_NL"}, {CZ_TYPE_IQ4_XS, "IQ4_XS"}};
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
+    add_case(K_PIPELINE, qtype_of(runs[i].t), NULL, runs[i].ftype);
+  add_case(K_IMATRIX_RUN, qtype_of(CZ_TYPE_Q4_0), NULL, "Q4_0");
+  add_case(K_IMATRIX_RUN, qtype_of(CZ_TYPE_IQ4_XS), NULL, "IQ4_XS");
+
+  static cz_test_case cases[MAX_CASES];
+  for (int i = 0; i < n_cases; i++) {
+    cases[i].name = qnames[i];
+    cases[i].fn = run_next;
+  }
+  int rc = cz_test_main(cases, n_cases);
+  json_decref(manifest);
+  cz_model_close(golden);
+  char path[512];
+  for (int i = 0; i < N_TYPES; i++) {
+    snprintf(path, sizeof path, "%s/%s.gguf", tmpdir, tname(TYPES[i].type));
+    unlink(path);
+  }
+  rmdir(tmpdir);
+  return rc;
+}
