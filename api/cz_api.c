@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cz_api_web.h"
 #include "cz_log.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
@@ -497,6 +498,8 @@ static const cz_route routes[] = {
     {"GET", "/v1/jobs/{id}/report", cz_api_job_report, NULL, NULL},
     {"GET", "/v1/models/{id}/file", cz_api_model_file, NULL, NULL},
     {"GET", "/v1/methods", cz_api_methods, NULL, NULL},
+    {"GET", "/", cz_web_index, NULL, NULL},
+    {"GET", "/ui/{id}", cz_web_file_get, NULL, NULL},
 };
 
 /* ---- for the handler files (declared in cz_api_service.h) ---- */

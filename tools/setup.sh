@@ -9,6 +9,10 @@ top=$(pwd)
 BUILD_DEPS="build-essential autoconf automake pkg-config libmicrohttpd-dev libjansson-dev \
 libuv1-dev libsqlite3-dev libopenblas-dev liblapacke-dev"
 TEST_DEPS="curl jq python3 ca-certificates"
+# The dashboard's browser test: Debian's chromium driven by playwright-core from npm (node >= 18:
+# Debian 12's nodejs and npm do). A node that came with its own npm is left as it is.
+TEST_DEPS="$TEST_DEPS chromium"
+command -v npm >/dev/null 2>&1 || TEST_DEPS="$TEST_DEPS nodejs npm"
 
 install_missing() {
   missing=""

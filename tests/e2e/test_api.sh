@@ -48,7 +48,7 @@ is "JSON responses carry Content-Type application/json" "$(header Content-Type)"
 req GET /v1/nope
 expect_error "unknown route" 404 not_found
 req GET /
-expect_error "GET /" 404 not_found
+is "GET / is the dashboard (issue 7), not an API error" "$R_STATUS $(header Content-Type)" "200 text/html; charset=utf-8"
 req GET /v1/models/a/b
 expect_error "unknown sub-resource of a model" 404 not_found
 req PUT /v1/models

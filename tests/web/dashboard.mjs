@@ -1,0 +1,248 @@
+// dashboard.mjs: drives the compressd dashboard in Debian's chromium through playwright-core,
+// as a person would: upload a model, submit a job, watch it finish, read the report, download
+// the artifact, compare two jobs. Prints one line per check, "ok - ..." or "not ok - ...",
+// plus "# ..." diagnostics; test_dashboard.sh numbers them into TAP.
+//
+// Environment: CZ_URL (a running daemon), CZ_MODEL (a .gguf to upload), CZ_SHOTS (directory
+// for the screenshots), CZ_NODE_MODULES (where `npm ci` put playwright-core), CZ_CHROMIUM,
+// CZ_PROFILE (a fresh user-data-dir).
+import { createRequire } from 'node:module';
+import { createHash } from 'node:crypto';
+import { readFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+const require = createRequire(path.join(process.env.CZ_NODE_MODULES, 'x.js'));
+const { chromium } = require('playwright-core');
+
+const URL_ = process.env.CZ_URL;
+const MODEL = process.env.CZ_MODEL;
+const SHOTS = process.env.CZ_SHOTS;
+mkdirSync(SHOTS, { recursive: true });
+
+let failed = 0;
+const ok = (cond, desc, ...diag) => {
+  console.log(`${cond ? 'ok' : 'not ok'} - ${desc}`);
+  if (!cond) {
+    failed++;
+    for (const d of diag) for (const line of String(d).split('\n')) console.log(`# ${line}`);
+  }
+  return cond;
+};
+const diag = (s) => { for (const line of String(s).split('\n')) console.log(`# ${line}`); };
+const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+async function apiGet(p) {
+  const r = await fetch(URL_ + p);
+  if (!r.ok) throw new Error(`GET ${p}: ${r.status}`);
+  return r.json();
+}
+
+// a persistent context is how playwright takes a fresh --user-data-dir
+const context = await chromium.launchPersistentContext(process.env.CZ_PROFILE, {
+  executablePath: process.env.CZ_CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  timeout: 60000,
+  acceptDownloads: true,
+  viewport: { width: 1280, height: 860 },
+  deviceScaleFactor: 1,
+  reducedMotion: 'reduce',
+});
+const page = context.pages()[0] || await context.newPage();
+page.setDefaultTimeout(20000);
+const errors = [];
+page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+// the feature probes (GET /v1/openapi.json, /v1/methods, a GET on :retry) may be 404 or 405
+// on a server without those endpoints: the browser logs them, they are not errors
+const PROBE = /\/v1\/(openapi\.json|methods|jobs\/probe:retry)$/;
+page.on('console', (m) => {
+  if (m.type() !== 'error') return;
+  const where = (m.location() && m.location().url) || '';
+  if (/Failed to load resource/.test(m.text()) && PROBE.test(where)) return;
+  errors.push(`console: ${m.text()} ${where}`);
+});
+// nothing but this daemon may be contacted
+const foreign = [];
+page.on('request', (r) => { if (!r.url().startsWith(URL_) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) foreign.push(r.url()); });
+
+async function shot(name) {
+  const file = path.join(SHOTS, name);
+  await page.screenshot({ path: file, fullPage: true });
+  diag(`screenshot ${file}`);
+}
+
+// Every form control has a label, every button and link a name, every image an alt.
+async function a11y(view) {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    const named = (el) => (el.getAttribute('aria-label') || '').trim() || el.getAttribute('aria-labelledby') ||
+      (el.id && document.querySelector(`label[for="${CSS.escape(el.id)}"]`)) || el.closest('label');
+    for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+      if (el.closest('[hidden]') || el.classList.contains('offscreen')) continue;
+      if (!named(el)) out.push(`unlabelled ${el.tagName.toLowerCase()}#${el.id}`);
+    }
+    for (const el of document.querySelectorAll('button, a[href]')) {
+      if (el.closest('[hidden]')) continue;
+      if (!(el.textContent.trim() || el.getAttribute('aria-label'))) out.push(`unnamed ${el.tagName.toLowerCase()} ${el.outerHTML.slice(0, 80)}`);
+    }
+    for (const el of document.querySelectorAll('img')) if (!el.hasAttribute('alt')) out.push(`img without alt ${el.src}`);
+    for (const el of document.querySelectorAll('svg.chart')) if (!el.getAttribute('aria-label')) out.push('chart without aria-label');
+    if (document.querySelectorAll('h1').length !== 1) out.push(`${document.querySelectorAll('h1').length} h1 elements`);
+    return out;
+  });
+  ok(problems.length === 0, `${view}: labelled controls, named buttons and links, one h1`, ...problems);
+}
+
+try {
+  // ---- 1. the job list, empty ----
+  const resp = await page.goto(URL_ + '/');
+  ok(resp.status() === 200 && (resp.headers()['content-type'] || '').startsWith('text/html'), 'GET / serves the dashboard page');
+  ok(/script-src 'self'/.test(resp.headers()['content-security-policy'] || ''), 'the page carries a Content-Security-Policy');
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.waitForSelector('h1:text("Jobs")');
+  await page.waitForSelector('.counts .count');
+  ok(await page.locator('.empty').isVisible(), 'an empty server shows "No jobs yet"');
+  await a11y('job list');
+  await page.keyboard.press('Tab');
+  ok(await page.evaluate(() => document.activeElement && document.activeElement.classList.contains('skip-link')), 'the first Tab reaches the skip link');
+  await shot('01-jobs-empty.png');
+
+  // ---- 2. upload through the page ----
+  await page.click('nav a[data-nav="new"]');
+  await page.waitForSelector('h1:text("New job")');
+  await page.setInputFiles('#up-file', MODEL);
+  ok(await page.inputValue('#up-name') === 'tiny-llama-f16', 'choosing a file proposes its name');
+  await page.fill('#up-name', 'tiny-llama');
+  // record the upload progress events the page shows
+  await page.evaluate(() => {
+    window.__progress = [];
+    const bar = document.getElementById('up-progress');
+    new MutationObserver(() => window.__progress.push(Number(bar.value))).observe(bar, { attributes: true });
+    const st = document.getElementById('up-status');
+    new MutationObserver(() => window.__progress.push(st.textContent)).observe(st, { childList: true, characterData: true, subtree: true });
+  });
+  await page.click('#up-submit');
+  await page.waitForSelector('#up-status:has-text("Uploaded")', { timeout: 30000 });
+  const upText = await page.textContent('#up-status');
+  const models = await apiGet('/v1/models');
+  const model = (models.models || [])[0];
+  const fileSha = sha256(readFileSync(MODEL));
+  ok(model && model.name === 'tiny-llama' && model.sha256 === fileSha, 'the upload created the model with the file\'s sha256', JSON.stringify(model));
+  ok(upText.includes(fileSha.slice(0, 16)), 'the page shows the uploaded model\'s sha256', upText);
+  ok(await page.getAttribute('#up-progress', 'hidden') === null && Number(await page.evaluate(() => document.getElementById('up-progress').value)) === 100,
+    'the upload progress bar reaches 100');
+  const events = await page.evaluate(() => window.__progress);
+  ok(events.some((e) => typeof e === 'string' && /Uploading \d+%/.test(e)), 'upload progress was reported while sending', JSON.stringify(events.slice(0, 10)));
+  ok(await page.inputValue('#job-model') === model.id, 'the uploaded model is selected for the job');
+  // the step form comes from GET /v1/methods when the server has it
+  const mres = await fetch(URL_ + '/v1/methods');
+  if (mres.ok) {
+    const ms = (await mres.json()).methods || [];
+    const q = ms.find((m) => (m.params || []).some((p) => p.name === 'type' && (p.enum || []).includes('q8_0')));
+    const want = q ? q.params.find((p) => p.name === 'type').enum.length : -1;
+    const legend = await page.textContent('.steps-fieldset legend');
+    const got = await page.locator('.steps .step').first().locator('.field select').first().locator('option').count();
+    ok(legend.includes('GET /v1/methods') && got === want, `the step form is built from GET /v1/methods (${got} of ${want} types offered)`, legend);
+  } else {
+    ok((await page.textContent('.steps-fieldset legend')).includes('built-in'), 'without GET /v1/methods the form uses the built-in method list');
+  }
+  await a11y('new job');
+  await shot('02-upload.png');
+
+  // ---- 3. submit a q8_0 job and watch it ----
+  await page.selectOption('#job-preset', 'q8_0');
+  const recipe = JSON.parse(await page.textContent('#recipe-json'));
+  ok(recipe.steps && recipe.steps[0].type === 'q8_0' && recipe.output.format === 'gguf' && recipe.model === model.id,
+    'the form builds the q8_0 recipe', JSON.stringify(recipe));
+  await page.click('#job-submit');
+  await page.waitForURL(/#\/jobs\/job_[0-9a-f]+$/);
+  const jobId = decodeURIComponent(page.url().split('#/jobs/')[1]);
+  diag(`job ${jobId}`);
+  await page.waitForSelector('.progress-box .progress');
+  const seen = new Set();
+  const t0 = Date.now();
+  for (;;) {
+    const st = await page.textContent('.state-box .badge').catch(() => '');
+    seen.add(st);
+    if (st === 'succeeded' || st === 'failed' || st === 'canceled' || Date.now() - t0 > 60000) break;
+    await page.waitForTimeout(100);
+  }
+  ok(seen.has('succeeded'), `the job page follows the job to succeeded (seen: ${[...seen].join(', ')})`);
+  await page.waitForFunction(() => document.querySelector('.progress-box .progress').getAttribute('aria-valuenow') === '100');
+  ok(true, 'the progress bar reaches 100%');
+  await page.waitForSelector('#artifact-sha256');
+  const job = await apiGet(`/v1/jobs/${jobId}`);
+  const shownSha = (await page.textContent('#artifact-sha256')).trim();
+  ok(shownSha === job.artifact.sha256, 'the page shows the artifact sha256 of the API', shownSha, job.artifact.sha256);
+  await page.waitForSelector('dd:has-text("compressd 0.")');
+  const curl = await page.textContent('#curl-snippet');
+  ok(curl.includes('"type":"q8_0"') && curl.includes('/v1/jobs/$JOB/artifact') && curl.includes(fileSha),
+    'the curl snippet reproduces the job', curl);
+  await a11y('job detail');
+  await shot('03-job-detail.png');
+
+  // ---- 4. download the artifact ----
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-artifact')]);
+  const dlPath = path.join(SHOTS, '..', `download-${jobId}.gguf`);
+  await dl.saveAs(dlPath);
+  const dlSha = sha256(readFileSync(dlPath));
+  ok(dlSha === job.artifact.sha256, 'the downloaded artifact\'s sha256 equals the API\'s', dlSha, job.artifact.sha256);
+  ok(dl.suggestedFilename().endsWith('.gguf'), `the download is named ${dl.suggestedFilename()}`);
+
+  // ---- 5. the report ----
+  await page.click('#open-report');
+  await page.waitForSelector('svg.bar-chart.err');
+  const report = await apiGet(`/v1/jobs/${jobId}/report`);
+  const bars = await page.locator('svg.bar-chart.err g.bar').count();
+  const bpwBars = await page.locator('svg.bar-chart.bpw g.bar').count();
+  ok(bars === report.tensors.length && bpwBars === report.tensors.length, `the report charts one bar per tensor (${bars}, ${bpwBars} of ${report.tensors.length})`);
+  const stats = await page.textContent('.stats');
+  ok(stats.includes(report.totals.bpw.toFixed(2)) && stats.includes('×' + report.totals.ratio.toFixed(2)), 'the report shows the totals', stats);
+  await a11y('report');
+  await shot('04-report.png');
+
+  // ---- 6. a second job (int8) and the comparison ----
+  await page.goto(URL_ + `/#/new?model=${model.id}`);
+  await page.waitForSelector('h1:text("New job")');
+  await page.waitForFunction((id) => document.getElementById('job-model').value === id, model.id);
+  await page.selectOption('#job-preset', 'int8');
+  await page.click('#job-submit');
+  await page.waitForURL(/#\/jobs\/job_[0-9a-f]+$/);
+  await page.waitForSelector('.state-box .badge:text("succeeded")', { timeout: 60000 });
+  await page.goto(URL_ + `/#/compare/${model.id}`);
+  await page.waitForSelector('svg.scatter');
+  const points = await page.locator('svg.scatter g.point').count();
+  ok(points === 2, `the comparison plots both jobs (${points} points)`);
+  await a11y('compare');
+  await shot('05-compare.png');
+
+  // ---- 7. the list with the finished jobs, filtered ----
+  await page.click('nav a[data-nav="jobs"]');
+  await page.waitForSelector('table.jobs tbody tr');
+  await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length === 2);
+  const states = await page.locator('table.jobs tbody .c-state').allTextContents();
+  ok(states.every((s) => s === 'succeeded'), `the list shows both jobs succeeded (${states.join(', ')})`);
+  await page.waitForFunction(() => /2/.test(document.querySelector('.count.state-succeeded .count-n').textContent));
+  ok(true, 'the succeeded counter says 2');
+  await page.selectOption('#f-state', 'failed');
+  await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length === 0);
+  ok(await page.locator('.empty').isVisible(), 'filtering by state failed empties the list');
+  await page.selectOption('#f-state', '');
+  await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length === 2);
+  await shot('06-jobs.png');
+  await page.click('nav a[data-nav="models"]');
+  await page.waitForSelector('h1:text("Models")');
+  await page.waitForSelector('table tbody tr');
+  await a11y('models');
+  await shot('07-models.png');
+
+  ok(foreign.length === 0, 'the pages contacted no other host', ...foreign);
+  ok(errors.length === 0, 'no script errors in the console', ...errors);
+} catch (e) {
+  ok(false, 'the walk through the dashboard completed', e.stack || e);
+  await shot('99-failure.png').catch(() => {});
+  for (const e2 of errors) diag(e2);
+} finally {
+  await context.close();
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,169 @@
+// detail.js: one job: live state and progress, timeline, recipe, provenance, artifact and a
+// curl snippet that reproduces it.
+import { caps, download, get } from './api.js';
+import { timeline } from './charts.js';
+import { errorBox, jobActions, loadModels, models } from './jobs.js';
+import {
+  FINAL, announce, copyButton, fmtBytes, fmtDuration, fmtInt, h, jobDuration, parseTime, progressBar,
+  recipeSummary, replace, stateBadge, timeEl, updateProgress,
+} from './util.js';
+
+// The shell commands that reproduce a job against this server: upload, submit, wait,
+// download. Uses $TOKEN (never the token itself) when the server needs one.
+export function curlSnippet(job, model) {
+  const base = location.origin;
+  const auth = caps.authRequired ? " -H \"Authorization: Bearer $TOKEN\"" : '';
+  const body = Object.assign({ model: '$MODEL' }, job.recipe || {});
+  const json = JSON.stringify(body).replace(/'/g, "'\\''").replace('"$MODEL"', '"\'"$MODEL"\'"');
+  const file = model ? `${model.name}.${model.format === 'safetensors' ? 'safetensors' : 'gguf'}` : 'MODEL_FILE';
+  const ext = job.artifact && job.artifact.format === 'safetensors' ? 'safetensors' : (job.recipe && job.recipe.output && job.recipe.output.format) || 'gguf';
+  return [
+    `B=${base}`,
+    `# 1. upload the model (sha256 ${model ? model.sha256 : '…'})`,
+    `MODEL=$(curl -sf${auth} -H 'Content-Type: application/octet-stream' \\`,
+    `  --data-binary @${shq(file)} "$B/v1/models?name=${encodeURIComponent(model ? model.name : 'model')}" | jq -r .id)`,
+    `# 2. submit the same recipe`,
+    `JOB=$(curl -sf${auth} -H 'Content-Type: application/json' "$B/v1/jobs" \\`,
+    `  -d '${json}' | jq -r .id)`,
+    `# 3. wait for it to finish`,
+    `until curl -sf${auth} "$B/v1/jobs/$JOB" | jq -e '.state | IN("succeeded", "failed", "canceled")' >/dev/null; do sleep 1; done`,
+    `# 4. download the artifact and the report`,
+    `curl -sf${auth} -o "$JOB.${ext}" "$B/v1/jobs/$JOB/artifact"`,
+    `curl -sf${auth} -o "$JOB.report.json" "$B/v1/jobs/$JOB/report"`,
+  ].join('\n');
+}
+
+function shq(s) {
+  return /^[\w.\-/]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
+}
+
+function dl(rows) {
+  return h('dl', { class: 'facts' }, rows.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+}
+
+export function detailView(root, { id }) {
+  let alive = true, timer = null, ctl = null, job = null, report = null, reportFor = null, rendered = null;
+  const head = h('div', { class: 'page-head' }, h('h1', {}, 'Job ', h('span', { class: 'mono' }, id)));
+  const body = h('div', { class: 'detail' });
+  replace(root, h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, '← Jobs')), head, errorBox(), body);
+
+  const stateBox = h('span', { class: 'state-box' });
+  const actions = h('div', { class: 'head-actions' });
+  const progress = h('div', { class: 'progress-box' });
+  // announced in steps of 10 % and on state changes, not on every poll
+  const live = h('p', { class: 'offscreen', 'aria-live': 'polite', id: 'progress-live' });
+  let lastSaid = '';
+  const times = h('div');
+  const tl = h('div', { class: 'timeline-box' });
+  const errBox = h('div');
+  const artBox = h('div');
+  const provBox = h('div');
+  const recipeBox = h('pre', { class: 'code' });
+  const curlBox = h('pre', { class: 'code', id: 'curl-snippet' });
+
+  function layout() {
+    head.append(stateBox, actions);
+    replace(body,
+      progress, errBox,
+      h('section', { class: 'card', 'aria-labelledby': 'tl-h' }, h('h2', { id: 'tl-h' }, 'Timeline'), tl, times),
+      h('div', { class: 'two-col' },
+        h('section', { class: 'card', 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Artifact'), artBox),
+        h('section', { class: 'card', 'aria-labelledby': 'pv-h' }, h('h2', { id: 'pv-h' }, 'Provenance'), provBox)),
+      h('section', { class: 'card', 'aria-labelledby': 'rc-h' },
+        h('div', { class: 'card-head' }, h('h2', { id: 'rc-h' }, 'Recipe'),
+          h('div', { class: 'actions' }, copyButton(() => recipeBox.textContent, 'Copy JSON'),
+            h('a', { class: 'btn small ghost', id: 'edit-as-new', href: '#/new' }, 'Edit as new job'))),
+        recipeBox),
+      h('section', { class: 'card', 'aria-labelledby': 'curl-h' },
+        h('div', { class: 'card-head' }, h('h2', { id: 'curl-h' }, 'Reproduce with curl'), copyButton(() => curlBox.textContent, 'Copy')),
+        h('p', { class: 'help' }, 'Run from the directory that holds the model file; needs curl and jq.'),
+        curlBox));
+  }
+
+  async function render() {
+    const model = models.get(job.model);
+    const sig = `${job.state}|${job.cancel_requested}|${caps.retry}`;
+    if (rendered !== sig) {
+      replace(stateBox, stateBadge(job.state));
+      replace(actions, jobActions(job, () => poll(true)));
+      rendered = sig;
+    }
+    if (!progress.querySelector('.progress')) replace(progress, h('h2', { class: 'offscreen' }, 'Progress'), progressBar(job), live);
+    else updateProgress(progress.querySelector('.progress'), job);
+    const say = `${job.state}, ${Math.floor(((job.progress && job.progress.fraction) || 0) * 10) * 10} percent`;
+    if (say !== lastSaid) { lastSaid = say; live.textContent = `Job ${say}`; }
+    const c = parseTime(job.created_at), st = parseTime(job.started_at), f = parseTime(job.finished_at);
+    replace(tl, c !== null ? timeline({ created: c, started: st, finished: f }) : null,
+      h('p', { class: 'legend small muted' }, h('span', { class: 'swatch queued' }), 'queued ', h('span', { class: 'swatch running' }), 'running'));
+    replace(times, dl([
+      ['Created', timeEl(job.created_at)],
+      ['Started', timeEl(job.started_at)],
+      ['Finished', timeEl(job.finished_at)],
+      ['Queued for', st !== null && c !== null ? fmtDuration(st - c) : job.state === 'queued' ? fmtDuration(Date.now() - c) + ' so far' : '–'],
+      ['Ran for', fmtDuration(jobDuration(job))],
+      ['Attempts', `${job.attempts} of ${job.max_attempts}`],
+    ]));
+    replace(errBox, job.error ? h('p', { class: 'callout error', role: 'alert' }, h('strong', {}, job.error.code), ': ', job.error.message) : null);
+    const a = job.artifact;
+    const fname = a ? `${job.id}.${a.format === 'gguf' ? 'gguf' : 'safetensors'}` : '';
+    replace(artBox, a ? [
+      dl([
+        ['Format', a.format],
+        ['Size', `${fmtBytes(a.bytes)} (${fmtInt(a.bytes)} bytes)`],
+        ['sha256', h('span', { class: 'hash' }, h('code', { id: 'artifact-sha256' }, a.sha256), copyButton(() => a.sha256))],
+      ]),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'btn primary', id: 'download-artifact', onclick: async (e) => {
+          e.currentTarget.disabled = true;
+          try { await download(`/v1/jobs/${encodeURIComponent(job.id)}/artifact`, fname); announce('Download started'); }
+          catch (err) { announce(`Download failed: ${err.message}`); }
+          e.currentTarget.disabled = false;
+        } }, `Download ${fname}`),
+        h('a', { class: 'btn', id: 'open-report', href: `#/jobs/${encodeURIComponent(job.id)}/report` }, 'Quality report'),
+        h('a', { class: 'btn ghost', href: `#/compare/${encodeURIComponent(job.model)}` }, 'Compare jobs on this model')),
+    ] : h('p', { class: 'muted' }, job.state === 'succeeded' ? 'No artifact recorded.' : 'Available when the job has succeeded.'));
+    if (a && !report && reportFor !== job.id) {
+      reportFor = job.id;
+      get(`/v1/jobs/${encodeURIComponent(job.id)}/report`).then((r) => { report = r; if (alive) render(); }).catch(() => {});
+    }
+    replace(provBox, dl([
+      ['Model', model ? h('span', {}, `${model.name} `, h('span', { class: 'mono small muted' }, job.model)) : h('span', { class: 'mono' }, job.model)],
+      ['Input sha256', h('code', { class: 'hash' }, (report && report.input && report.input.sha256) || (model && model.sha256) || '–')],
+      ['Input', model ? `${model.format}, ${fmtBytes(model.bytes)}, ${fmtInt(model.tensor_count)} tensors, ${fmtInt(model.parameter_count)} parameters` : '–'],
+      ['Produced by', report ? `${report.producer || 'compressd'} ${report.version || ''}` : a ? '…' : '–'],
+      report && report.totals ? ['Compression', `${fmtBytes(report.totals.file_bytes_in)} → ${fmtBytes(report.totals.file_bytes_out)} (×${report.totals.ratio.toFixed(2)}, ${report.totals.bpw.toFixed(2)} bits/weight)`] : null,
+    ]));
+    recipeBox.textContent = JSON.stringify(job.recipe, null, 2);
+    const edit = document.getElementById('edit-as-new');
+    if (edit) edit.href = `#/new?model=${encodeURIComponent(job.model)}&recipe=${encodeURIComponent(JSON.stringify(job.recipe))}`;
+    curlBox.textContent = curlSnippet(job, model);
+    head.querySelector('h1').title = recipeSummary(job.recipe);
+  }
+
+  async function poll(force) {
+    if (!alive) return;
+    clearTimeout(timer);
+    let delay = 1000;
+    try {
+      // a queued job changes only when a worker claims it: long-poll when the server can
+      const wait = caps.wait && job && job.state === 'queued' && !force;
+      ctl = new AbortController();
+      const next = await get(`/v1/jobs/${encodeURIComponent(id)}${wait ? '?wait=20s' : ''}`, { signal: ctl.signal });
+      if (!alive) return;
+      if (!job) layout();
+      job = next;
+      if (!models.has(job.model)) await loadModels().catch(() => {});
+      await render();
+      replace(document.getElementById('page-error'));
+      if (FINAL.has(job.state)) delay = 10000;
+      if (wait) delay = 0;
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      replace(document.getElementById('page-error'), h('p', { class: 'callout error', role: 'alert' }, e.message));
+      delay = 3000;
+    }
+    if (alive) timer = setTimeout(poll, delay);
+  }
+  poll(false);
+  return { destroy() { alive = false; clearTimeout(timer); if (ctl) ctl.abort(); } };
+}
