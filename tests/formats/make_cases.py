@@ -262,8 +262,9 @@ def g_cases():
     add("G8", gguf([ARCH], [tinfo("a", [0x7FFFFFFFFFFFFFC0], 24, 0),
                             tinfo("w", [0x7FFFFFFFFFFFFFC0], 24, 0x7FFFFFFFFFFFFFC0)], W_DATA),
         422, "truncated", "-", "DATA_MEM_SIZE_OVERFLOW pair (2 x 2^63-64 bytes of I8)")
-    # Policy (docs/formats.md, test_formats' accepted layouts): tensors may be stored in any
-    # order and with gaps, as long as they are aligned, inside the file and disjoint.
+    # Policy (cz_gguf.c place_tensors, test_formats' test_gguf_accepted_layouts): tensors may
+    # be stored in any order and with gaps, as long as they are aligned, inside the file and
+    # disjoint. ggml's gguf.cpp demands each offset at the padded end of the previous tensor.
     add("G8", gguf([ARCH], [tinfo("w", [8], T_F32, 64)], W_DATA * 3), 201, "-", "w",
         "non-contiguous (a gap before the tensor): accepted by policy")
     add("G9", gguf([ARCH, ARCH], [W], W_DATA), 422, "duplicate_key", "general.architecture",
