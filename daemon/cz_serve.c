@@ -30,6 +30,8 @@ typedef struct {
   cz_http *http;
   uv_signal_t sigterm, sigint;
   bool stopping;
+  uv_timer_t watchdog;      /* WATCHDOG=1 pings, when systemd asked for them */
+  bool watchdog_on;
   cz_api api;
 } serve_ctx;
 
@@ -47,6 +49,29 @@ static void notify(const char *state) {
   close(fd);
 }
 
+/* systemd's watchdog (WatchdogSec= in the unit): when WATCHDOG_USEC is set, and WATCHDOG_PID
+ * is unset or names this process, send WATCHDOG=1 from the event loop at half the interval.
+ * A wedged loop stops the pings and systemd restarts the daemon. */
+static void watchdog_ping(uv_timer_t *t) {
+  (void)t;
+  notify("WATCHDOG=1");
+}
+
+static bool watchdog_start(uv_loop_t *loop, uv_timer_t *t) {
+  const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+  if (!usec || !*usec) return false;
+  char *end;
+  if (pid && *pid && (strtol(pid, &end, 10) != (long)getpid() || *end)) return false;
+  errno = 0;
+  unsigned long long us = strtoull(usec, &end, 10);
+  if (errno || *end || us == 0) return false;
+  uint64_t ms = us / 2000 > 0 ? us / 2000 : 1;
+  uv_timer_init(loop, t);
+  uv_timer_start(t, watchdog_ping, ms, ms);
+  cz_log(CZ_LOG_INFO, "watchdog", "interval_ms", CZ_LOG_UINT(ms), NULL);
+  return true;
+}
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -61,6 +86,7 @@ static void wake_worker(void *cls) {
 static void worker_stopped(void *cls) {
   serve_ctx *s = cls;
   s->worker = NULL;
+  if (s->watchdog_on) uv_close((uv_handle_t *)&s->watchdog, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
 }
@@ -172,6 +198,8 @@ int cz_serve_main(int argc, char **argv) {
   cz_log(CZ_LOG_INFO, "listening", "addr", host, "port", CZ_LOG_INT(cz_http_port(s.http)),
          "data_dir", cfg.data_dir, "workers", CZ_LOG_INT(cfg.workers), NULL);
   notify("READY=1");
+  s.watchdog_on = watchdog_start(s.loop, &s.watchdog);
+  if (s.watchdog_on) notify("WATCHDOG=1");
   uv_run(s.loop, UV_RUN_DEFAULT);
   rc = 0;
   cz_log(CZ_LOG_INFO, "stopped", NULL);

@@ -14,6 +14,8 @@ TEST_DEPS="$TEST_DEPS clang libclang-rt-14-dev"
 # The dashboard's browser test: Debian's chromium driven by playwright-core from npm (node >= 18:
 # Debian 12's nodejs and npm do). A node that came with its own npm is left as it is.
 TEST_DEPS="$TEST_DEPS chromium"
+# systemd-analyze, for tests/deploy/test_unit.sh (the package is installed, nothing is started)
+TEST_DEPS="$TEST_DEPS systemd"
 command -v npm >/dev/null 2>&1 || TEST_DEPS="$TEST_DEPS nodejs npm"
 
 install_missing() {
