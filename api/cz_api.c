@@ -471,8 +471,6 @@ static enum MHD_Result h_job_list(cz_req *r) {
   return cz_reply_json(r, 200, page_json("jobs", items, next));
 }
 
-static enum MHD_Result h_job_get(cz_req *r) { return reply_job(r, 200, r->id); }
-
 static enum MHD_Result h_job_cancel(cz_req *r) {
   cz_api *api = r->app;
   bool running;
@@ -492,7 +490,7 @@ static const cz_route routes[] = {
     {"DELETE", "/v1/models/{id}", h_model_delete, NULL, NULL},
     {"POST", "/v1/jobs", cz_api_job_create_idem, NULL, NULL},
     {"GET", "/v1/jobs", h_job_list, NULL, NULL},
-    {"GET", "/v1/jobs/{id}", h_job_get, NULL, NULL},
+    {"GET", "/v1/jobs/{id}", cz_api_job_get, NULL, NULL},
     {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},
     {"GET", "/v1/jobs/{id}/artifact", cz_api_job_artifact, NULL, NULL},
     {"GET", "/v1/jobs/{id}/report", cz_api_job_report, NULL, NULL},

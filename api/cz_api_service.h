@@ -5,6 +5,7 @@
  *                       (Range, ETag, If-None-Match, If-Range, Content-Disposition)
  *   cz_api_methods.c    GET /v1/methods (the method registry with parameter schemas)
  *   cz_api_idem.c       Idempotency-Key on POST /v1/models and POST /v1/jobs
+ *   cz_api_wait.c       GET /v1/jobs/{id}[?wait=30s] (long-poll until the state changes)
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
@@ -26,6 +27,9 @@ enum MHD_Result cz_api_methods(cz_req *r);
 enum MHD_Result cz_api_job_create_idem(cz_req *r);
 enum MHD_Result cz_api_model_upload_idem(cz_req *r, cz_upload_phase phase, const char *data,
                                          size_t len);
+
+/* ---- cz_api_wait.c ---- */
+enum MHD_Result cz_api_job_get(cz_req *r);
 
 /* ---- defined in cz_api.c for the files above ---- */
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */

@@ -1,6 +1,7 @@
 /* cz_http: libmicrohttpd server, route matching, JSON and file responses. */
 #include "cz_http.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "cz_http_parse.h"
 #include "cz_log.h"
@@ -26,7 +28,106 @@ struct cz_http {
   int n_routes;
   void *app;
   int port;
+  /* long-poll: parked requests, the change epoch, the tick thread */
+  pthread_mutex_t lock;
+  cz_req *parked;           /* doubly linked through park_prev/park_next */
+  uint64_t epoch;
+  bool draining, stop_tick;
+  pthread_t tick;
+  bool tick_started;
+  pthread_cond_t tick_cond;
 };
+
+int64_t cz_http_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- parked requests (long-poll) ---- */
+
+/* Under h->lock. */
+static void unpark(cz_http *h, cz_req *r) {
+  if (r->park_prev) r->park_prev->park_next = r->park_next;
+  else h->parked = r->park_next;
+  if (r->park_next) r->park_next->park_prev = r->park_prev;
+  r->park_prev = r->park_next = NULL;
+  r->parked = false;
+  MHD_resume_connection(r->conn);
+}
+
+uint64_t cz_http_epoch(cz_http *h) {
+  pthread_mutex_lock(&h->lock);
+  uint64_t e = h->epoch;
+  pthread_mutex_unlock(&h->lock);
+  return e;
+}
+
+bool cz_http_draining(cz_http *h) {
+  pthread_mutex_lock(&h->lock);
+  bool d = h->draining;
+  pthread_mutex_unlock(&h->lock);
+  return d;
+}
+
+bool cz_req_park(cz_req *r, const char *tag, int64_t deadline_ms, uint64_t epoch) {
+  cz_http *h = r->http;
+  pthread_mutex_lock(&h->lock);
+  bool ok = !h->draining && h->epoch == epoch && !r->parked;
+  if (ok) {
+    snprintf(r->park_tag, sizeof r->park_tag, "%s", tag);
+    r->park_deadline = deadline_ms;
+    r->park_prev = NULL;
+    r->park_next = h->parked;
+    if (h->parked) h->parked->park_prev = r;
+    h->parked = r;
+    r->parked = true;
+    /* suspended while the lock is held: a wake can only resume it after this */
+    MHD_suspend_connection(r->conn);
+  }
+  pthread_mutex_unlock(&h->lock);
+  return ok;
+}
+
+void cz_http_wake(cz_http *h, const char *tag) {
+  pthread_mutex_lock(&h->lock);
+  h->epoch++;
+  for (cz_req *r = h->parked, *next; r; r = next) {
+    next = r->park_next;
+    if (strcmp(r->park_tag, tag) == 0) unpark(h, r);
+  }
+  pthread_mutex_unlock(&h->lock);
+}
+
+/* Resume everything parked (the server is stopping); no new park after this. */
+static void drain(cz_http *h) {
+  pthread_mutex_lock(&h->lock);
+  h->draining = true;
+  h->epoch++;
+  while (h->parked) unpark(h, h->parked);
+  pthread_mutex_unlock(&h->lock);
+}
+
+/* Every CZ_HTTP_TICK_MS: resume the parked requests whose deadline has passed. */
+static void *tick_main(void *arg) {
+  cz_http *h = arg;
+  pthread_mutex_lock(&h->lock);
+  while (!h->stop_tick) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)CZ_HTTP_TICK_MS * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&h->tick_cond, &h->lock, &ts);
+    int64_t now = cz_http_mono_ms();
+    for (cz_req *r = h->parked, *next; r; r = next) {
+      next = r->park_next;
+      if (r->park_deadline <= now) unpark(h, r);
+    }
+  }
+  pthread_mutex_unlock(&h->lock);
+  return NULL;
+}
 
 /* ---- routing ---- */
 
@@ -219,6 +320,7 @@ static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const
   cz_req *r = calloc(1, sizeof *r);
   if (!r) return MHD_NO;
   r->conn = conn;
+  r->http = h;
   r->app = h->app;
   r->method = method;
   r->url = url;
@@ -282,6 +384,17 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   cz_req *r = *con_cls;
   if (!r) return;
+  if (r->parked) {  /* only at daemon shutdown; drain() normally resumed it before */
+    cz_http *h = cls;
+    pthread_mutex_lock(&h->lock);
+    if (r->parked) {
+      if (r->park_prev) r->park_prev->park_next = r->park_next;
+      else h->parked = r->park_next;
+      if (r->park_next) r->park_next->park_prev = r->park_prev;
+      r->parked = false;
+    }
+    pthread_mutex_unlock(&h->lock);
+  }
   if (r->state && r->route && r->route->abort) r->route->abort(r);
   if (r->svc_done) r->svc_done(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
   free(r->body);
@@ -296,6 +409,12 @@ static void log_cb(void *cls, const char *fmt, va_list ap) {
   cz_log(CZ_LOG_WARN, "http", "detail", buf, NULL);
 }
 
+static void http_free(cz_http *h) {
+  pthread_cond_destroy(&h->tick_cond);
+  pthread_mutex_destroy(&h->lock);
+  free(h);
+}
+
 cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
                           void *app, cz_http **out, cz_error *err) {
   cz_http *h = calloc(1, sizeof *h);
@@ -303,9 +422,12 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
   h->routes = routes;
   h->n_routes = n_routes;
   h->app = app;
+  pthread_mutex_init(&h->lock, NULL);
+  pthread_cond_init(&h->tick_cond, NULL);
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
   if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
@@ -316,7 +438,7 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
     sin6->sin6_port = htons((uint16_t)port);
     flags |= MHD_USE_IPv6;
   } else {
-    free(h);
+    http_free(h);
     return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "listen address %s is not an IP address", addr);
   }
   h->d = MHD_start_daemon(
@@ -328,10 +450,16 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_STRICT_FOR_CLIENT,
       (int)1, MHD_OPTION_EXTERNAL_LOGGER, log_cb, NULL, MHD_OPTION_END);
   if (!h->d) {
-    free(h);
+    http_free(h);
     return cz_err_set(err, CZ_E_IO, "cannot listen on %s:%d (address in use or not permitted)",
                       addr, port);
   }
+  if (pthread_create(&h->tick, NULL, tick_main, h) != 0) {
+    MHD_stop_daemon(h->d);
+    http_free(h);
+    return cz_err_set(err, CZ_E_INTERNAL, "cannot start the HTTP timer thread");
+  }
+  h->tick_started = true;
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   h->port = info ? info->port : port;
   *out = h;
@@ -343,10 +471,19 @@ int cz_http_port(const cz_http *h) { return h->port; }
 void cz_http_quiesce(cz_http *h) {
   int fd = MHD_quiesce_daemon(h->d);
   if (fd >= 0) close(fd);
+  drain(h);
 }
 
 void cz_http_stop(cz_http *h) {
   if (!h) return;
+  drain(h);  /* libmicrohttpd refuses to stop with suspended connections */
+  if (h->tick_started) {
+    pthread_mutex_lock(&h->lock);
+    h->stop_tick = true;
+    pthread_cond_signal(&h->tick_cond);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->tick, NULL);
+  }
   MHD_stop_daemon(h->d);
-  free(h);
+  http_free(h);
 }

@@ -71,15 +71,42 @@ struct cz_req {
   void *svc;
   void (*on_reply)(cz_req *r, unsigned status, struct MHD_Response *resp);
   void (*svc_done)(cz_req *r, bool ok);
+  /* ---- private to cz_http ---- */
+  cz_http *http;
+  bool parked;              /* suspended by cz_req_park, on the server's parked list */
+  char park_tag[CZ_HTTP_MAX_ID + 1];
+  int64_t park_deadline;    /* cz_http_mono_ms() */
+  cz_req *park_prev, *park_next;
 };
 
 cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
                           void *app, cz_http **out, cz_error *err);
 /* The port actually bound (useful with port 0). */
 int cz_http_port(const cz_http *h);
-/* Stop accepting new connections (first step of a graceful stop). */
+/* Stop accepting new connections and answer parked requests (first step of a graceful
+ * stop). */
 void cz_http_quiesce(cz_http *h);
 void cz_http_stop(cz_http *h);
+
+/* ---- long-poll: park a request until something changes ----
+ *
+ * A handler that wants to wait reads cz_http_epoch(), looks at the state, and if nothing has
+ * happened yet calls cz_req_park() with that epoch and returns MHD_YES without replying. The
+ * connection is suspended (libmicrohttpd's suspend/resume: no thread is held) until
+ * cz_http_wake() names its tag, its deadline passes (checked every CZ_HTTP_TICK_MS) or the
+ * server drains; then the handler is called again and replies (or parks again). Waking bumps
+ * the epoch first, so a change between the look and the park is never lost: park refuses
+ * (returns false) when the epoch moved, and the handler looks again. */
+#define CZ_HTTP_TICK_MS 250
+/* Monotonic clock in milliseconds, the time base of park deadlines. */
+int64_t cz_http_mono_ms(void);
+uint64_t cz_http_epoch(cz_http *h);
+/* false: not parked (the epoch moved, or the server is draining): look again / answer now. */
+bool cz_req_park(cz_req *r, const char *tag, int64_t deadline_ms, uint64_t epoch);
+/* Resume every request parked on tag. Any thread. */
+void cz_http_wake(cz_http *h, const char *tag);
+/* Is the server stopping (parked requests are answered at once)? */
+bool cz_http_draining(cz_http *h);
 
 /* Query argument, or NULL. */
 const char *cz_req_arg(cz_req *r, const char *key);

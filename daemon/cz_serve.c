@@ -83,6 +83,12 @@ static void wake_worker(void *cls) {
   if (s->worker) cz_worker_wake(s->worker);
 }
 
+/* The store changed a job's state: answer the long-polls waiting on it. */
+static void job_changed(void *cls, const char *job_id) {
+  serve_ctx *s = cls;
+  if (s->http) cz_http_wake(s->http, job_id);
+}
+
 static void worker_stopped(void *cls) {
   serve_ctx *s = cls;
   s->worker = NULL;
@@ -183,6 +189,7 @@ int cz_serve_main(int argc, char **argv) {
     rc = fail(&e);
     goto out;
   }
+  cz_store_set_job_listener(store, job_changed, &s);
   uv_signal_init(s.loop, &s.sigterm);
   uv_signal_init(s.loop, &s.sigint);
   s.sigterm.data = s.sigint.data = &s;
@@ -204,6 +211,7 @@ int cz_serve_main(int argc, char **argv) {
   rc = 0;
   cz_log(CZ_LOG_INFO, "stopped", NULL);
 out:
+  if (store) cz_store_set_job_listener(store, NULL, NULL);
   cz_http_stop(s.http);
   if (s.loop) uv_loop_close(s.loop);
   cz_store_close(store);

@@ -15,7 +15,15 @@
 struct cz_store {
   sqlite3 *db;
   pthread_mutex_t lock;
+  /* told after a job's state changed (cz_store_set_job_listener) */
+  void (*job_listener)(void *cls, const char *job_id);
+  void *job_listener_cls;
 };
+
+/* After a committed change of a job's state, outside the lock. */
+static void job_changed(cz_store *s, const char *id) {
+  if (s->job_listener && id) s->job_listener(s->job_listener_cls, id);
+}
 
 static cz_err_code db_error(cz_store *s, cz_error *err, const char *what) {
   int code = sqlite3_errcode(s->db);
@@ -430,7 +438,9 @@ static cz_err_code job_cancel_txn(cz_store *s, void *cls, cz_error *err) {
 cz_err_code cz_store_job_cancel(cz_store *s, const char *id, int64_t now, bool *was_running,
                                 cz_error *err) {
   cancel_args a = {id, now, was_running};
-  return run_txn(s, job_cancel_txn, &a, err);
+  cz_err_code rc = run_txn(s, job_cancel_txn, &a, err);
+  if (!rc) job_changed(s, id);
+  return rc;
 }
 
 typedef struct {
@@ -465,7 +475,9 @@ static cz_err_code job_claim_txn(cz_store *s, void *cls, cz_error *err) {
 cz_err_code cz_store_job_claim(cz_store *s, const char *owner, int64_t lease_ms, int64_t now,
                                json_t **job, cz_error *err) {
   claim_args a = {owner, lease_ms, now, job};
-  return run_txn(s, job_claim_txn, &a, err);
+  cz_err_code rc = run_txn(s, job_claim_txn, &a, err);
+  if (!rc && *job) job_changed(s, json_string_value(json_object_get(*job, "id")));
+  return rc;
 }
 
 typedef struct {
@@ -556,7 +568,9 @@ static cz_err_code job_finish_txn(cz_store *s, void *cls, cz_error *err) {
 cz_err_code cz_store_job_finish(cz_store *s, const char *id, const char *owner,
                                 const cz_job_outcome *o, int64_t now, cz_error *err) {
   finish_args a = {id, owner, o, now};
-  return run_txn(s, job_finish_txn, &a, err);
+  cz_err_code rc = run_txn(s, job_finish_txn, &a, err);
+  if (!rc) job_changed(s, id);
+  return rc;
 }
 
 static cz_err_code job_release_txn(cz_store *s, void *cls, cz_error *err) {
@@ -580,7 +594,9 @@ static cz_err_code job_release_txn(cz_store *s, void *cls, cz_error *err) {
 cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner, int64_t now,
                                  cz_error *err) {
   finish_args a = {id, owner, NULL, now};
-  return run_txn(s, job_release_txn, &a, err);
+  cz_err_code rc = run_txn(s, job_release_txn, &a, err);
+  if (!rc) job_changed(s, id);
+  return rc;
 }
 
 typedef struct {
@@ -740,4 +756,14 @@ cz_err_code cz_store_idem_release(cz_store *s, const char *scope, const char *ke
                                   cz_error *err) {
   idem_args a = {scope, key, NULL, NULL, 0, 0, 0, NULL};
   return run_txn(s, idem_release_txn, &a, err);
+}
+
+/* ---- change notification ---- */
+
+void cz_store_set_job_listener(cz_store *s, void (*fn)(void *cls, const char *job_id),
+                               void *cls) {
+  pthread_mutex_lock(&s->lock);
+  s->job_listener = fn;
+  s->job_listener_cls = cls;
+  pthread_mutex_unlock(&s->lock);
 }

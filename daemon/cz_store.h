@@ -125,4 +125,12 @@ cz_err_code cz_store_idem_complete(cz_store *s, const char *scope, const char *k
 cz_err_code cz_store_idem_release(cz_store *s, const char *scope, const char *key,
                                   cz_error *err);
 
+/* ---- change notification ---- */
+/* fn(cls, job_id) is called after every committed change of a job's state (cancel, claim,
+ * finish, release), on the thread that made it, outside the store's lock; it must be quick
+ * and must not call back into the store. NULL removes it. Set it before threads use the
+ * store, or accept that a change racing with the call may not be reported. */
+void cz_store_set_job_listener(cz_store *s, void (*fn)(void *cls, const char *job_id),
+                               void *cls);
+
 #endif

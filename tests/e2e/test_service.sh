@@ -1,6 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
-# with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key.
+# with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
+# long-polls.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -232,6 +233,102 @@ check "the abandoned upload left no temporary file" dir_empty "$DATA/tmp"
 
 cz_stop "$CZ_PID"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
+
+# ======== long-poll: GET /v1/jobs/{id}?wait= ========
+
+# poll_bg NAME JOB WAIT: a long-poll in the background; poll_result NAME waits for it and
+# sets P_STATUS, P_STATE and P_SECS (seconds it took)
+poll_bg() {
+  curl -s --max-time 90 -o "$T_TMP/poll.$1.body" -w '%{http_code} %{time_total}' \
+    "$CZ_URL/v1/jobs/$2?wait=$3" >"$T_TMP/poll.$1.meta" &
+  eval "POLL_$1=\$!"
+}
+poll_result() {
+  eval "wait \$POLL_$1"
+  P_STATUS=$(cut -d' ' -f1 "$T_TMP/poll.$1.meta")
+  P_SECS=$(cut -d' ' -f2 "$T_TMP/poll.$1.meta")
+  P_STATE=$(jq -r .state "$T_TMP/poll.$1.body" 2>/dev/null)
+}
+# lt A B: A < B for decimals
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# one worker slot: a running job and one queued behind it
+cz_start "$DATA" --workers 1 || bail "cannot restart compressd"
+st_write "$T_TMP/block.safetensors" '{"tensors": [
+  {"name": "blk.0.ffn_up.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 1},
+  {"name": "blk.0.ffn_down.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 2}]}' || bail "st_write"
+upload "$T_TMP/block.safetensors" blocker
+BLOCKER=$MODEL_ID
+BLOCK_BODY='{"model": "'"$BLOCKER"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+submit "$BLOCK_BODY"
+RUNJ=$JOB_ID
+wait_claimed "$RUNJ" 20
+submit "$BLOCK_BODY"
+QJ=$JOB_ID
+poll_bg q "$QJ" 30s
+sleep 0.3
+t0=$(now_ms)
+req POST "/v1/jobs/$QJ:cancel"
+poll_result q
+is "a long-poll on a queued job returns when it is canceled: 200 canceled" "$P_STATUS $P_STATE" "200 canceled"
+check "... within 2 s of the cancel, not at the 30 s deadline (took ${P_SECS}s)" lt "$P_SECS" 2.5
+poll_bg r "$RUNJ" 60s
+poll_result r
+is "a long-poll on the running job returns when it finishes" "$P_STATUS $P_STATE" "200 succeeded"
+check "... well before the 60 s deadline (took ${P_SECS}s)" lt "$P_SECS" 30
+poll_bg f "$RUNJ" 30s
+poll_result f
+check "a long-poll on a finished job returns at once (${P_SECS}s)" lt "$P_SECS" 1
+
+# the deadline: a queued job behind a running one does not change within 500 ms
+submit "$BLOCK_BODY"
+RUNJ=$JOB_ID
+wait_claimed "$RUNJ" 20
+submit "$BLOCK_BODY"
+QJ=$JOB_ID
+poll_bg d "$QJ" 500ms
+# many waiting clients hold no thread: the server keeps answering
+for i in $(seq 1 24); do poll_bg "m$i" "$QJ" 3s; done
+sleep 0.3
+slow=0
+for i in $(seq 1 10); do
+  t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 10 "$CZ_URL/livez")
+  lt "$t" 0.5 || slow=$((slow + 1))
+done
+is "with 25 long-polls parked, /livez still answers at once (10 of 10 under 0.5 s)" "$slow" 0
+poll_result d
+jstate=$(jf "$(job_json "$RUNJ")" .state)
+if [ "$P_STATE" = queued ]; then
+  is "wait=500ms on an unchanged job: 200 with the same state" "$P_STATUS $P_STATE" "200 queued"
+  check "... after about 500 ms (took ${P_SECS}s)" sh -c "awk -v a=$P_SECS 'BEGIN { exit !(a >= 0.45 && a < 2) }'"
+else
+  skip "wait=500ms on an unchanged job" "the job ahead finished first (state $P_STATE, slow machine)"
+  skip "... after about 500 ms" "same"
+fi
+bad=0
+for i in $(seq 1 24); do
+  poll_result "m$i"
+  [ "$P_STATUS" = 200 ] || bad=$((bad + 1))
+done
+is "the 24 parked long-polls all got their 200" "$bad" 0
+for w in abc -1s 1.5s 1h 10x ''; do
+  req GET "/v1/jobs/$QJ?wait=$w"
+  expect_error "wait='$w'" 400 invalid_argument
+done
+req GET "/v1/jobs/job_000000000000000000000000?wait=1s"
+expect_error "wait on an unknown job" 404 not_found
+
+# SIGTERM with long-polls parked: they are answered and the daemon exits 0 at once
+submit "$BLOCK_BODY"
+QJ2=$JOB_ID
+for i in 1 2 3; do poll_bg "s$i" "$QJ2" 60s; done
+sleep 0.3
+cz_stop "$CZ_PID" TERM 20
+is "SIGTERM with parked long-polls: exit 0" "$CZ_EXIT" 0
+check "... within 10 s (took ${CZ_STOP_MS} ms)" [ "$CZ_STOP_MS" -lt 10000 ]
+bad=0
+for i in 1 2 3; do poll_result "s$i"; [ "$P_STATUS" = 200 ] || bad=$((bad + 1)); done
+is "the parked long-polls were answered (200) before the daemon went away" "$bad" 0
 
 # keys are durable: after a restart the same request still gets the same job
 cz_start "$DATA" --workers 2 || bail "cannot restart compressd"
