@@ -23,7 +23,8 @@ CZ_BUILDDIR=${CZ_BUILDDIR:-$CZ_SRCDIR/build/test}
 mkdir -p "$CZ_BUILDDIR"
 CZ_BUILDDIR=$(cd "$CZ_BUILDDIR" && pwd)
 CC_FUZZ=${CC_FUZZ:-clang}
-if [ ! -w "$CZ_SRCDIR" ]; then FUZZ_SECONDS=${FUZZ_SECONDS:-5}
+# the mode bits, not `test -w`, which is always true for root
+if [ -z "$(find "$CZ_SRCDIR" -maxdepth 0 -perm -u=w 2>/dev/null)" ]; then FUZZ_SECONDS=${FUZZ_SECONDS:-5}
 elif [ "${CI:-}" = true ]; then FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 else FUZZ_SECONDS=${FUZZ_SECONDS:-10}; fi
 FUZZ_DIR=${FUZZ_DIR:-$CZ_BUILDDIR/fuzz-work}
