@@ -14,6 +14,7 @@
 #ifndef CZ_QUANTS_H
 #define CZ_QUANTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -50,6 +51,14 @@ void cz_q5_1_to_f32(const void *src, float *dst, int64_t n);
 void cz_q5_1_from_f32(const float *src, void *dst, int64_t n);
 size_t cz_q5_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix);
+
+/* AVX2 twins of cz_q4_0_from_f32 .. cz_q5_1_from_f32 (same bytes for finite input), used by
+ * the quantize functions without importance weights. Exposed for tests and benchmarks: they
+ * return false, writing nothing, when the build or the CPU has no AVX2. */
+bool cz_q4_0_from_f32_avx2(const float *src, void *dst, int64_t n);
+bool cz_q4_1_from_f32_avx2(const float *src, void *dst, int64_t n);
+bool cz_q5_0_from_f32_avx2(const float *src, void *dst, int64_t n);
+bool cz_q5_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 
 /* ---- non-linear and ternary: iq4_nl iq4_xs mxfp4 tq1_0 tq2_0 (cz_quants_iq.c) -------------- */
 

@@ -18,6 +18,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cz_quants.h"
@@ -237,16 +238,19 @@ static float affine_fit(int n, int nmax, const float *x, const float *w, uint8_t
   return scale;
 }
 
-/* Rows of the file path: nrows rows of n_per_row elements, one weighted row at a time. */
+/* Rows of the file path: nrows rows of n_per_row elements, one weighted row at a time.
+ * Without importance the blocks do not depend on rows: one pass of the reference, or of its
+ * AVX2 twin (same bytes) when the CPU has AVX2. */
 typedef void (*weighted_row_fn)(const float *x, uint8_t *dst, int64_t n, const float *imp);
+typedef bool (*fast_ref_fn)(const float *x, void *dst, int64_t n);
 
 static size_t quantize_rows(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                             const float *imatrix, size_t block_bytes, cz_from_f32_fn ref,
-                            weighted_row_fn weighted) {
+                            fast_ref_fn fast, weighted_row_fn weighted) {
   const size_t row_bytes = (size_t)(n_per_row / QK) * block_bytes;
   uint8_t *out = dst;
   if (imatrix == NULL) {
-    ref(src, out, nrows * n_per_row); /* blocks do not depend on rows: one pass */
+    if (!fast(src, out, nrows * n_per_row)) ref(src, out, nrows * n_per_row);
   } else {
     for (int64_t r = 0; r < nrows; r++)
       weighted(src + r * n_per_row, out + (size_t)r * row_bytes, n_per_row, imatrix);
@@ -295,7 +299,7 @@ static void q4_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
 size_t cz_q4_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
-                       q4_0_weighted_row);
+                       cz_q4_0_from_f32_avx2, q4_0_weighted_row);
 }
 
 void cz_q4_0_to_f32(const void *src, float *dst, int64_t n) {
@@ -356,7 +360,7 @@ static void q4_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
 size_t cz_q4_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
-                       q4_1_weighted_row);
+                       cz_q4_1_from_f32_avx2, q4_1_weighted_row);
 }
 
 void cz_q4_1_to_f32(const void *src, float *dst, int64_t n) {
@@ -414,7 +418,7 @@ static void q5_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
 size_t cz_q5_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
-                       q5_0_weighted_row);
+                       cz_q5_0_from_f32_avx2, q5_0_weighted_row);
 }
 
 void cz_q5_0_to_f32(const void *src, float *dst, int64_t n) {
@@ -471,7 +475,7 @@ static void q5_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
 size_t cz_q5_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
-                       q5_1_weighted_row);
+                       cz_q5_1_from_f32_avx2, q5_1_weighted_row);
 }
 
 void cz_q5_1_to_f32(const void *src, float *dst, int64_t n) {
@@ -486,3 +490,181 @@ void cz_q5_1_to_f32(const void *src, float *dst, int64_t n) {
     for (int j = 0; j < QK; j++) y[j] = q[j] * d + m;
   }
 }
+
+/* ---- AVX2 twins of the four reference quantizers ------------------------------------------ */
+
+/* Same bytes as the scalar references for finite input (the pipeline rejects anything else),
+ * eight elements of a block at a time. Every per-element expression is the scalar one, lane by
+ * lane, without fused multiply-adds (target avx2 only, no fma; -ffp-contract=off anyway), and
+ * the conversions truncate as the scalar casts do. The only reductions are a block's extremes:
+ * max and min are exact in any order, and the scalar scans keep the first element that
+ * attains them (strict comparisons), which matters for the sign of the signed maximum of
+ * q4_0/q5_0 and for -0.0 versus +0.0; so the vector code finds the extreme value, then the
+ * first element equal to it, and takes that element's own bits. The scale, its inverse and
+ * the fp16 conversions are the scalar code's. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define CZ_AVX2 __attribute__((target("avx2")))
+
+CZ_AVX2 static inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+CZ_AVX2 static inline float hmin8(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+/* Index of the first of the 32 lanes where v[k] == t (one must exist). */
+CZ_AVX2 static inline int first_equal(const __m256 v[4], float t) {
+  const __m256 tv = _mm256_set1_ps(t);
+  uint32_t mask = 0;
+  for (int k = 0; k < 4; k++)
+    mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v[k], tv, _CMP_EQ_OQ)) << (8 * k);
+  return __builtin_ctz(mask);
+}
+
+/* The scalar signed_absmax: +0.0 when every |x| is 0, else the first x of largest |x|. */
+CZ_AVX2 static inline float signed_absmax8(const float *x, const __m256 v[4]) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 a[4];
+  for (int k = 0; k < 4; k++) a[k] = _mm256_andnot_ps(sign, v[k]);
+  const float amax = hmax8(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+  return amax > 0.0f ? x[first_equal(a, amax)] : 0.0f;
+}
+
+/* The scalar min_max: the first element equal to the minimum, and to the maximum. */
+CZ_AVX2 static inline void min_max8(const float *x, const __m256 v[4], float *lo, float *hi) {
+  const float mn = hmin8(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+  const float mx = hmax8(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+  *lo = x[first_equal(v, mn)];
+  *hi = x[first_equal(v, mx)];
+}
+
+/* (int)trunc((v - sub) * id + add) for the 32 elements, as bytes in element order (every code
+ * fits a byte; packs saturate, which never triggers). q4_0/q5_0 pass sub = +0.0: x - 0.0 is
+ * x bit for bit, so that is the scalar x * id. */
+CZ_AVX2 static inline __m256i codes8(const __m256 v[4], float sub, float id, float add,
+                                     int clamp) {
+  const __m256 s = _mm256_set1_ps(sub), m = _mm256_set1_ps(id), a = _mm256_set1_ps(add);
+  __m256i c[4];
+  for (int k = 0; k < 4; k++) {
+    c[k] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], s), m), a));
+    if (clamp) c[k] = _mm256_min_epi32(c[k], _mm256_set1_epi32(clamp));
+  }
+  const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+  return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* qs[j] = low 4 bits of code j | low 4 bits of code j + 16 << 4. */
+CZ_AVX2 static inline void store_nibbles(__m256i q, uint8_t qs[QK / 2]) {
+  const __m128i m = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(_mm256_castsi256_si128(q), m);
+  const __m128i hi = _mm_and_si128(_mm256_extracti128_si256(q, 1), m);
+  _mm_storeu_si128((__m128i *)qs, _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
+}
+
+/* Bit 4 of code j into bit j (movemask reads bit 7 of each byte after a shift by 3). */
+CZ_AVX2 static inline void store_high_bits(__m256i q, uint8_t qh[4]) {
+  const uint32_t bits = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(q, 3));
+  memcpy(qh, &bits, 4);
+}
+
+CZ_AVX2 static inline void load8(const float *x, __m256 v[4]) {
+  for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+}
+
+static bool have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+
+CZ_AVX2 static void q4_0_avx2(const float *src, uint8_t *out, int64_t nb) {
+  for (int64_t i = 0; i < nb; i++) {
+    const float *x = src + i * QK;
+    __m256 v[4];
+    blk_q4_0 b;
+    load8(x, v);
+    const float d = signed_absmax8(x, v) / -8;
+    const float id = d ? 1.0f / d : 0.0f;
+    b.d = cz_fp32_to_fp16(d);
+    store_nibbles(codes8(v, 0.0f, id, 8.5f, 15), b.qs);
+    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
+CZ_AVX2 static void q4_1_avx2(const float *src, uint8_t *out, int64_t nb) {
+  for (int64_t i = 0; i < nb; i++) {
+    const float *x = src + i * QK;
+    __m256 v[4];
+    blk_q4_1 b;
+    float min, max;
+    load8(x, v);
+    min_max8(x, v, &min, &max);
+    const float d = (max - min) / 15;
+    const float id = d ? 1.0f / d : 0.0f;
+    b.d = cz_fp32_to_fp16(d);
+    b.m = cz_fp32_to_fp16(min);
+    store_nibbles(codes8(v, min, id, 0.5f, 15), b.qs);
+    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
+CZ_AVX2 static void q5_0_avx2(const float *src, uint8_t *out, int64_t nb) {
+  for (int64_t i = 0; i < nb; i++) {
+    const float *x = src + i * QK;
+    __m256 v[4];
+    blk_q5_0 b;
+    load8(x, v);
+    const float d = signed_absmax8(x, v) / -16;
+    const float id = d ? 1.0f / d : 0.0f;
+    b.d = cz_fp32_to_fp16(d);
+    const __m256i q = codes8(v, 0.0f, id, 16.5f, 31);
+    store_nibbles(q, b.qs);
+    store_high_bits(q, b.qh);
+    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
+CZ_AVX2 static void q5_1_avx2(const float *src, uint8_t *out, int64_t nb) {
+  for (int64_t i = 0; i < nb; i++) {
+    const float *x = src + i * QK;
+    __m256 v[4];
+    blk_q5_1 b;
+    float min, max;
+    load8(x, v);
+    min_max8(x, v, &min, &max);
+    const float d = (max - min) / 31;
+    const float id = d ? 1.0f / d : 0.0f;
+    b.d = cz_fp32_to_fp16(d);
+    b.m = cz_fp32_to_fp16(min);
+    const __m256i q = codes8(v, min, id, 0.5f, 0); /* no clamp, as the scalar */
+    store_nibbles(q, b.qs);
+    store_high_bits(q, b.qh);
+    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
+#define CZ_AVX2_ENTRY(t)                                                    \
+  bool cz_##t##_from_f32_avx2(const float *src, void *dst, int64_t n) {     \
+    if (!have_avx2()) return false;                                         \
+    t##_avx2(src, dst, n / QK);                                             \
+    return true;                                                            \
+  }
+#else
+#define CZ_AVX2_ENTRY(t)                                                    \
+  bool cz_##t##_from_f32_avx2(const float *src, void *dst, int64_t n) {     \
+    (void)src;                                                              \
+    (void)dst;                                                              \
+    (void)n;                                                                \
+    return false;                                                           \
+  }
+#endif
+
+CZ_AVX2_ENTRY(q4_0)
+CZ_AVX2_ENTRY(q4_1)
+CZ_AVX2_ENTRY(q5_0)
+CZ_AVX2_ENTRY(q5_1)

@@ -5,6 +5,8 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
+ * - avx2: the AVX2 twins of the legacy references write the same bytes as the scalar code on
+ *   the golden inputs, random rows and blocks aimed at their reductions;
  * - pipeline: {"op":"quantize","type":T} over tiny-llama-f16.gguf gives, for every tensor that
  *   llama-quantize wrote as T in the manifest's T run, the same sha256; and the manifest's
  *   --imatrix runs are reproduced by calling quantize with the imatrix GGUF's importance
@@ -23,6 +25,7 @@
 
 #include "cz_model.h"
 #include "cz_pipeline.h"
+#include "cz_quants.h"
 #include "cz_sha256.h"
 #include "cz_test.h"
 #include "cz_type.h"
@@ -229,6 +232,93 @@ static void check_reference(const qtype *q) {
   }
 }
 
+/* ---- AVX2 twins ------------------------------------------------------------------------------ */
+
+typedef bool (*avx2_fn)(const float *src, void *dst, int64_t n);
+
+static avx2_fn avx2_of(cz_type t) {
+  switch ((int)t) {
+    case CZ_TYPE_Q4_0: return cz_q4_0_from_f32_avx2;
+    case CZ_TYPE_Q4_1: return cz_q4_1_from_f32_avx2;
+    case CZ_TYPE_Q5_0: return cz_q5_0_from_f32_avx2;
+    case CZ_TYPE_Q5_1: return cz_q5_1_from_f32_avx2;
+    default: return NULL;
+  }
+}
+
+/* Blocks aimed at the reductions: zeros of both signs in both orders, +-max ties in both
+ * orders, constant blocks, one outlier, subnormals, huge and tiny magnitudes, codes at the
+ * clamp. Block b of the result gets pattern b % n_patterns with a varying position. */
+static void fill_special(float *x, int64_t nblocks) {
+  for (int64_t b = 0; b < nblocks; b++) {
+    float *y = x + 32 * b;
+    const int pos = (int)(b * 7 % 32), pos2 = (pos + 1 + (int)(b % 30)) % 32;
+    for (int j = 0; j < 32; j++) y[j] = (float)(rng_unit() * 2 - 1);
+    switch (b % 14) {
+      case 0: for (int j = 0; j < 32; j++) y[j] = 0.0f; break;
+      case 1: for (int j = 0; j < 32; j++) y[j] = -0.0f; break;
+      case 2: for (int j = 0; j < 32; j++) y[j] = (j + b) % 2 ? 0.0f : -0.0f; break;
+      case 3: y[pos] = 3.0f; y[pos2] = -3.0f; break;
+      case 4: y[pos] = -3.0f; y[pos2] = 3.0f; break;
+      case 5: for (int j = 0; j < 32; j++) y[j] = 0.25f; break;
+      case 6: for (int j = 0; j < 32; j++) y[j] = -7.5f; break;
+      case 7: y[pos] = 1000.0f; break;
+      case 8: for (int j = 0; j < 32; j++) y[j] *= 1e-39f; break; /* subnormal */
+      case 9: for (int j = 0; j < 32; j++) y[j] *= 3e37f; break;
+      case 10: for (int j = 0; j < 32; j++) y[j] = (float)(j - 16); break;
+      case 11: /* min is a zero of either sign, max too */
+        for (int j = 0; j < 32; j++) y[j] = fabsf(y[j]);
+        y[pos] = -0.0f; y[pos2] = 0.0f; break;
+      case 12:
+        for (int j = 0; j < 32; j++) y[j] = -fabsf(y[j]);
+        y[pos] = 0.0f; y[pos2] = -0.0f; break;
+      case 13: for (int j = 0; j < 32; j++) y[j] = (float)((j % 3) - 1) * 1e-30f; break;
+    }
+  }
+}
+
+static void check_avx2(const qtype *q) {
+  const cz_type_traits *tr = cz_type_get(q->type);
+  avx2_fn fast = avx2_of(q->type);
+  enum { NR = 64 * 1024 };
+  static float x[NR];
+  static uint8_t a[NR + 64], b[NR + 64];
+  if (!__builtin_cpu_supports("avx2")) {
+    CHECK(!fast(x, b, 32)); /* no AVX2: it must decline */
+    printf("# no AVX2 on this CPU: only the fallback checked\n");
+    return;
+  }
+  for (int input = 0; input < N_DISTS + 3; input++) {
+    int64_t n;
+    char what[128];
+    if (input < N_DISTS) {
+      char name[64];
+      snprintf(name, sizeof name, "input.%s", DISTS[input]);
+      if (!load_floats(name, x, N)) return;
+      n = N;
+      snprintf(what, sizeof what, "%s avx2 on %s", tr->name, DISTS[input]);
+    } else if (input == N_DISTS) {
+      n = NR;
+      fill_random(x, n, 0.02);
+      snprintf(what, sizeof what, "%s avx2 on random rows", tr->name);
+    } else {
+      n = NR;
+      fill_special(x, n / 32);
+      snprintf(what, sizeof what, "%s avx2 on special blocks (%d)", tr->name, input);
+    }
+    const size_t nb = nbytes_of(q->type, n);
+    memset(a, 0x5A, sizeof a);
+    memset(b, 0x5A, sizeof b);
+    tr->from_f32(x, a + 3, n);
+    CHECK(fast(x, b + 3, n));
+    check_same_bytes(what, b, a, nb + 6); /* unaligned, and nothing written around */
+    /* quantize without importance takes the AVX2 path */
+    memset(b, 0, sizeof b);
+    CHECK_EQ_INT(tr->quantize(x, b, n / COLS, COLS, NULL), nb);
+    check_same_bytes(what, b, a + 3, nb);
+  }
+}
+
 /* ---- manifest runs ------------------------------------------------------------------------- */
 
 static json_t *manifest;
@@ -419,7 +509,7 @@ static void check_imatrix_run(cz_type t, const char *ftype) {
 
 /* ---- the case list --------------------------------------------------------------------------- */
 
-typedef enum { K_GOLDEN, K_GOLDEN_IMATRIX, K_REFERENCE, K_PIPELINE, K_IMATRIX_RUN } kind;
+typedef enum { K_GOLDEN, K_GOLDEN_IMATRIX, K_REFERENCE, K_AVX2, K_PIPELINE, K_IMATRIX_RUN } kind;
 
 typedef struct {
   kind k;
@@ -428,7 +518,7 @@ typedef struct {
   const char *ftype; /* manifest runs */
 } qcase;
 
-enum { MAX_CASES = 2 * N_TYPES * N_DISTS + N_TYPES + 16 };
+enum { MAX_CASES = 2 * N_TYPES * N_DISTS + 2 * N_TYPES + 16 };
 static qcase qcases[MAX_CASES];
 static char qnames[MAX_CASES][64];
 static int n_cases, next_case;
@@ -439,6 +529,7 @@ static void run_next(void) {
     case K_GOLDEN: check_golden(c->q, c->dist, false); break;
     case K_GOLDEN_IMATRIX: check_golden(c->q, c->dist, true); break;
     case K_REFERENCE: check_reference(c->q); break;
+    case K_AVX2: check_avx2(c->q); break;
     case K_PIPELINE: check_pipeline_run(c->q->type, c->ftype); break;
     case K_IMATRIX_RUN: check_imatrix_run(c->q->type, c->ftype); break;
   }
@@ -456,6 +547,7 @@ static void add_case(kind k, const qtype *q, const char *dist, const char *ftype
     case K_GOLDEN: snprintf(nm, 64, "golden %s %s", t, dist); break;
     case K_GOLDEN_IMATRIX: snprintf(nm, 64, "golden %s %s imatrix", t, dist); break;
     case K_REFERENCE: snprintf(nm, 64, "reference %s", t); break;
+    case K_AVX2: snprintf(nm, 64, "avx2 %s = scalar", t); break;
     case K_PIPELINE: snprintf(nm, 64, "pipeline %s = llama-quantize %s", t, ftype); break;
     case K_IMATRIX_RUN: snprintf(nm, 64, "imatrix %s = llama-quantize %s --imatrix", t, ftype); break;
   }
@@ -490,6 +582,8 @@ int main(void) {
     }
   }
   for (int i = 0; i < N_TYPES; i++) add_case(K_REFERENCE, &TYPES[i], NULL, NULL);
+  for (int i = 0; i < N_TYPES; i++)
+    if (avx2_of(TYPES[i].type)) add_case(K_AVX2, &TYPES[i], NULL, NULL);
   static const struct {
     cz_type t;
     const char *ftype;
