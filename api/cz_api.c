@@ -364,6 +364,7 @@ static json_t *job_json(json_t *row) {
   json_object_set_new(links, "self", json_string(buf));
   snprintf(buf, sizeof buf, "/v1/jobs/%s:cancel", id);
   json_object_set_new(links, "cancel", json_string(buf));
+  cz_api_job_links(o, row, links);
   if (json_is_string(col(row, "artifact_sha256"))) {
     json_object_set_new(o, "artifact",
                         json_pack("{s:O, s:O, s:O}", "sha256", col(row, "artifact_sha256"),
@@ -492,6 +493,7 @@ static const cz_route routes[] = {
     {"GET", "/v1/jobs", h_job_list, NULL, NULL},
     {"GET", "/v1/jobs/{id}", cz_api_job_get, NULL, NULL},
     {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},
+    {"POST", "/v1/jobs/{id}:retry", cz_api_job_retry, NULL, NULL},
     {"GET", "/v1/jobs/{id}/artifact", cz_api_job_artifact, NULL, NULL},
     {"GET", "/v1/jobs/{id}/report", cz_api_job_report, NULL, NULL},
     {"GET", "/v1/models/{id}/file", cz_api_model_file, NULL, NULL},

@@ -18,6 +18,7 @@ typedef struct {
   cz_blob_store *blobs;
   uint64_t max_upload_bytes;   /* larger uploads get 413 */
   int max_attempts;            /* stored with every new job */
+  int max_queued;              /* > 0: a submit or retry with this many jobs queued gets 503 */
   void (*wake)(void *cls);     /* tell the worker there is new work; any thread */
   void *wake_cls;
   atomic_int ready;            /* 1 once recovery has run and the worker is up */

@@ -6,6 +6,7 @@
  *   cz_api_methods.c    GET /v1/methods (the method registry with parameter schemas)
  *   cz_api_idem.c       Idempotency-Key on POST /v1/models and POST /v1/jobs
  *   cz_api_wait.c       GET /v1/jobs/{id}[?wait=30s] (long-poll until the state changes)
+ *   cz_api_retry.c      POST /v1/jobs/{id}:retry (a new job repeating a failed/canceled one)
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
@@ -30,6 +31,11 @@ enum MHD_Result cz_api_model_upload_idem(cz_req *r, cz_upload_phase phase, const
 
 /* ---- cz_api_wait.c ---- */
 enum MHD_Result cz_api_job_get(cz_req *r);
+
+/* ---- cz_api_retry.c ---- */
+enum MHD_Result cz_api_job_retry(cz_req *r);
+/* Called by cz_api.c's job_json: sets job.retry_of and links.retry_of / links.retry. */
+void cz_api_job_links(json_t *job, json_t *row, json_t *links);
 
 /* ---- defined in cz_api.c for the files above ---- */
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */

@@ -29,6 +29,7 @@
   X(RANGE_NOT_SATISFIABLE,     14, "range_not_satisfiable", 416)         \
   X(IDEMPOTENCY_IN_FLIGHT,     15, "idempotency_key_in_flight", 409)     \
   X(IDEMPOTENCY_MISMATCH,      16, "idempotency_key_mismatch", 422)      \
+  X(QUEUE_FULL,                17, "queue_full",            503)         \
   /* file format errors: 100..199 */                                    \
   X(UNKNOWN_FORMAT,           100, "unknown_format",        422)         \
   X(HEADER_TOO_SMALL,         101, "header_too_small",      422)         \

@@ -347,16 +347,12 @@ cz_err_code cz_store_model_delete(cz_store *s, const char *id, char sha256[65], 
   "seq, id, model_id, recipe, state, attempts, max_attempts, cancel_requested, tensors_done, " \
   "tensors_total, bytes_done, bytes_total, error_code, error_message, artifact_sha256, "      \
   "artifact_bytes, artifact_format, report_sha256, created_at, started_at, finished_at, "     \
-  "updated_at"
+  "updated_at, retry_of"
 
-typedef struct {
-  const char *id, *model_id, *recipe;
-  int max_attempts;
-  int64_t now;
-} job_insert_args;
-
+/* The insert shared by submit and retry, inside their transaction: the model must exist
+ * and, with a limit, the queue must have room. */
 static cz_err_code job_insert_txn(cz_store *s, void *cls, cz_error *err) {
-  const job_insert_args *a = cls;
+  const cz_job_submit *a = cls;
   sqlite3_stmt *st;
   cz_err_code rc = prepare(s, "SELECT 1 FROM models WHERE id = ?", &st, err);
   if (rc) return rc;
@@ -364,22 +360,32 @@ static cz_err_code job_insert_txn(cz_store *s, void *cls, cz_error *err) {
   bool found = sqlite3_step(st) == SQLITE_ROW;
   sqlite3_finalize(st);
   if (!found) return cz_err_set(err, CZ_E_NOT_FOUND, "model: %s not found", a->model_id);
+  if (a->max_queued > 0) {
+    if ((rc = prepare(s, "SELECT count(*) FROM jobs WHERE state = 'queued'", &st, err))) return rc;
+    int64_t queued = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (queued >= a->max_queued)
+      return cz_err_set(err, CZ_E_QUEUE_FULL,
+                        "the queue is full (%lld jobs waiting, the limit is %d); try again later",
+                        (long long)queued, a->max_queued);
+  }
   if ((rc = prepare(s, "INSERT INTO jobs (id, model_id, recipe, state, max_attempts, created_at, "
-                       "updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?)", &st, err)))
+                       "updated_at, retry_of) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)", &st, err)))
     return rc;
   bind_text(st, 1, a->id);
   bind_text(st, 2, a->model_id);
-  bind_text(st, 3, a->recipe);
+  bind_text(st, 3, a->recipe_json);
   sqlite3_bind_int(st, 4, a->max_attempts);
   sqlite3_bind_int64(st, 5, a->now);
   sqlite3_bind_int64(st, 6, a->now);
+  bind_text(st, 7, a->retry_of);
   return step_done(s, st, NULL, err);
 }
 
 cz_err_code cz_store_job_insert(cz_store *s, const char *id, const char *model_id,
                                 const char *recipe_json, int max_attempts, int64_t now,
                                 cz_error *err) {
-  job_insert_args a = {id, model_id, recipe_json, max_attempts, now};
+  cz_job_submit a = {id, model_id, recipe_json, max_attempts, now, NULL, 0};
   return run_txn(s, job_insert_txn, &a, err);
 }
 
@@ -766,4 +772,55 @@ void cz_store_set_job_listener(cz_store *s, void (*fn)(void *cls, const char *jo
   s->job_listener = fn;
   s->job_listener_cls = cls;
   pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- submit with a queue limit, retry ---- */
+
+cz_err_code cz_store_job_submit(cz_store *s, const cz_job_submit *a, cz_error *err) {
+  return run_txn(s, job_insert_txn, (void *)a, err);
+}
+
+typedef struct {
+  const char *id;
+  cz_job_submit sub;   /* model and recipe filled from the original */
+} retry_args;
+
+static cz_err_code job_retry_txn(cz_store *s, void *cls, cz_error *err) {
+  retry_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT state, model_id, recipe FROM jobs WHERE id = ?", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "job %s not found", a->id);
+  }
+  char state[16];
+  copy_col(st, 0, state, sizeof state);
+  char *model = strdup((const char *)sqlite3_column_text(st, 1));
+  char *recipe = strdup((const char *)sqlite3_column_text(st, 2));
+  sqlite3_finalize(st);
+  if (!model || !recipe) {
+    rc = cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  } else if (strcmp(state, "failed") != 0 && strcmp(state, "canceled") != 0) {
+    rc = cz_err_set(err, CZ_E_CONFLICT,
+                    "job %s is %s: only a failed or canceled job can be retried", a->id, state);
+  } else {
+    a->sub.model_id = model;
+    a->sub.recipe_json = recipe;
+    a->sub.retry_of = a->id;
+    rc = job_insert_txn(s, &a->sub, err);
+    if (rc == CZ_E_NOT_FOUND)
+      rc = cz_err_set(err, CZ_E_CONFLICT, "job %s cannot be retried: its model %s was deleted",
+                      a->id, model);
+  }
+  free(model);
+  free(recipe);
+  return rc;
+}
+
+cz_err_code cz_store_job_retry(cz_store *s, const char *id, const char *new_id,
+                               int max_attempts, int max_queued, int64_t now, cz_error *err) {
+  retry_args a = {id, {new_id, NULL, NULL, max_attempts, now, id, max_queued}};
+  return run_txn(s, job_retry_txn, &a, err);
 }

@@ -125,6 +125,22 @@ cz_err_code cz_store_idem_complete(cz_store *s, const char *scope, const char *k
 cz_err_code cz_store_idem_release(cz_store *s, const char *scope, const char *key,
                                   cz_error *err);
 
+/* ---- submit with a queue limit, retry ---- */
+typedef struct {
+  const char *id, *model_id, *recipe_json;
+  int max_attempts;
+  int64_t now;
+  const char *retry_of;     /* the job this one repeats, or NULL */
+  int max_queued;           /* > 0: CZ_E_QUEUE_FULL when this many jobs are already queued */
+} cz_job_submit;
+/* cz_store_job_insert with the options above; NOT_FOUND if the model is gone. */
+cz_err_code cz_store_job_submit(cz_store *s, const cz_job_submit *a, cz_error *err);
+/* A new queued job new_id with the model and recipe of job id, which must be failed or
+ * canceled (CONFLICT otherwise, and when its model was deleted); the new job's retry_of
+ * names the original, which is left as it was. */
+cz_err_code cz_store_job_retry(cz_store *s, const char *id, const char *new_id,
+                               int max_attempts, int max_queued, int64_t now, cz_error *err);
+
 /* ---- change notification ---- */
 /* fn(cls, job_id) is called after every committed change of a job's state (cancel, claim,
  * finish, release), on the thread that made it, outside the store's lock; it must be quick

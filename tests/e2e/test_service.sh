@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
 # with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
-# long-polls.
+# long-polls; retry.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -344,6 +344,65 @@ wait "$SLOW" 2>/dev/null
 cz_start "$DATA" --workers 2 || bail "cannot restart compressd"
 req POST '/v1/models?name=slow' -H 'Content-Type: application/octet-stream' -H 'Idempotency-Key: up-killed' --data-binary "@$tiny"
 is "a key claimed by an upload of a killed daemon is free after restart (201)" "$R_STATUS" 201
+
+# ======== POST /v1/jobs/{id}:retry ========
+
+st_write "$T_TMP/nan.safetensors" '{"tensors": [{"name": "blk.0.ffn_up.weight", "dtype": "F32",
+  "shape": [4, 32], "seed": 9, "nan": true}]}' || bail "st_write"
+upload "$T_TMP/nan.safetensors" nan
+NAN_MODEL=$MODEL_ID
+NAN_BODY='{"model": "'"$NAN_MODEL"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+submit "$NAN_BODY"
+FAILJ=$JOB_ID
+wait_job "$FAILJ" 30
+FAILED_JSON=$JOB
+is "a job on a NaN weight fails, and offers links.retry" \
+  "$(jf "$JOB" '"\(.state) \(.retry_of) \(.links.retry)"')" "failed null /v1/jobs/$FAILJ:retry"
+req POST "/v1/jobs/$FAILJ:retry"
+RJ=$(jf "$R_BODY" .id)
+is "retry of a failed job: 202, a new job, same model and recipe, retry_of the original" \
+  "$R_STATUS $([ "$RJ" != "$FAILJ" ] && echo new) $(jf "$R_BODY" '"\(.model) \(.recipe | tojson) \(.retry_of) \(.links.retry_of) \(.attempts)"')" \
+  "202 new $NAN_MODEL $(jf "$FAILED_JSON" '.recipe | tojson') $FAILJ /v1/jobs/$FAILJ 0"
+is "the original is left as it was" "$(jf "$(job_json "$FAILJ")" '"\(.state) \(.error.code) \(.attempts)"')" \
+  "$(jf "$FAILED_JSON" '"\(.state) \(.error.code) \(.attempts)"')"
+wait_job "$RJ" 30
+is "the retry runs (and fails the same way)" "$(jf "$JOB" '"\(.state) \(.error.code)"')" "failed non_finite_values"
+req POST "/v1/jobs/$RJ:retry"
+is "a retry can itself be retried" "$R_STATUS $(jf "$R_BODY" .retry_of)" "202 $RJ"
+wait_job "$(jf "$R_BODY" .id)" 30
+req GET "/v1/jobs?page_size=3"
+is "the job list shows retry_of" "$(jf "$R_BODY" '[.jobs[].retry_of] | map(. // "null") | join(" ")')" \
+  "$RJ $FAILJ null"
+req POST "/v1/jobs/$IJ:retry"
+expect_error "retry of a succeeded job" 409 conflict
+req POST /v1/jobs/job_000000000000000000000000:retry
+expect_error "retry of an unknown job" 404 not_found
+req GET "/v1/jobs/$FAILJ:retry"
+expect_error "GET on the retry action" 405 method_not_allowed
+req DELETE "/v1/models/$NAN_MODEL"
+req POST "/v1/jobs/$FAILJ:retry"
+expect_error "retry of a job whose model was deleted" 409 conflict
+
+# a canceled job: queued behind a running one, canceled, retried -> runs and succeeds
+submit "$BLOCK_BODY"
+BJ=$JOB_ID
+wait_claimed "$BJ" 20
+submit "$BODY"
+CJ=$JOB_ID
+req POST "/v1/jobs/$CJ:cancel"
+if [ "$(jf "$R_BODY" .state)" = canceled ]; then
+  req POST "/v1/jobs/$BJ:retry"
+  expect_error "retry of a running job" 409 conflict
+  req POST "/v1/jobs/$CJ:retry"
+  RJ=$(jf "$R_BODY" .id)
+  is "retry of a canceled job: 202 queued" "$R_STATUS $(jf "$R_BODY" '"\(.state) \(.retry_of)"')" "202 queued $CJ"
+  wait_job "$RJ" 60
+  is "the retried job succeeds" "$(jf "$JOB" .state)" succeeded
+else
+  skip "retry of a running job" "the job ahead finished first (slow machine)"
+  skip "retry of a canceled job" "same"
+  skip "the retried job succeeds" "same"
+fi
 
 cz_stop "$CZ_PID"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
