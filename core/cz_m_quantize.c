@@ -5,15 +5,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cz_imatrix.h"
 #include "cz_method.h"
+#include "cz_mixture.h"
 
 /* ---- shared ---- */
 
 typedef struct {
   cz_type type;      /* quantize.gguf: the ggml type; quantize.int8: CZ_TYPE_I8 */
+  cz_mixture *mx;    /* quantize.gguf with a llama.cpp preset: the mixture (type unused) */
 } quant_params;
 
-static void quant_free(void *p) { free(p); }
+static void quant_free(void *p) {
+  if (p) cz_mixture_free(((quant_params *)p)->mx);
+  free(p);
+}
 
 /* Input element types we decode to float for quantization. Anything else (already
  * quantized, integer) is passed through. */
@@ -42,17 +48,30 @@ static int64_t rows_of(const cz_tensor *t) {
 
 /* ---- quantize.gguf: any ggml type we can encode, bit-exact with ggml ---- */
 
+/* Can this build write type t into a GGUF file? */
+static bool producible(int t) {
+  const cz_type_traits *tr = cz_type_get(t);
+  return tr && tr->in_gguf && tr->to_f32 != NULL && (tr->quantize != NULL || tr->from_f32 != NULL);
+}
+
 static int gguf_type_of(const json_t *step) {
   const char *name = json_string_value(json_object_get(step, "type"));
   if (name == NULL) return -1;
   int t = cz_type_from_name(name);
-  const cz_type_traits *tr = cz_type_get(t);
-  if (tr == NULL || !tr->in_gguf || tr->to_f32 == NULL) return -1;
-  if (tr->quantize == NULL && tr->from_f32 == NULL) return -1;
-  return t;
+  return producible(t) ? t : -1;
+}
+
+/* "q8_0, f16, ..." : the types this build produces, for error messages. */
+static void producible_list(char *buf, size_t cap) {
+  size_t n = 0;
+  buf[0] = 0;
+  for (int t = 0; t < CZ_TYPE_GGML_END && n < cap; t++)
+    if (producible(t))
+      n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", cz_type_get(t)->name);
 }
 
 static bool gguf_match(const json_t *step) {
+  if (json_object_get(step, "preset") != NULL) return true;
   return json_string_value(json_object_get(step, "type")) != NULL &&
          strcmp(json_string_value(json_object_get(step, "type")), "int8") != 0;
 }
@@ -70,65 +89,195 @@ static cz_err_code check_keys(const json_t *step, int idx, const char *const *al
   return CZ_E_OK;
 }
 
-static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_error *err) {
-  static const char *const allowed[] = {"op", "type", NULL};
-  cz_err_code rc = check_keys(step, idx, allowed, err);
-  if (rc) return rc;
-  int t = gguf_type_of(step);
-  if (t < 0)
+/* {"op": "quantize", "preset": "Q4_K_M", options...}: a llama.cpp mixture. */
+static cz_err_code preset_parse(const json_t *step, int idx, quant_params *p, cz_error *err) {
+  static const char *const allowed[] = {"op", "preset", "pure", "leave_output_tensor",
+                                        "output_tensor_type", "token_embedding_type",
+                                        "tensor_types", "file_type", NULL};
+  if (json_object_get(step, "type"))
     return cz_err_set(err, CZ_E_INVALID_PARAMETER,
-                      "steps[%d].type: \"%s\" is not a type this server can produce "
-                      "(supported: q8_0, f16, bf16, f32, int8)",
-                      idx, json_string_value(json_object_get(step, "type")));
+                      "steps[%d].type: give either \"type\" (one type for every tensor) or "
+                      "\"preset\" (a llama.cpp mixture), not both", idx);
+  cz_err_code rc = check_keys(step, idx, allowed, err);
+  if (rc || (rc = cz_mixture_parse(step, idx, &p->mx, err))) return rc;
+  /* types named explicitly must be ones we can write; the preset's own are checked per tensor
+   * at plan time, where the error can say which tensor needs what */
+  cz_type types[2 + 256];
+  int n = cz_mixture_explicit_types(p->mx, types, (int)(sizeof types / sizeof types[0]));
+  for (int i = 0; i < n; i++)
+    if (!producible(types[i])) {
+      char list[512];
+      producible_list(list, sizeof list);
+      return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                        "steps[%d]: \"%s\" is not a type this server can produce (supported: %s)",
+                        idx, cz_type_get(types[i])->name, list);
+    }
+  return CZ_E_OK;
+}
+
+static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_error *err) {
+  /* a form may send the preset switches at their default (false) with a plain type */
+  static const char *const allowed[] = {"op", "type", "pure", "leave_output_tensor", NULL};
+  static const char *const preset_only[] = {"pure", "leave_output_tensor", NULL};
   quant_params *p = calloc(1, sizeof *p);
   if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
-  p->type = (cz_type)t;
+  cz_err_code rc;
+  if (json_object_get(step, "preset") != NULL) {
+    rc = preset_parse(step, idx, p, err);
+  } else if (!(rc = check_keys(step, idx, allowed, err))) {
+    for (int i = 0; preset_only[i] && !rc; i++)
+      if (json_object_get(step, preset_only[i]) && !json_is_false(json_object_get(step, preset_only[i])))
+        rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                        "steps[%d].%s: only with \"preset\" (a plain \"type\" already gives every "
+                        "eligible tensor that type)", idx, preset_only[i]);
+  }
+  if (!rc && !p->mx) {
+    int t = gguf_type_of(step);
+    if (t < 0) {
+      char list[512];
+      producible_list(list, sizeof list);
+      rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].type: \"%s\" is not a type this server can produce "
+                      "(supported: %s, int8; or a llama.cpp mixture with \"preset\")",
+                      idx, json_string_value(json_object_get(step, "type")), list);
+    }
+    p->type = (cz_type)t;
+  }
+  if (rc) {
+    quant_free(p);
+    return rc;
+  }
   *params = p;
   return CZ_E_OK;
 }
 
 static json_t *gguf_describe(const void *params) {
   const quant_params *p = params;
+  if (p->mx) return cz_mixture_describe(p->mx);
   return json_pack("{s:s, s:s}", "op", "quantize", "type", cz_type_get(p->type)->name);
 }
 
 static bool gguf_supports(const void *params, cz_format f) {
   const quant_params *p = params;
+  if (p->mx) return f == CZ_FORMAT_GGUF;  /* a mixture of ggml block types */
   /* block types exist only in GGUF; plain float types are fine in both */
   return f == CZ_FORMAT_GGUF || cz_type_get(p->type)->st_name != NULL;
+}
+
+/* The mixture decides every tensor up front: its layer counters run in llama.cpp's tensor
+ * order, not the file's. */
+static cz_err_code gguf_plan_begin(const void *params, const cz_plan_ctx *ctx, void **state,
+                                   cz_error *err) {
+  const quant_params *q = params;
+  *state = NULL;
+  if (!q->mx) return CZ_E_OK;
+  if (ctx->model->format != CZ_FORMAT_GGUF)
+    return cz_err_set(err, CZ_E_UNSUPPORTED_INPUT,
+                      "preset %s: llama.cpp mixtures need a llama.cpp GGUF input (its tensor "
+                      "names and hyperparameters); for other inputs use {\"type\": ...}",
+                      cz_mixture_preset_name(q->mx));
+  size_t n = ctx->model->n_tensors;
+  cz_mixture_choice *c = calloc(n ? n : 1, sizeof *c);
+  if (!c) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  cz_err_code rc = cz_mixture_plan(q->mx, ctx->model, ctx->imatrix != NULL, c, err);
+  if (rc) {
+    free(c);
+    return rc;
+  }
+  *state = c;
+  return CZ_E_OK;
+}
+
+static void gguf_plan_end(void *state) { free(state); }
+
+static bool is_embd_or_output(const char *name) {
+  return strcmp(name, "token_embd.weight") == 0 || strcmp(name, "per_layer_token_embd.weight") == 0 ||
+         strcmp(name, "output.weight") == 0;
+}
+
+/* The importance weights of t from the job's calibration, as llama-quantize picks them: by
+ * name, ne[0] values per expert; a size mismatch is an error except for the token embedding
+ * (which imatrix files famously get wrong); a type that needs weights refuses to go without. */
+static cz_err_code attach_imatrix(const cz_plan_ctx *ctx, const cz_tensor *t, bool requires,
+                                  cz_tensor_plan *p, cz_error *err) {
+  p->imatrix = NULL;
+  if (ctx->imatrix) {
+    int64_t n = 0;
+    const float *w = cz_imatrix_find(ctx->imatrix, t->name, &n);
+    const int64_t want = t->ne[0] * (t->n_dims >= 3 ? t->ne[2] : 1);
+    if (w && n == want)
+      p->imatrix = w;
+    else if (w && strcmp(t->name, "token_embd.weight") != 0 &&
+             strcmp(t->name, "per_layer_token_embd.weight") != 0)
+      return cz_err_set(err, CZ_E_INVALID_ARGUMENT,
+                        "calibration: the importance matrix of %s has %lld values, the tensor "
+                        "needs %lld (ne[0] times the number of experts)", t->name, (long long)n,
+                        (long long)want);
+  }
+  if (requires && !p->imatrix)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "tensor %s: type %s needs an importance matrix%s: upload one with POST "
+                      "/v1/calibrations and name it in the job's \"calibration\" (CLI: "
+                      "--calibration FILE)", t->name, cz_type_get(p->out[0].type)->name,
+                      ctx->imatrix ? ", and the calibration has none for this tensor" : "");
+  return CZ_E_OK;
 }
 
 static cz_err_code gguf_plan(const void *params, const cz_plan_ctx *ctx, const cz_tensor *t,
                              cz_tensor_plan *p, cz_error *err) {
   const quant_params *q = params;
-  const cz_type_traits *tr = cz_type_get(q->type);
-  const char *why = cz_method_ineligible(t);
-  if (why) {
-    plan_copy(t, why, p);
-    return CZ_E_OK;
+  cz_type type = q->type;
+  const char *note = NULL;
+  bool requires;
+  if (q->mx) {
+    const cz_mixture_choice *c = &((const cz_mixture_choice *)ctx->state)[ctx->index];
+    if (!c->quantize) {
+      plan_copy(t, c->note, p);
+      return CZ_E_OK;
+    }
+    if (!is_float_input(t->type)) {
+      plan_copy(t, "input type is not F32, F16 or BF16", p);
+      return CZ_E_OK;
+    }
+    type = c->type;
+    note = c->note;
+    requires = c->requires_imatrix;
+    if (!producible(type))
+      return cz_err_set(err, CZ_E_UNSUPPORTED,
+                        "tensor %s: preset %s chooses %s for it, which this server cannot "
+                        "produce yet", t->name, cz_mixture_preset_name(q->mx),
+                        cz_type_get(type)->name);
+  } else {
+    const cz_type_traits *tr = cz_type_get(q->type);
+    const char *why = cz_method_ineligible(t);
+    if (why) {
+      plan_copy(t, why, p);
+      return CZ_E_OK;
+    }
+    if (!is_float_input(t->type)) {
+      plan_copy(t, "input type is not F32, F16 or BF16", p);
+      return CZ_E_OK;
+    }
+    if (t->ne[0] % tr->blck_size != 0) {
+      plan_copy(t, tr->blck_size == 32 ? "row length is not a multiple of the block size 32"
+                                       : "row length is not a multiple of the block size 256",
+                p);
+      return CZ_E_OK;
+    }
+    requires = tr->requires_imatrix && !is_embd_or_output(t->name);
   }
-  if (!is_float_input(t->type)) {
-    plan_copy(t, "input type is not F32, F16 or BF16", p);
-    return CZ_E_OK;
-  }
-  if (t->ne[0] % tr->blck_size != 0) {
-    plan_copy(t, tr->blck_size == 32 ? "row length is not a multiple of the block size 32"
-                                     : "row length is not a multiple of the block size 256",
-              p);
-    return CZ_E_OK;
-  }
+  const cz_type_traits *tr = cz_type_get(type);
   memset(p, 0, sizeof *p);
   p->transform = true;
+  p->note = note;
   p->n_out = 1;
   snprintf(p->out[0].name, sizeof p->out[0].name, "%s", t->name);
-  p->out[0].type = q->type;
+  p->out[0].type = type;
   p->out[0].n_dims = t->n_dims;
   memcpy(p->out[0].ne, t->ne, sizeof t->ne);
-  p->out[0].row_bytes = cz_type_row_size(q->type, t->ne[0]);
+  p->out[0].row_bytes = cz_type_row_size(type, t->ne[0]);
   p->out_type_name = tr->name;
-  (void)ctx;
-  (void)err;
-  return CZ_E_OK;
+  return attach_imatrix(ctx, t, requires, p, err);
 }
 
 static void gguf_encode(const void *params, const cz_tensor_plan *p, const float *x,
@@ -172,24 +321,54 @@ static json_t *gguf_schema(void) {
                          formats, "quantized", tr->is_quantized, "requires_importance_matrix",
                          tr->requires_imatrix));
   }
+  json_t *preset_names = json_array(), *presets = json_array();
+  for (int i = 0; i < cz_mixture_n_presets(); i++) {
+    int ftype;
+    cz_type def;
+    const char *name = cz_mixture_preset_at(i, &ftype, &def);
+    json_array_append_new(preset_names, json_string(name));
+    json_array_append_new(presets, json_pack("{s:s, s:i, s:s}", "name", name, "file_type", ftype,
+                                             "default_type", cz_type_get(def)->name));
+  }
+  /* "presets": each with general.file_type and the type most tensors get */
   return json_pack(
-      "{s:[{s:s, s:s, s:b, s:o, s:s}], s:[s, s], s:o}", "params", "name", "type", "type",
-      "string", "required", 1, "enum", names, "description",
+      "{s:[{s:s, s:s, s:b, s:o, s:s}, {s:s, s:s, s:b, s:o, s:s}, {s:s, s:s, s:b, s:s},"
+      " {s:s, s:s, s:b, s:s}, {s:s, s:s, s:b, s:O, s:s}, {s:s, s:s, s:b, s:O, s:s},"
+      " {s:s, s:s, s:b, s:s}], s:[s, s], s:o, s:o}",
+      "params",
+      "name", "type", "type", "string", "required", 0, "enum", names, "description",
       "ggml type for every eligible weight matrix (2-D, name ending in weight, not a norm); "
-      "other tensors are copied",
-      "output_formats", "gguf", "safetensors", "types", types);
+      "other tensors are copied. Give either type or preset",
+      "name", "preset", "type", "string", "required", 0, "enum", preset_names, "description",
+      "a llama-quantize type mixture: each tensor gets the type llama-quantize would give it "
+      "(GGUF input and output only)",
+      "name", "pure", "type", "boolean", "required", 0, "description",
+      "preset only: no mixture, the preset's type for every eligible tensor (--pure)",
+      "name", "leave_output_tensor", "type", "boolean", "required", 0, "description", "preset only: keep output.weight as it is (--leave-output-tensor)",
+      "name", "output_tensor_type", "type", "string", "required", 0, "enum", names,
+      "description", "preset only: type of output.weight (--output-tensor-type)",
+      "name", "token_embedding_type", "type", "string", "required", 0, "enum", names,
+      "description", "preset only: type of token_embd.weight (--token-embedding-type)",
+      "name", "tensor_types", "type", "object", "required", 0, "description",
+      "preset only: {\"REGEX\": \"type\"}; the first pattern found in a tensor's name gives "
+      "its type (--tensor-type)",
+      "output_formats", "gguf", "safetensors", "types", types, "presets", presets);
 }
 
 const cz_method cz_m_quantize_gguf = {
     .id = 1,
     .name = "quantize.gguf",
     .op = "quantize",
-    .summary = "ggml block quantization (q8_0; f16/bf16/f32 conversion), byte-identical to ggml",
+    .summary = "ggml block quantization, byte-identical to ggml: one type for every tensor, or a "
+               "llama.cpp mixture (\"preset\": \"Q4_K_M\", ...) chosen per tensor as "
+               "llama-quantize does",
     .match = gguf_match,
     .parse = gguf_parse,
     .free_params = quant_free,
     .describe = gguf_describe,
     .supports_format = gguf_supports,
+    .plan_begin = gguf_plan_begin,
+    .plan_end = gguf_plan_end,
     .plan = gguf_plan,
     .encode = gguf_encode,
     .decode = gguf_decode,

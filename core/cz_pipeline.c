@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cz_imatrix.h"
 #include "cz_method.h"
 #include "cz_report.h"
 
@@ -188,14 +189,47 @@ static const struct {
     {"iq4_nl", 25}, {"iq4_xs", 30}, {"bf16", 32}, {"tq1_0", 36}, {"tq2_0", 37}, {"mxfp4", 38},
 };
 
+/* A method that knows its file type says so in describe()'s "file_type" (llama.cpp presets);
+ * otherwise it follows from the one "type" of the step. */
 static int llama_ftype_of(json_t *(*describe)(const void *), const void *params) {
   json_t *d = describe(params);
   const char *t = json_string_value(json_object_get(d, "type"));
-  int ftype = -1;
+  const json_t *ft = json_object_get(d, "file_type");
+  int ftype = json_is_integer(ft) ? (int)json_integer_value(ft) : -1;
   for (size_t i = 0; t && i < sizeof llama_ftypes / sizeof llama_ftypes[0]; i++)
     if (strcmp(llama_ftypes[i].type, t) == 0) ftype = llama_ftypes[i].ftype;
   json_decref(d);
   return ftype;
+}
+
+/* llama-quantize records the importance matrix it used (as --override-kv entries, after
+ * general.file_type): the file it was given and its first dataset, both cut to 127 bytes,
+ * the number of entries and the chunk count. */
+/* s cut to 127 bytes, backing off to the start of a UTF-8 sequence the cut would split. */
+static void cut_127(char v[128], const char *s) {
+  size_t n = strnlen(s, 127);
+  if (n == 127 && ((unsigned char)s[127] & 0xC0) == 0x80)
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  memcpy(v, s, n);
+  v[n] = 0;
+}
+
+static cz_err_code imatrix_metadata(cz_layout *l, const cz_imatrix *im, cz_error *err) {
+  char v[128];
+  cz_err_code rc;
+  cut_127(v, cz_imatrix_label(im));
+  if ((rc = cz_layout_set_str(l, "quantize.imatrix.file", v, err))) return rc;
+  if (cz_imatrix_n_datasets(im)) {
+    cut_127(v, cz_imatrix_dataset(im, 0));
+    if ((rc = cz_layout_set_str(l, "quantize.imatrix.dataset", v, err))) return rc;
+  }
+  if ((rc = cz_layout_set_u32(l, "quantize.imatrix.entries_count",
+                              (uint32_t)cz_imatrix_n_entries(im), err)))
+    return rc;
+  if (cz_imatrix_chunk_count(im) > 0 &&
+      (rc = cz_layout_set_u32(l, "quantize.imatrix.chunks_count", cz_imatrix_chunk_count(im), err)))
+    return rc;
+  return CZ_E_OK;
 }
 
 static cz_err_code layout_metadata(cz_run *run, cz_error *err) {
@@ -211,6 +245,7 @@ static cz_err_code layout_metadata(cz_run *run, cz_error *err) {
     int ftype = run->step ? llama_ftype_of(run->step->method->describe, run->step->params) : -1;
     if (ftype >= 0 && (rc = cz_layout_set_u32(l, "general.file_type", (uint32_t)ftype, err)))
       return rc;
+    if (run->recipe->imatrix) return imatrix_metadata(l, run->recipe->imatrix, err);
     return CZ_E_OK;
   }
   for (size_t i = 0; i < run->in->n_meta; i++)
@@ -419,6 +454,30 @@ static int count_nonfinite(const float *x, int64_t n) {
   return bad;
 }
 
+/* Encode rows [r, r + nr) of a tensor. A tensor of experts (ne[2] > 1) with importance
+ * weights has one slice of ne[0] weights per expert, and llama-quantize quantizes each
+ * expert's matrix with its own slice: the rows are handed over expert by expert. */
+static void encode_rows(const cz_run *run, const tensor_state *s, const float *x, int64_t r,
+                        int64_t nr, uint8_t *const obuf[CZ_MAX_OUTPUTS]) {
+  const cz_tensor_plan *p = &s->plan;
+  const int64_t per_expert = s->in->n_dims >= 3 && s->in->ne[2] > 1 && p->imatrix ? s->in->ne[1] : 0;
+  if (per_expert == 0) {
+    run->step->method->encode(run->step->params, p, x, nr, s->ncols, obuf);
+    return;
+  }
+  cz_tensor_plan sub = *p;
+  for (int64_t done = 0; done < nr;) {
+    const int64_t row = r + done, expert = row / per_expert;
+    int64_t n = (expert + 1) * per_expert - row;
+    if (n > nr - done) n = nr - done;
+    sub.imatrix = p->imatrix + (expert % s->in->ne[2]) * s->ncols;
+    uint8_t *o[CZ_MAX_OUTPUTS] = {0};
+    for (int k = 0; k < p->n_out; k++) o[k] = obuf[k] + (uint64_t)done * p->out[k].row_bytes;
+    run->step->method->encode(run->step->params, &sub, x + done * s->ncols, n, s->ncols, o);
+    done += n;
+  }
+}
+
 static cz_err_code task_transform(cz_run *run, tensor_state *s, int64_t r0, int64_t r1,
                                   cz_error *err) {
   const cz_type_traits *in_tr = cz_type_get(s->in->type);
@@ -451,7 +510,7 @@ static cz_err_code task_transform(cz_run *run, tensor_state *s, int64_t r0, int6
                       s->in->name, (long long)r);
       break;
     }
-    run->step->method->encode(run->step->params, &s->plan, x, nr, s->ncols, obuf);
+    encode_rows(run, s, x, r, nr, obuf);
     for (int k = 0; k < s->plan.n_out && !rc; k++) {
       uint64_t off = run->layout->tensors[s->out_index[k]].file_offset +
                      (uint64_t)r * s->plan.out[k].row_bytes;

@@ -139,10 +139,10 @@ is "every method: id, name, op, summary and params with name, type, required, de
      (.summary | length) > 0 and (.params | length) > 0 and
      all(.params[]; (.name | length) > 0 and (.type | IN("string","integer","number","boolean","array","object"))
          and (.required | type) == "boolean" and (.description | length) > 0)] | all')" true
-is "quantize.gguf: type is required, an enum with q8_0 and f16; formats gguf and safetensors" \
+is "quantize.gguf: type (or preset) is optional, an enum with q8_0 and f16; formats gguf and safetensors" \
   "$(jf "$METHODS" '.methods[] | select(.name == "quantize.gguf") |
      "\(.params[0].name) \(.params[0].required) \(.params[0].enum | index("q8_0") != null) \(.params[0].enum | index("f16") != null) \(.output_formats | join(","))"')" \
-  "type true true true gguf,safetensors"
+  "type false true true gguf,safetensors"
 is "quantize.gguf types: q8_0 is 8.5 bits per weight, GGUF only; f16 also in safetensors" \
   "$(jf "$METHODS" '.methods[] | select(.name == "quantize.gguf") | .types as $t |
      ($t[] | select(.name == "q8_0") | "\(.bits_per_weight) \(.output_formats | join(","))"),
