@@ -7,11 +7,14 @@
  *   cz_api_idem.c       Idempotency-Key on POST /v1/models and POST /v1/jobs
  *   cz_api_wait.c       GET /v1/jobs/{id}[?wait=30s] (long-poll until the state changes)
  *   cz_api_retry.c      POST /v1/jobs/{id}:retry (a new job repeating a failed/canceled one)
+ *   cz_api_openapi.c    GET /v1/openapi.json (api/openapi.json, built in); the route listing
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
 #ifndef CZ_API_SERVICE_H
 #define CZ_API_SERVICE_H
+
+#include <stdio.h>
 
 #include "cz_api.h"
 #include "cz_http.h"
@@ -36,6 +39,11 @@ enum MHD_Result cz_api_job_get(cz_req *r);
 enum MHD_Result cz_api_job_retry(cz_req *r);
 /* Called by cz_api.c's job_json: sets job.retry_of and links.retry_of / links.retry. */
 void cz_api_job_links(json_t *job, json_t *row, json_t *links);
+
+/* ---- cz_api_openapi.c ---- */
+enum MHD_Result cz_api_openapi(cz_req *r);
+/* "METHOD PATTERN" per route of the table, one a line (the hidden `compressd routes`). */
+void cz_api_print_routes(FILE *f);
 
 /* ---- defined in cz_api.c for the files above ---- */
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */

@@ -10,6 +10,7 @@
 
 #include "cz_model.h"
 #include "cz_pipeline.h"
+#include "cz_api_service.h"
 #include "cz_serve.h"
 #include "cz_sha256.h"
 
@@ -180,6 +181,10 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "serve")) return cz_serve_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "compress")) return compress_main(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "routes")) {  /* hidden: the route table, for the OpenAPI test */
+    cz_api_print_routes(stdout);
+    return 0;
+  }
   if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
     printf("compressd %s\n", CZ_VERSION);
     return 0;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
 # with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
-# long-polls; retry.
+# long-polls; retry; the OpenAPI document.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -164,6 +164,47 @@ done
 is "every type the schema lists is accepted by POST /v1/jobs" "$bad" ""
 submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "int8", "granularity": "channel", "symmetric": true}], "output": {"format": "safetensors"}}'
 is "int8 with every optional parameter at its listed value: 202" "$R_STATUS" 202
+
+# ======== GET /v1/openapi.json ========
+
+get_to "$T_TMP/openapi.json" /v1/openapi.json
+OA=$T_TMP/openapi.json
+is "GET /v1/openapi.json: 200 JSON, OpenAPI 3" "$R_STATUS $(header Content-Type) $(jq -r .openapi "$OA" | cut -c1-2)" \
+  "200 application/json 3."
+check "the document served is api/openapi.json of the source tree" cmp -s "$OA" "$CZ_SRCDIR/api/openapi.json"
+req GET /v1/openapi.json -H "If-None-Match: $(header ETag)"
+is "If-None-Match with its ETag: 304" "$R_STATUS" 304
+# every route of the table is documented, and every documented operation is a route
+"$CZ_BIN" routes | sort >"$T_TMP/routes.table"
+jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | select(IN("get","put","post","delete","patch","head","options")) | "\(ascii_upcase) \($p)"' "$OA" | sort >"$T_TMP/routes.doc"
+if [ -s "$T_TMP/routes.table" ] && cmp -s "$T_TMP/routes.table" "$T_TMP/routes.doc"; then
+  ok "OpenAPI paths = the route table ($(wc -l <"$T_TMP/routes.table") routes)"
+else
+  not_ok "OpenAPI paths = the route table"
+  diag "$(diff "$T_TMP/routes.table" "$T_TMP/routes.doc" | grep '^[<>]' | sed 's/^</only in the table:/; s/^>/only in the document:/')"
+fi
+is "every \$ref of the document resolves" \
+  "$(jq -r '. as $d | [.. | objects | select(has("$ref")) | ."$ref"] | unique | map(select(
+      (ltrimstr("#/") | split("/")) as $k | ($d | getpath($k)) == null)) | join(" ")' "$OA")" ""
+is "every operation has a summary and responses" \
+  "$(jq -r '[.paths[][] | select((has("summary") and has("responses")) | not)] | length' "$OA")" 0
+is "every {id} in a path is declared as a path parameter" \
+  "$(jq -r '. as $d | [.paths | to_entries[] | select(.key | contains("{id}")) | .key as $p | .value | to_entries[]
+      | select([.value.parameters[]? | . as $q | if has("$ref") then ($d | getpath($q."$ref" | ltrimstr("#/") | split("/"))) else . end
+      | select(.in == "path" and .name == "id")] | length == 0) | "\(.key) \($p)"] | join(", ")' "$OA")" ""
+# each documented route answers with something other than 404/405 for a made-up id
+bad=
+while read -r m p; do
+  url=$(printf '%s' "$p" | sed 's/{id}/x_probe/')
+  case $m in GET) st=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$CZ_URL$url") ;;
+             *) st=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X "$m" -H 'Content-Type: text/plain' --data-binary x "$CZ_URL$url") ;;
+  esac
+  case $st in 405) bad="$bad $m:$p:$st" ;; 404)
+    # a 404 must be about the resource, not the route
+    case $(curl -s --max-time 10 -X "$m" "$CZ_URL$url" | jq -r .error.message) in "no such resource"*) bad="$bad $m:$p:route" ;; esac ;;
+  esac
+done <"$T_TMP/routes.doc"
+is "every documented route is served (no 405, no route-level 404)" "$bad" ""
 
 # ======== Idempotency-Key ========
 
