@@ -71,11 +71,11 @@ export const post = (path, body, opts) => api('POST', path, body, opts);
 // Upload a file as the raw request body (Content-Type: application/octet-stream) with
 // XMLHttpRequest, whose upload events give progress. onProgress(loaded, total).
 // Returns {promise (the model JSON), abort()}.
-export function uploadModel(file, name, onProgress) {
+export function uploadModel(file, name, onProgress, path = '/v1/models') {
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     const q = name ? '?name=' + encodeURIComponent(name) : '';
-    xhr.open('POST', '/v1/models' + q);
+    xhr.open('POST', path + q);
     xhr.setRequestHeader('Content-Type', 'application/octet-stream');
     if (token) xhr.setRequestHeader('Authorization', 'Bearer ' + token);
     xhr.responseType = 'text';
@@ -131,7 +131,8 @@ export const caps = {
   retry: false,        // POST /v1/jobs/{id}:retry exists
   wait: false,         // GET /v1/jobs/{id}?wait= long-poll exists
   dryRun: null,        // {field: 'dry_run'} or {path: '/v1/jobs:plan'} when a preview exists
-  calibration: null,   // the job field that takes a calibration file's model id
+  calibration: null,   // the job field that takes a calibration file's id
+  calibrationUpload: '/v1/models', // where that file is uploaded (/v1/calibrations if it exists)
   authRequired: false, // the API answered 401 to an anonymous request
 };
 
@@ -180,7 +181,8 @@ function fromOpenapi(doc) {
 
 // Ask the server what it can do. Never throws: anything missing means "not offered".
 export async function detect() {
-  const [oa, me] = await Promise.all([probe('GET', '/v1/openapi.json'), probe('GET', '/v1/methods')]);
+  const [oa, me, cal] = await Promise.all([probe('GET', '/v1/openapi.json'), probe('GET', '/v1/methods'), probe('GET', '/v1/calibrations')]);
+  if (cal && cal.ok) caps.calibrationUpload = '/v1/calibrations';
   if (oa && oa.status === 401) caps.authRequired = true;
   if (oa && oa.ok) {
     try { caps.openapi = await oa.json(); fromOpenapi(caps.openapi); } catch (_) { caps.openapi = null; }
@@ -190,10 +192,11 @@ export async function detect() {
   } else if (me && me.status === 401) {
     caps.authRequired = true;
   }
-  if (!caps.openapi) {
-    // Without a description, ask the router: a GET on a POST-only route is 405, on no route 404.
-    const r = await probe('GET', '/v1/jobs/probe:retry');
-    caps.retry = !!r && r.status === 405;
-  }
+  // Ask the router too (a server without the description, or one ahead of it): a GET on a
+  // POST-only route is 405, on no route 404; a server with the long-poll refuses a malformed
+  // wait (400) before looking the job up.
+  const [r, w] = await Promise.all([probe('GET', '/v1/jobs/probe:retry'), probe('GET', '/v1/jobs/probe?wait=x')]);
+  caps.retry = caps.retry || (!!r && r.status === 405);
+  caps.wait = caps.wait || (!!w && w.status === 400);
   return caps;
 }

@@ -130,6 +130,7 @@ export function detailView(root, { id }) {
       ['Model', model ? h('span', {}, `${model.name} `, h('span', { class: 'mono small muted' }, job.model)) : h('span', { class: 'mono' }, job.model)],
       ['Input sha256', h('code', { class: 'hash' }, (report && report.input && report.input.sha256) || (model && model.sha256) || '–')],
       ['Input', model ? `${model.format}, ${fmtBytes(model.bytes)}, ${fmtInt(model.tensor_count)} tensors, ${fmtInt(model.parameter_count)} parameters` : '–'],
+      job.retry_of ? ['Retry of', h('a', { class: 'mono', href: `#/jobs/${encodeURIComponent(job.retry_of)}` }, job.retry_of)] : null,
       ['Produced by', report ? `${report.producer || 'compressd'} ${report.version || ''}` : a ? '…' : '–'],
       report && report.totals ? ['Compression', `${fmtBytes(report.totals.file_bytes_in)} → ${fmtBytes(report.totals.file_bytes_out)} (×${report.totals.ratio.toFixed(2)}, ${report.totals.bpw.toFixed(2)} bits/weight)`] : null,
     ]));

@@ -230,7 +230,7 @@ export function modelsView(root) {
   replace(root,
     h('div', { class: 'page-head' }, h('h1', {}, 'Models'), h('a', { class: 'btn primary', href: '#/new' }, 'Upload a model')),
     errorBox(),
-    h('div', { class: 'table-wrap' }, h('table', {},
+    h('div', { class: 'table-wrap' }, h('table', { class: 'models' },
       h('caption', { class: 'offscreen' }, 'Uploaded models, newest first'),
       h('thead', {}, h('tr', {}, ['Name', 'Id', 'Format', 'Size', 'Tensors', 'Parameters', 'sha256', 'Uploaded', 'Actions'].map((t) => h('th', { scope: 'col' }, t)))),
       tbody)),
