@@ -28,11 +28,8 @@ static enum MHD_Result send_file(cz_req *r, const cz_web_file *f) {
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
   MHD_add_response_header(resp, "Content-Security-Policy", CSP);
-  enum MHD_Result ret =
-      MHD_queue_response(r->conn, fresh ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK, resp);
-  MHD_destroy_response(resp);
-  r->responded = true;
-  return ret;
+  /* through cz_http: X-Request-Id, the status in the request log and the metrics */
+  return cz_reply_mhd(r, fresh ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK, resp);
 }
 
 enum MHD_Result cz_web_index(cz_req *r) {

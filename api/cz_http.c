@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -168,6 +169,7 @@ static enum MHD_Result queue(cz_req *r, unsigned status, struct MHD_Response *re
   if (!resp) return MHD_NO;
   if (!MHD_get_response_header(resp, "Cache-Control"))
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+  MHD_add_response_header(resp, "X-Request-Id", r->request_id);
   if (r->on_reply) {
     void (*hook)(cz_req *, unsigned, struct MHD_Response *) = r->on_reply;
     r->on_reply = NULL;  /* once: a hook may itself look things up and reply */
@@ -315,6 +317,25 @@ const char *cz_req_header(cz_req *r, const char *key) {
 
 /* ---- the access handler ---- */
 
+/* The client's X-Request-Id when it is a sane token, else "req_" + 24 random hex digits. */
+static void set_request_id(cz_req *r) {
+  const char *in = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+  if (cz_request_id_ok(in, CZ_HTTP_MAX_REQUEST_ID)) {
+    snprintf(r->request_id, sizeof r->request_id, "%s", in);
+    return;
+  }
+  uint8_t b[12];
+  if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
+    static _Atomic uint64_t counter;
+    uint64_t v = (uint64_t)cz_http_mono_ms() ^ (++counter << 40);
+    memcpy(b, &v, 8);
+    memset(b + 8, 0, 4);
+  }
+  int n = snprintf(r->request_id, sizeof r->request_id, "req_");
+  for (size_t i = 0; i < sizeof b; i++)
+    n += snprintf(r->request_id + n, sizeof r->request_id - (size_t)n, "%02x", b[i]);
+}
+
 static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const char *url,
                                   const char *method, void **con_cls) {
   cz_req *r = calloc(1, sizeof *r);
@@ -324,6 +345,9 @@ static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const
   r->app = h->app;
   r->method = method;
   r->url = url;
+  r->t_start = cz_http_mono_ms();
+  set_request_id(r);
+  cz_log_set_request_id(r->request_id);
   *con_cls = r;
   bool known;
   r->route = find_route(h, method, url, r->id, &known);
@@ -354,13 +378,29 @@ static void collect_body(cz_req *r, const char *data, size_t len) {
   r->body[r->body_len] = 0;
 }
 
+static enum MHD_Result continue_request(cz_req *r, const char *upload_data,
+                                        size_t *upload_data_size);
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
   cz_http *h = cls;
   cz_req *r = *con_cls;
-  if (r == NULL) return first_call(h, conn, url, method, con_cls);
+  if (r == NULL) {
+    enum MHD_Result ret = first_call(h, conn, url, method, con_cls);
+    cz_log_set_request_id(NULL);
+    return ret;
+  }
+  cz_log_set_request_id(r->request_id);
+  enum MHD_Result ret = continue_request(r, upload_data, upload_data_size);
+  cz_log_set_request_id(NULL);
+  return ret;
+}
+
+/* Every call after the first: body chunks, the end of the body, a resumed park. */
+static enum MHD_Result continue_request(cz_req *r, const char *upload_data,
+                                        size_t *upload_data_size) {
   if (*upload_data_size > 0) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
@@ -380,10 +420,32 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
   return r->route->handle(r);
 }
 
+/* One line per request when it ends: what was asked, what was answered, how long it took.
+ * Successful reads are debug (a polling dashboard would flood info), the rest info. */
+static void log_request(cz_req *r, struct MHD_Connection *conn,
+                        enum MHD_RequestTerminationCode toe) {
+  unsigned status = r->status;
+  if (!status) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (ci) status = ci->http_status;
+  }
+  bool quiet = (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) &&
+               status < 400 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+  static const char *const ends[] = {"ok", "error", "timeout", "shutdown", "read_error",
+                                     "client_abort"};
+  cz_log(quiet ? CZ_LOG_DEBUG : CZ_LOG_INFO, "request", "method", r->method, "path", r->url,
+         "route", r->route ? r->route->pattern : NULL, "status", CZ_LOG_UINT(status), "ms",
+         CZ_LOG_INT(cz_http_mono_ms() - r->t_start), "end",
+         (unsigned)toe < sizeof ends / sizeof ends[0] ? ends[toe] : "other", NULL);
+}
+
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   cz_req *r = *con_cls;
   if (!r) return;
+  cz_log_set_request_id(r->request_id);
+  log_request(r, conn, toe);
   if (r->parked) {  /* only at daemon shutdown; drain() normally resumed it before */
     cz_http *h = cls;
     pthread_mutex_lock(&h->lock);
@@ -397,6 +459,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   }
   if (r->state && r->route && r->route->abort) r->route->abort(r);
   if (r->svc_done) r->svc_done(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+  cz_log_set_request_id(NULL);
   free(r->body);
   free(r);
   *con_cls = NULL;

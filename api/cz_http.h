@@ -24,6 +24,9 @@
 #define CZ_HTTP_MAX_JSON_BODY (1024 * 1024)
 /* Longest {id} accepted in a path; ids we issue are 28 characters. */
 #define CZ_HTTP_MAX_ID 64
+/* Longest X-Request-Id taken from a client (1..64 of [A-Za-z0-9._:-]); others are replaced
+ * by one we make ("req_" + 24 hex digits). */
+#define CZ_HTTP_MAX_REQUEST_ID 64
 
 typedef struct cz_req cz_req;
 typedef struct cz_http cz_http;
@@ -54,6 +57,10 @@ struct cz_req {
   char id[CZ_HTTP_MAX_ID + 1];
   const char *method;
   const char *url;
+  /* the client's X-Request-Id if sane, else ours; in every log line written while the
+   * request is handled (cz_log's request_id field) and echoed in every response */
+  char request_id[CZ_HTTP_MAX_REQUEST_ID + 1];
+  int64_t t_start;          /* cz_http_mono_ms() at the first call */
   /* collected body of a non-upload request */
   char *body;
   size_t body_len;

@@ -201,6 +201,10 @@ static void put_field(line_buf *l, cz_log_format f, const char *sep, const char 
   if (quoted) lb_close(l, "\"");
 }
 
+static _Thread_local const char *tl_request_id;
+
+void cz_log_set_request_id(const char *id) { tl_request_id = id; }
+
 static void format_ts(char out[64]) {
   struct timespec ts;
   struct tm tm;
@@ -240,6 +244,7 @@ static void write_event(cz_log_level lvl, const char *msg, int cut, va_list *kv)
   put_field(&l, f, "", "ts", ts);
   put_field(&l, f, json ? "," : " ", "level", cz_log_level_name(lvl));
   put_field(&l, f, json ? "," : " ", "msg", msg ? msg : "");
+  if (tl_request_id) put_field(&l, f, json ? "," : " ", "request_id", tl_request_id);
   for (;;) {
     const char *key = kv ? va_arg(*kv, const char *) : NULL;
     if (key == NULL) break;

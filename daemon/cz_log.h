@@ -70,6 +70,11 @@ void cz_logv(cz_log_level lvl, const char *msg, va_list kv);
  * (prefer constant messages with fields: they can be searched and counted). */
 void cz_logf(cz_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The request this thread is handling: while set (not NULL), every event the thread logs
+ * carries request_id=ID right after msg. Thread-local; the HTTP layer sets it around each
+ * call into a handler and clears it after. The string must outlive the setting. */
+void cz_log_set_request_id(const char *id);
+
 /* Decimal text of an integer for use as a value, in a buffer that lives until the end of the
  * enclosing block (a compound literal), e.g. cz_log(..., "bytes", CZ_LOG_UINT(n), NULL). */
 #define CZ_LOG_NUM_MAX 24 /* "-9223372036854775808" and its NUL fit */

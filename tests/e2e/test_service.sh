@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
 # with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
-# long-polls; retry; the OpenAPI document.
+# long-polls; retry; the OpenAPI document; request ids.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -164,6 +164,44 @@ done
 is "every type the schema lists is accepted by POST /v1/jobs" "$bad" ""
 submit '{"model": "'"$LLAMA"'", "steps": [{"op": "quantize", "type": "int8", "granularity": "channel", "symmetric": true}], "output": {"format": "safetensors"}}'
 is "int8 with every optional parameter at its listed value: 202" "$R_STATUS" 202
+
+# ======== X-Request-Id ========
+
+req GET /livez
+is "a response carries a generated X-Request-Id (req_ + 24 hex digits)" \
+  "$(header X-Request-Id | grep -c '^req_[0-9a-f]\{24\}$')" 1
+first=$(header X-Request-Id)
+req GET /livez
+check "each request gets its own id" [ "$(header X-Request-Id)" != "$first" ]
+req GET /livez -H 'X-Request-Id: trace-abc.123:x_y'
+is "a sane client X-Request-Id is echoed" "$(header X-Request-Id)" trace-abc.123:x_y
+for bad in 'a b' 'a"b' "$(printf 'r%.0s' $(seq 65))" 'x=y'; do
+  req GET /livez -H "X-Request-Id: $bad"
+  is "an X-Request-Id like '$(printf %.12s "$bad")' is replaced by ours" "$(header X-Request-Id | cut -c1-4)" req_
+done
+req GET /v1/nope -H 'X-Request-Id: trace-404'
+is "an error response carries it" "$R_STATUS $(header X-Request-Id)" "404 trace-404"
+req GET "/v1/jobs/$Q8/artifact" -H 'X-Request-Id: trace-206' -H 'Range: bytes=0-0'
+is "a partial download carries it" "$R_STATUS $(header X-Request-Id)" "206 trace-206"
+req GET "/v1/jobs/$Q8/artifact" -H 'X-Request-Id: trace-304' -H "If-None-Match: \"$ASHA\""
+is "a 304 carries it" "$R_STATUS $(header X-Request-Id)" "304 trace-304"
+req GET / -H 'X-Request-Id: trace-web'
+is "a dashboard file carries it" "$(header X-Request-Id)" trace-web
+req POST '/v1/models?name=traced' -H 'Content-Type: application/octet-stream' -H 'X-Request-Id: trace-upload' \
+  --data-binary "@$CZ_DATA/tiny-llama-f16.gguf"
+TRACED=$(jf "$R_BODY" .id)
+req POST /v1/jobs -H 'Content-Type: application/json' -H 'X-Request-Id: trace-submit' \
+  --data-binary '{"model": "'"$TRACED"'", "steps": [{"op": "quantize", "type": "q8_0"}]}'
+sleep 0.2
+is "the upload's log lines carry its request id (model uploaded, request)" \
+  "$(grep 'request_id=trace-upload' "$CZ_LOG" | sed -n 's/.* msg=\("[^"]*"\|[^ ]*\) .*/\1/p' | sort | tr '\n' ' ')" \
+  '"model uploaded" request '
+is "the request line names route and status" \
+  "$(grep 'msg=request request_id=trace-upload' "$CZ_LOG" | grep -c 'route=/v1/models status=201')" 1
+is "the job submission's log lines carry its request id" \
+  "$(grep 'request_id=trace-submit' "$CZ_LOG" | grep -c 'msg="job submitted"')" 1
+is "lines outside any request carry no request id" \
+  "$(grep -c 'msg=listening.*request_id' "$CZ_LOG")" 0
 
 # ======== GET /v1/openapi.json ========
 
