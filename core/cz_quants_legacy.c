@@ -539,12 +539,13 @@ CZ_AVX2 static inline float signed_absmax8(const float *x, const __m256 v[4]) {
   return amax > 0.0f ? x[first_equal(a, amax)] : 0.0f;
 }
 
-/* The scalar min_max: the first element equal to the minimum, and to the maximum. */
+/* The scalar min_max: the first element equal to the minimum, and to the maximum. Equal
+ * nonzero floats have equal bits, so only a zero extreme needs the search (its sign). */
 CZ_AVX2 static inline void min_max8(const float *x, const __m256 v[4], float *lo, float *hi) {
   const float mn = hmin8(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
   const float mx = hmax8(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
-  *lo = x[first_equal(v, mn)];
-  *hi = x[first_equal(v, mx)];
+  *lo = mn != 0.0f ? mn : x[first_equal(v, mn)];
+  *hi = mx != 0.0f ? mx : x[first_equal(v, mx)];
 }
 
 /* (int)trunc((v - sub) * id + add) for the 32 elements, as bytes in element order (every code
