@@ -91,7 +91,7 @@ export function newJobView(root, { query }) {
     h('h2', { id: 'job-h' }, '2. Describe the job'),
     h('div', { class: 'field-row' },
       h('div', { class: 'field grow' }, h('label', { for: 'job-model' }, 'Model'), modelSel),
-      h('div', { class: 'field grow' }, h('label', { for: 'job-preset' }, 'Preset'), presetSel)),
+      h('div', { class: 'field grow' }, h('label', { for: 'job-preset' }, 'Start from'), presetSel)),
     h('fieldset', { class: 'steps-fieldset' },
       h('legend', {}, 'Steps ', h('span', { class: 'muted small' }, fromServer ? '(methods from GET /v1/methods)' : '(built-in method list)')),
       stepsBox, addStep),
@@ -138,7 +138,11 @@ export function newJobView(root, { query }) {
     let input;
     const val = step.values[p.name];
     if (p.enum) {
-      input = h('select', { id }, p.enum.map((e) => h('option', { value: String(e), selected: String(e) === String(val) }, (p.labels && p.labels[e]) || String(e))));
+      // an optional choice without a default starts unset ("type" and "preset" exclude each other)
+      const unset = val === undefined || val === null;
+      input = h('select', { id },
+        !p.required || unset ? h('option', { value: '', selected: unset }, p.required ? 'choose…' : '— not set —') : null,
+        p.enum.map((e) => h('option', { value: String(e), selected: !unset && String(e) === String(val) }, (p.labels && p.labels[e]) || String(e))));
     } else if (p.type === 'boolean' && !p.enum) {
       input = h('input', { id, type: 'checkbox', checked: !!val });
     } else if (p.type === 'integer' || p.type === 'number') {
@@ -150,9 +154,10 @@ export function newJobView(root, { query }) {
     if (p.required) input.required = true;
     input.addEventListener(input.tagName === 'SELECT' || input.type === 'checkbox' ? 'change' : 'input', () => {
       let v = p.type === 'boolean' && !p.enum ? input.checked : input.value;
-      if (p.enum) v = p.enum.find((e) => String(e) === input.value);
+      if (p.enum) v = input.value === '' ? undefined : p.enum.find((e) => String(e) === input.value);
       if ((p.type === 'integer' || p.type === 'number') && v !== '') v = Number(v);
       if (v === '' && !p.required) v = undefined;
+      else if (p.type === 'object' && typeof v === 'string') { try { v = JSON.parse(v); } catch (_) { /* the server says what is wrong */ } }
       else if (p.type === 'array' && typeof v === 'string') {
         try { v = JSON.parse(v); } catch (_) { v = v.split(',').map((x) => x.trim()).filter(Boolean); }
       }
@@ -163,7 +168,8 @@ export function newJobView(root, { query }) {
     const label = h('label', { for: id }, p.name, p.unit ? ` (${p.unit})` : '',
       (p.minimum !== null || p.maximum !== null) && (p.type === 'integer' || p.type === 'number')
         ? h('span', { class: 'muted small' }, ` ${p.minimum ?? ''}…${p.maximum ?? ''}`) : null);
-    return h('div', { class: p.type === 'boolean' && !p.enum ? 'field check' : 'field' }, label, input, help);
+    if (p.type === 'boolean' && !p.enum) return h('div', { class: 'field check' }, h('div', { class: 'check-row' }, input, label), help);
+    return h('div', { class: 'field' }, label, input, help);
   }
 
   function renderSteps() {
@@ -221,7 +227,7 @@ export function newJobView(root, { query }) {
   async function withCalibration(body) {
     if (!calib || !calib.files[0]) return body;
     jobStatus.textContent = 'Uploading the calibration file…';
-    const m = await uploadModel(calib.files[0], calib.files[0].name, () => {}).promise;
+    const m = await uploadModel(calib.files[0], calib.files[0].name, () => {}, caps.calibrationUpload).promise;
     body[calibField] = m.id;
     return body;
   }
