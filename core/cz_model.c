@@ -146,6 +146,15 @@ const cz_tensor *cz_model_find(const cz_model *m, const char *name) {
 
 /* A zero dimension is looked for first: the readers accept an empty tensor whatever its
  * other dimensions are, and their product may not fit in int64. */
+void cz_model_release(const cz_model *m, const void *p, uint64_t len) {
+  const uint8_t *base = m->map, *lo = p, *hi = (const uint8_t *)p + len;
+  if (base == NULL || lo < base || hi > base + m->map_len || len == 0) return;
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  /* only pages wholly inside the range: a neighbour may still be reading the edges */
+  uintptr_t a = ((uintptr_t)lo + page - 1) & ~(page - 1), b = (uintptr_t)hi & ~(page - 1);
+  if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int64_t cz_tensor_nelements(const cz_tensor *t) {
   for (int i = 0; i < t->n_dims; i++)
     if (t->ne[i] == 0) return 0;

@@ -95,6 +95,12 @@ cz_err_code cz_model_open(const char *path, cz_model **out, cz_error *err);
 cz_err_code cz_model_open_as(const char *path, cz_format f, cz_model **out, cz_error *err);
 void cz_model_close(cz_model *m);
 
+/* Tell the kernel that [p, p+len) of the model's mapping has been consumed: the whole pages
+ * inside it leave this process's resident set (they stay in the page cache and fault back in
+ * if read again). Keeps the resident size of a pass over a model bounded by what is in flight
+ * rather than by the model size. Thread-safe; a no-op for ranges outside the mapping. */
+void cz_model_release(const cz_model *m, const void *p, uint64_t len);
+
 /* Tensor by name, or NULL. Linear scan is fine: callers look up a handful of names. */
 const cz_tensor *cz_model_find(const cz_model *m, const char *name);
 /* Number of elements of t (validated at open, cannot overflow). Use it rather than
