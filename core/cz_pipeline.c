@@ -440,6 +440,7 @@ static cz_err_code task_copy(cz_run *run, tensor_state *s, cz_error *err) {
     uint64_t n = s->in->nbytes - done < step ? s->in->nbytes - done : step;
     cz_err_code rc = pwrite_all(run->fd, s->in->data + done, n, off + done, err);
     if (rc) return rc;
+    cz_model_release(run->in, s->in->data + done, n);
     atomic_fetch_add(&run->bytes_done, n);
   }
   pthread_mutex_lock(&s->lock);
@@ -520,6 +521,7 @@ static cz_err_code task_transform(cz_run *run, tensor_state *s, int64_t r0, int6
     run->step->method->decode(run->step->params, &s->plan, (const uint8_t *const *)obuf, nr,
                               s->ncols, y);
     cz_errstat_add(&st, x, y, nr * s->ncols);
+    cz_model_release(run->in, s->in->data + (uint64_t)r * in_row, (uint64_t)nr * in_row);
     atomic_fetch_add(&run->bytes_done, (uint64_t)nr * in_row);
   }
   if (!rc) {
