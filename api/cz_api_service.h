@@ -8,6 +8,7 @@
  *   cz_api_wait.c       GET /v1/jobs/{id}[?wait=30s] (long-poll until the state changes)
  *   cz_api_retry.c      POST /v1/jobs/{id}:retry (a new job repeating a failed/canceled one)
  *   cz_api_openapi.c    GET /v1/openapi.json (api/openapi.json, built in); the route listing
+ *   cz_api_metrics.c    GET /metrics (Prometheus text format)
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
@@ -44,6 +45,9 @@ void cz_api_job_links(json_t *job, json_t *row, json_t *links);
 enum MHD_Result cz_api_openapi(cz_req *r);
 /* "METHOD PATTERN" per route of the table, one a line (the hidden `compressd routes`). */
 void cz_api_print_routes(FILE *f);
+
+/* ---- cz_api_metrics.c ---- */
+enum MHD_Result cz_api_metrics(cz_req *r);
 
 /* ---- defined in cz_api.c for the files above ---- */
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */

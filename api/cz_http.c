@@ -15,6 +15,7 @@
 
 #include "cz_http_parse.h"
 #include "cz_log.h"
+#include "cz_metrics.h"
 
 /* Connection limits (libmicrohttpd's defaults are no timeout and FD_SETSIZE-4 connections). */
 #define CONN_TIMEOUT_S 120        /* idle seconds before a connection is dropped */
@@ -191,6 +192,7 @@ enum MHD_Result cz_reply_json(cz_req *r, unsigned status, json_t *json) {
   json_decref(json);
   if (!s) return MHD_NO;
   size_t n = strlen(s);
+  r->resp_bytes = n;
   struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
   if (resp) MHD_add_response_header(resp, "Content-Type", "application/json");
   return queue(r, status, resp);
@@ -216,6 +218,7 @@ enum MHD_Result cz_reply_err(cz_req *r, const cz_error *e) {
 }
 
 enum MHD_Result cz_reply_fd(cz_req *r, int fd, uint64_t size, const char *content_type, ...) {
+  r->resp_bytes = size;
   struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
   if (!resp) {
     close(fd);
@@ -292,6 +295,7 @@ enum MHD_Result cz_reply_file(cz_req *r, int fd, uint64_t size, const char *cont
     snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
              (unsigned long long)last, (unsigned long long)size);
   }
+  r->resp_bytes = len;
   resp = MHD_create_response_from_fd_at_offset64(len, fd, off);
   if (!resp) {
     close(fd);
@@ -355,7 +359,14 @@ static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const
     if (known) return cz_reply_error(r, CZ_E_METHOD_NOT_ALLOWED, "%s is not allowed on %s", method, url);
     return cz_reply_error(r, CZ_E_NOT_FOUND, "no such resource: %s", url);
   }
-  if (r->route->upload) return r->route->upload(r, CZ_UPLOAD_BEGIN, NULL, 0);
+  if (r->route->upload) {
+    enum MHD_Result ret = r->route->upload(r, CZ_UPLOAD_BEGIN, NULL, 0);
+    if (!r->responded) {
+      r->upload_counted = true;
+      cz_metrics_upload_begin();
+    }
+    return ret;
+  }
   return MHD_YES;
 }
 
@@ -404,6 +415,7 @@ static enum MHD_Result continue_request(cz_req *r, const char *upload_data,
   if (*upload_data_size > 0) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
+    cz_metrics_bytes_in(n);
     if (r->responded) return MHD_YES;  /* already answered: drain and discard */
     if (r->route->upload) return r->route->upload(r, CZ_UPLOAD_CHUNK, upload_data, n);
     collect_body(r, upload_data, n);
@@ -430,6 +442,7 @@ static void log_request(cz_req *r, struct MHD_Connection *conn,
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
     if (ci) status = ci->http_status;
   }
+  cz_metrics_http_request(r->method, r->route ? r->route->pattern : NULL, status);
   bool quiet = (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) &&
                status < 400 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
   static const char *const ends[] = {"ok", "error", "timeout", "shutdown", "read_error",
@@ -446,6 +459,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (!r) return;
   cz_log_set_request_id(r->request_id);
   log_request(r, conn, toe);
+  if (r->upload_counted) cz_metrics_upload_end();
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && strcmp(r->method, "HEAD") != 0)
+    cz_metrics_bytes_out(r->resp_bytes);
   if (r->parked) {  /* only at daemon shutdown; drain() normally resumed it before */
     cz_http *h = cls;
     pthread_mutex_lock(&h->lock);

@@ -61,6 +61,8 @@ struct cz_req {
    * request is handled (cz_log's request_id field) and echoed in every response */
   char request_id[CZ_HTTP_MAX_REQUEST_ID + 1];
   int64_t t_start;          /* cz_http_mono_ms() at the first call */
+  uint64_t resp_bytes;      /* body bytes of the queued response (metrics) */
+  bool upload_counted;      /* counted in uploads in flight */
   /* collected body of a non-upload request */
   char *body;
   size_t body_len;

@@ -19,6 +19,7 @@
 #include "cz_config.h"
 #include "cz_http.h"
 #include "cz_log.h"
+#include "cz_metrics.h"
 #include "cz_store.h"
 #include "cz_worker.h"
 
@@ -162,6 +163,7 @@ int cz_serve_main(int argc, char **argv) {
   char nthreads[16];
   snprintf(nthreads, sizeof nthreads, "%d", cfg.workers + 1);
   setenv("UV_THREADPOOL_SIZE", nthreads, 1);
+  cz_metrics_worker_slots(cfg.workers + 1);  /* the pool's threads, all able to run tasks */
   openblas_set_num_threads(1);
 
   serve_ctx s = {0};

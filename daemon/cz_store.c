@@ -824,3 +824,28 @@ cz_err_code cz_store_job_retry(cz_store *s, const char *id, const char *new_id,
   retry_args a = {id, {new_id, NULL, NULL, max_attempts, now, id, max_queued}};
   return run_txn(s, job_retry_txn, &a, err);
 }
+
+/* ---- counts for /metrics ---- */
+
+static void bind_nothing(sqlite3_stmt *st, const void *cls) {
+  (void)st;
+  (void)cls;
+}
+
+cz_err_code cz_store_job_counts(cz_store *s, int64_t counts[5], cz_error *err) {
+  static const char *const states[] = {"queued", "running", "succeeded", "failed", "canceled"};
+  json_t *rows;
+  cz_err_code rc = query(s, "SELECT state, count(*) AS n FROM jobs GROUP BY state", bind_nothing,
+                         NULL, &rows, err);
+  if (rc) return rc;
+  memset(counts, 0, 5 * sizeof counts[0]);
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) {
+    const char *st = json_string_value(json_object_get(row, "state"));
+    for (int k = 0; k < 5; k++)
+      if (st && strcmp(st, states[k]) == 0) counts[k] = json_integer_value(json_object_get(row, "n"));
+  }
+  json_decref(rows);
+  return CZ_E_OK;
+}

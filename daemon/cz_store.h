@@ -141,6 +141,10 @@ cz_err_code cz_store_job_submit(cz_store *s, const cz_job_submit *a, cz_error *e
 cz_err_code cz_store_job_retry(cz_store *s, const char *id, const char *new_id,
                                int max_attempts, int max_queued, int64_t now, cz_error *err);
 
+/* ---- counts for /metrics ---- */
+/* Jobs in each state: counts[0..4] = queued, running, succeeded, failed, canceled. */
+cz_err_code cz_store_job_counts(cz_store *s, int64_t counts[5], cz_error *err);
+
 /* ---- change notification ---- */
 /* fn(cls, job_id) is called after every committed change of a job's state (cancel, claim,
  * finish, release), on the thread that made it, outside the store's lock; it must be quick

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cz_log.h"
+#include "cz_metrics.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
 
@@ -120,6 +121,12 @@ static void record_outcome(job *j) {
       o.error_message = j->rc == CZ_E_CANCELED ? "canceled by request" : j->err.msg;
     }
     rc = cz_store_job_finish(w->store, j->id, w->owner, &o, now_ms(), &e);
+    if (!rc) {
+      struct timespec t1;
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      cz_metrics_job_finished(o.state, (double)(t1.tv_sec - j->t0.tv_sec) +
+                                           (double)(t1.tv_nsec - j->t0.tv_nsec) / 1e9);
+    }
     cz_log(j->rc ? CZ_LOG_WARN : CZ_LOG_INFO, "job finished", "job", j->id, "state", o.state,
            "error", j->rc ? j->err.msg : NULL, "artifact", j->rc ? NULL : j->artifact_sha, NULL);
   }
@@ -185,7 +192,9 @@ static void finish_job(job *j) {
 /* Runs on: pool thread. */
 static void task_work(uv_work_t *req) {
   task_req *t = req->data;
+  cz_metrics_worker_busy(1);
   t->rc = cz_run_task(t->j->run, t->task, &t->err);
+  cz_metrics_worker_busy(-1);
 }
 
 /* Runs on: loop thread. */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
 # with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
-# long-polls; retry; the OpenAPI document; request ids.
+# long-polls; retry; the OpenAPI document; request ids; metrics.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -482,6 +482,69 @@ else
   skip "retry of a canceled job" "same"
   skip "the retried job succeeds" "same"
 fi
+
+# ======== GET /metrics ========
+
+# metric NAME_WITH_LABELS: its value in a fresh scrape (empty if absent)
+metric() { curl -s --max-time 10 "$CZ_URL/metrics" | grep -v '^#' | grep -F "$1 " | head -1 | awk '{print $NF}'; }
+req GET /metrics
+MET=$R_BODY
+is "GET /metrics: 200, Prometheus text format 0.0.4" "$R_STATUS $(header Content-Type)" \
+  "200 text/plain; version=0.0.4; charset=utf-8"
+is "every sample line is NAME{LABELS} VALUE" \
+  "$(printf '%s\n' "$MET" | grep -v '^#' | grep -cvE '^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$')" 0
+is "every family has HELP and TYPE" \
+  "$(printf '%s\n' "$MET" | grep -v '^#' | sed -E 's/[{ ].*//; s/_(bucket|sum|count)$//' | sort -u | while read -r fam; do
+       printf '%s\n' "$MET" | grep -q "^# HELP $fam " && printf '%s\n' "$MET" | grep -q "^# TYPE $fam " || echo "$fam"; done)" ""
+bad=
+for st in queued running succeeded failed canceled; do
+  want=$(curl -s "$CZ_URL/v1/jobs?page_size=1000&state=$st" | jq '.jobs | length')
+  got=$(printf '%s\n' "$MET" | grep "^compressd_jobs{state=\"$st\"}" | awk '{print $2}')
+  [ "$got" = "$want" ] || bad="$bad $st:$got/$want"
+done
+is "compressd_jobs by state = the job list by state" "${bad:-}" ""
+is "compressd_queue_depth = queued jobs" "$(printf '%s\n' "$MET" | grep '^compressd_queue_depth ' | awk '{print $2}')" \
+  "$(printf '%s\n' "$MET" | grep '^compressd_jobs{state="queued"}' | awk '{print $2}')"
+n0=$(metric 'compressd_http_requests_total{method="GET",route="/livez",code="200"}')
+for i in 1 2 3; do curl -s -o /dev/null "$CZ_URL/livez"; done
+curl -s -o /dev/null "$CZ_URL/v1/jobs/job_000000000000000000000000"
+is "3 GET /livez are counted under their route and status" \
+  "$(metric 'compressd_http_requests_total{method="GET",route="/livez",code="200"}')" "$((${n0:-0} + 3))"
+is "a 404 is counted under its route pattern" \
+  "$(metric 'compressd_http_requests_total{method="GET",route="/v1/jobs/{id}",code="404"}' | grep -c '^[1-9]')" 1
+in0=$(metric compressd_http_request_bytes_total)
+out0=$(metric compressd_http_response_bytes_total)
+upload "$CZ_DATA/tiny-llama-f16.gguf" metrics
+curl -s -o /dev/null "$CZ_URL/v1/models/$MODEL_ID/file"
+FSIZE=$(wc -c <"$CZ_DATA/tiny-llama-f16.gguf")
+check "bytes in grew by at least the upload ($FSIZE)" [ "$(metric compressd_http_request_bytes_total)" -ge $((in0 + FSIZE)) ]
+check "bytes out grew by at least the download ($FSIZE)" [ "$(metric compressd_http_response_bytes_total)" -ge $((out0 + FSIZE)) ]
+curl -s -o /dev/null --max-time 60 --limit-rate 20k -H 'Content-Type: application/octet-stream' \
+  --data-binary "@$T_TMP/slow.bin" "$CZ_URL/v1/models?name=slow" &
+SLOW=$!
+sleep 1
+is "a slow upload shows in compressd_uploads_in_flight" "$(metric compressd_uploads_in_flight)" 1
+kill "$SLOW" 2>/dev/null
+wait "$SLOW" 2>/dev/null
+sleep 0.5
+is "... and leaves it when the client goes" "$(metric compressd_uploads_in_flight)" 0
+is "worker slots = the pool's threads (workers + 1)" "$(metric compressd_worker_slots)" 3
+submit "$BLOCK_BODY"
+BJ=$JOB_ID
+busy=0
+for i in $(seq 1 100); do
+  b=$(metric compressd_worker_busy_slots)
+  [ "${b:-0}" -gt 0 ] && { busy=$b; break; }
+  sleep 0.05
+done
+check "while a job runs, busy slots rise above 0 (saw $busy)" [ "$busy" -gt 0 ]
+wait_job "$BJ" 60
+SC=$(metric 'compressd_job_duration_seconds_count{state="succeeded"}')
+is "the duration histogram counts the jobs this daemon finished (+Inf bucket = count)" \
+  "$(metric 'compressd_job_duration_seconds_bucket{state="succeeded",le="+Inf"}')" "$SC"
+check "at least the blocker job is in it" [ "${SC:-0}" -ge 1 ]
+is "buckets are cumulative" "$(curl -s "$CZ_URL/metrics" | grep '^compressd_job_duration_seconds_bucket{state="succeeded"' |
+  awk '{ if ($2 < prev) bad = 1; prev = $2 } END { print bad + 0 }')" 0
 
 cz_stop "$CZ_PID"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
