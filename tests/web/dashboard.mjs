@@ -65,9 +65,9 @@ page.on('console', (m) => {
 const foreign = [];
 page.on('request', (r) => { if (!r.url().startsWith(URL_) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) foreign.push(r.url()); });
 
-async function shot(name) {
+async function shot(name, fullPage = true) {
   const file = path.join(SHOTS, name);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage });
   diag(`screenshot ${file}`);
 }
 
@@ -200,6 +200,7 @@ try {
   ok(stats.includes(report.totals.bpw.toFixed(2)) && stats.includes('×' + report.totals.ratio.toFixed(2)), 'the report shows the totals', stats);
   await a11y('report');
   await shot('04-report.png');
+  await shot('04-report-top.png', false);
 
   // ---- 6. a second job (int8) and the comparison ----
   await page.goto(URL_ + `/#/new?model=${model.id}`);
@@ -262,6 +263,37 @@ try {
     ok(['queued', 'running', 'succeeded'].includes(after), `Retry queues the job again (now ${after})`);
   }
   await shot('08-job-canceled.png');
+
+  // ---- 9. paging: more jobs than one page (20) ----
+  for (let i = 0; i < 20; i++) {
+    await fetch(URL_ + '/v1/jobs', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: model.id, steps: [{ op: 'quantize', type: 'f16' }], output: { format: 'gguf' } }) });
+  }
+  await page.goto(URL_ + '/#/jobs');
+  await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length === 20);
+  await page.waitForFunction(() => !document.querySelector('.pager button:last-child').disabled);
+  const firstPage = await page.locator('table.jobs tbody tr').first().getAttribute('data-job');
+  await page.click('.pager button:last-child');
+  await page.waitForFunction((f) => document.querySelector('.pager span').textContent === 'page 2' &&
+    document.querySelectorAll('table.jobs tbody tr').length > 0 &&
+    document.querySelector('table.jobs tbody tr').getAttribute('data-job') !== f, firstPage);
+  const n2 = await page.locator('table.jobs tbody tr').count();
+  const total = (await apiGet('/v1/jobs?page_size=1000')).jobs.length;
+  ok(n2 === total - 20, `"Older" shows the second page (${n2} of ${total} jobs)`);
+  await page.click('.pager button:first-child');
+  await page.waitForFunction(() => document.querySelector('.pager span').textContent === 'page 1');
+  ok(await page.locator('table.jobs tbody tr').first().getAttribute('data-job') === firstPage, '"Newer" returns to the first page');
+  await shot('09-jobs-paged.png', false);
+  // cancel the newest job (still queued behind the others, or running) from its row
+  const victim = await page.locator('table.jobs tbody tr').first().getAttribute('data-job');
+  const cancelBtn = page.locator(`tr[data-job="${victim}"] [data-action="cancel"]`);
+  if (await cancelBtn.count()) {
+    await cancelBtn.click();
+    await page.waitForFunction((id) => document.querySelector(`tr[data-job="${id}"] .c-state`).textContent === 'canceled', victim, { timeout: 15000 });
+    ok((await apiGet(`/v1/jobs/${victim}`)).state === 'canceled', 'the Cancel button of a queued job cancels it');
+  } else {
+    ok(true, `the newest job finished before it could be canceled # SKIP race`);
+  }
 
   ok(foreign.length === 0, 'the pages contacted no other host', ...foreign);
   ok(errors.length === 0, 'no script errors in the console', ...errors);
