@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cz_api_web.h"
+#include "cz_api_calib.h"
 #include "cz_log.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
@@ -394,7 +395,7 @@ static enum MHD_Result reply_job(cz_req *r, unsigned status, const char *id) {
 /* Plan the recipe against the model now, so that a job that cannot run is refused at submit
  * time with the reason rather than failing later in the queue. */
 static cz_err_code check_plan(cz_api *api, const cz_recipe *rec, const char *model_id,
-                              cz_error *err) {
+                              json_t **plan, cz_error *err) {
   json_t *row;
   cz_err_code rc = cz_store_model_get(api->store, model_id, false, &row, err);
   if (rc == CZ_E_NOT_FOUND)
@@ -407,8 +408,22 @@ static cz_err_code check_plan(cz_api *api, const cz_recipe *rec, const char *mod
   if ((rc = cz_model_open(path, &m, err))) return rc;
   cz_run *run;
   rc = cz_run_plan(rec, m, NULL, &run, err);
+  if (!rc && plan) *plan = cz_run_plan_json(run); /* dry run: the plan is the answer */
   if (!rc) cz_run_free(run);
   cz_model_close(m);
+  return rc;
+}
+
+/* The job's "calibration": load it (400 when there is no such id) and attach it, so that the
+ * plan sees it (types that need an importance matrix refuse to plan without one). */
+static cz_err_code attach_calibration(cz_api *api, cz_recipe *rec, const json_t *calib,
+                                      cz_imatrix **im, cz_error *err) {
+  if (!calib) return CZ_E_OK;
+  cz_err_code rc = cz_calib_load(api->store, api->blobs, json_string_value(calib), im, err);
+  if (rc == CZ_E_NOT_FOUND)
+    return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "calibration: no calibration with id %s",
+                      json_string_value(calib));
+  if (!rc) cz_recipe_set_imatrix(rec, *im);
   return rc;
 }
 
@@ -419,15 +434,31 @@ static enum MHD_Result h_job_create(cz_req *r) {
   if (!body) return cz_reply_error(r, CZ_E_INVALID_RECIPE, "body is not valid JSON: %s", jerr.text);
   cz_error e = {0};
   cz_recipe *rec = NULL;
-  static const char *const extra[] = {"model", NULL};
+  static const char *const extra[] = {"model", "calibration", "dry_run", NULL};
   const char *model = json_string_value(json_object_get(body, "model"));
+  const json_t *calib = json_object_get(body, "calibration"), *dry = json_object_get(body, "dry_run");
+  cz_imatrix *im = NULL;
+  json_t *plan = NULL;
   enum MHD_Result ret;
   if (!json_is_object(body) || model == NULL) {
     ret = cz_reply_error(r, CZ_E_INVALID_RECIPE, "model is required (the id of an uploaded model)");
-  } else if (cz_recipe_parse(body, extra, &rec, &e) || check_plan(api, rec, model, &e)) {
+  } else if ((calib && !json_is_string(calib)) || (dry && !json_is_boolean(dry))) {
+    ret = cz_reply_error(r, CZ_E_INVALID_RECIPE, calib && !json_is_string(calib)
+                                                     ? "calibration must be the id of a calibration (cal_...)"
+                                                     : "dry_run must be true or false");
+  } else if (cz_recipe_parse(body, extra, &rec, &e) || attach_calibration(api, rec, calib, &im, &e) ||
+             check_plan(api, rec, model, json_is_true(dry) ? &plan : NULL, &e)) {
     ret = cz_reply_err(r, &e);
+  } else if (plan) {
+    /* dry run: what the job would do and the exact size it would write; nothing queued */
+    json_object_set_new(plan, "dry_run", json_true());
+    json_object_set_new(plan, "model", json_string(model));
+    json_object_set_new(plan, "recipe", cz_recipe_normalized(rec));
+    if (calib) json_object_set_new(plan, "calibration", json_incref((json_t *)calib));
+    ret = cz_reply_json(r, 200, plan);
   } else {
     json_t *norm = cz_recipe_normalized(rec);
+    if (calib) json_object_set_new(norm, "calibration", json_incref((json_t *)calib));
     char *rs = json_dumps(norm, JSON_COMPACT);
     json_decref(norm);
     char id[40];
@@ -444,6 +475,7 @@ static enum MHD_Result h_job_create(cz_req *r) {
     free(rs);
   }
   cz_recipe_free(rec);
+  cz_imatrix_free(im);
   json_decref(body);
   return ret;
 }
@@ -490,6 +522,9 @@ static const cz_route routes[] = {
     {"GET", "/v1/models/{id}", h_model_get, NULL, NULL},
     {"DELETE", "/v1/models/{id}", h_model_delete, NULL, NULL},
     {"POST", "/v1/jobs", cz_api_job_create_idem, NULL, NULL},
+    {"POST", "/v1/calibrations", NULL, cz_api_calib_upload, cz_api_calib_upload_abort},
+    {"GET", "/v1/calibrations", cz_api_calib_list, NULL, NULL},
+    {"GET", "/v1/calibrations/{id}", cz_api_calib_get, NULL, NULL},
     {"GET", "/v1/jobs", h_job_list, NULL, NULL},
     {"GET", "/v1/jobs/{id}", cz_api_job_get, NULL, NULL},
     {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},

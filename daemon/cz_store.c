@@ -656,7 +656,8 @@ static void bind_sha(sqlite3_stmt *st, const void *sha) {
 cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_error *err) {
   json_t *items;
   cz_err_code rc = query(s, "SELECT 1 FROM models WHERE sha256 = ?1 UNION ALL SELECT 1 FROM jobs "
-                            "WHERE artifact_sha256 = ?1 OR report_sha256 = ?1 LIMIT 1",
+                            "WHERE artifact_sha256 = ?1 OR report_sha256 = ?1 UNION ALL "
+                            "SELECT 1 FROM calibrations WHERE sha256 = ?1 LIMIT 1",
                          bind_sha, sha256, &items, err);
   if (rc) return rc;
   *used = json_array_size(items) > 0;
@@ -848,4 +849,49 @@ cz_err_code cz_store_job_counts(cz_store *s, int64_t counts[5], cz_error *err) {
   }
   json_decref(rows);
   return CZ_E_OK;
+}
+
+/* ---- calibrations ---- */
+
+static cz_err_code calibration_insert_txn(cz_store *s, void *cls, cz_error *err) {
+  const cz_calibration_row *c = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s,
+                           "INSERT INTO calibrations (id, name, sha256, bytes, format, n_entries, "
+                           "chunk_count, chunk_size, datasets, created_at) "
+                           "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, c->id);
+  bind_text(st, 2, c->name);
+  bind_text(st, 3, c->sha256);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)c->bytes);
+  bind_text(st, 5, c->format);
+  sqlite3_bind_int64(st, 6, (sqlite3_int64)c->n_entries);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)c->chunk_count);
+  sqlite3_bind_int64(st, 8, (sqlite3_int64)c->chunk_size);
+  bind_text(st, 9, c->datasets_json);
+  sqlite3_bind_int64(st, 10, c->created_at);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_calibration_insert(cz_store *s, const cz_calibration_row *c, cz_error *err) {
+  return run_txn(s, calibration_insert_txn, (void *)c, err);
+}
+
+#define CALIBRATION_COLS \
+  "seq, id, name, sha256, bytes, format, n_entries, chunk_count, chunk_size, datasets, created_at"
+
+cz_err_code cz_store_calibration_get(cz_store *s, const char *id, json_t **out, cz_error *err) {
+  return query_one(s, "SELECT " CALIBRATION_COLS " FROM calibrations WHERE id = ?", bind_id, id,
+                   "calibration", id, out, err);
+}
+
+cz_err_code cz_store_calibration_list(cz_store *s, int limit, int64_t before_seq, json_t **items,
+                                      int64_t *next_seq, cz_error *err) {
+  page_args a = {limit, before_seq, NULL, NULL};
+  cz_err_code rc = query(s, "SELECT " CALIBRATION_COLS " FROM calibrations WHERE seq < ? "
+                            "ORDER BY seq DESC LIMIT ?", bind_page, &a, items, err);
+  if (!rc) finish_page(*items, limit, next_seq);
+  return rc;
 }

@@ -153,4 +153,20 @@ cz_err_code cz_store_job_counts(cz_store *s, int64_t counts[5], cz_error *err);
 void cz_store_set_job_listener(cz_store *s, void (*fn)(void *cls, const char *job_id),
                                void *cls);
 
+/* ---- calibrations (importance matrices, migration 0010) ---- */
+typedef struct {
+  const char *id, *name, *sha256, *format;   /* format: "gguf" or "dat" */
+  uint64_t bytes, n_entries;
+  uint32_t chunk_count, chunk_size;
+  const char *datasets_json;                 /* JSON array of strings */
+  int64_t created_at;
+} cz_calibration_row;
+
+cz_err_code cz_store_calibration_insert(cz_store *s, const cz_calibration_row *c, cz_error *err);
+/* NOT_FOUND if absent. */
+cz_err_code cz_store_calibration_get(cz_store *s, const char *id, json_t **out, cz_error *err);
+/* Newest first, paged like models. */
+cz_err_code cz_store_calibration_list(cz_store *s, int limit, int64_t before_seq, json_t **items,
+                                      int64_t *next_seq, cz_error *err);
+
 #endif

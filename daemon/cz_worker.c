@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cz_api_calib.h"
+#include "cz_imatrix.h"
 #include "cz_log.h"
 #include "cz_metrics.h"
 #include "cz_model.h"
@@ -52,6 +54,7 @@ struct job {
   char model_sha[65];
   cz_model *model;
   cz_recipe *recipe;
+  cz_imatrix *imatrix;      /* the job's calibration, NULL without; the recipe borrows it */
   cz_run *run;
   cz_blob_writer out;
   bool out_open;
@@ -83,6 +86,7 @@ static void job_free(job *j) {
   if (j->out_open) cz_blob_writer_abort(&j->out);
   cz_run_free(j->run);
   cz_recipe_free(j->recipe);
+  cz_imatrix_free(j->imatrix);
   cz_model_close(j->model);
   json_decref(j->report);
   free(j);
@@ -243,7 +247,16 @@ static cz_err_code job_prepare(job *j, json_t *row, cz_error *err) {
   json_error_t jerr;
   json_t *recipe = json_loads(json_string_value(json_object_get(row, "recipe")), 0, &jerr);
   if (!recipe) return cz_err_set(err, CZ_E_INTERNAL, "stored recipe is not JSON: %s", jerr.text);
-  rc = cz_recipe_parse(recipe, NULL, &j->recipe, err);
+  /* the job's calibration (importance matrix), named in the stored recipe */
+  static const char *const extra[] = {"calibration", NULL};
+  rc = cz_recipe_parse(recipe, extra, &j->recipe, err);
+  const char *calib = json_string_value(json_object_get(recipe, "calibration"));
+  if (!rc && calib) {
+    rc = cz_calib_load(w->store, w->blobs, calib, &j->imatrix, err);
+    if (rc == CZ_E_NOT_FOUND)
+      rc = cz_err_set(err, CZ_E_INVALID_ARGUMENT, "calibration %s no longer exists", calib);
+    if (!rc) cz_recipe_set_imatrix(j->recipe, j->imatrix);
+  }
   json_decref(recipe);
   if (rc || (rc = cz_model_open(path, &j->model, err)) ||
       (rc = cz_run_plan(j->recipe, j->model, j->model_sha, &j->run, err)) ||

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cz_imatrix.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
 #include "cz_api_service.h"
@@ -23,6 +24,8 @@ static void usage(FILE *f) {
           "usage: compressd serve [--listen ADDR:PORT] [--data-dir DIR] [--workers N] "
           "[--config FILE] ...\n"
           "       compressd compress --recipe RECIPE.json IN OUT [--report FILE] [--threads N]\n"
+          "                          [--calibration IMATRIX]\n"
+          "       compressd compress --dry-run --recipe RECIPE.json IN [OUT] [--calibration IMATRIX]\n"
           "       compressd version\n"
           "Run `compressd serve --help` for every daemon option.\n");
 }
@@ -33,8 +36,9 @@ static int die(const char *what, const cz_error *e) {
 }
 
 typedef struct {
-  const char *recipe, *in, *out, *report;
+  const char *recipe, *in, *out, *report, *calibration;
   int threads;
+  bool dry_run;   /* print the plan and the exact output size; compute and write nothing */
 } compress_args;
 
 static int parse_compress_args(int argc, char **argv, compress_args *a) {
@@ -44,11 +48,15 @@ static int parse_compress_args(int argc, char **argv, compress_args *a) {
   int npos = 0;
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i];
-    if ((!strcmp(arg, "--recipe") || !strcmp(arg, "--report") || !strcmp(arg, "--threads")) &&
-        i + 1 < argc) {
+    if (!strcmp(arg, "--dry-run")) {
+      a->dry_run = true;
+    } else if ((!strcmp(arg, "--recipe") || !strcmp(arg, "--report") ||
+                !strcmp(arg, "--threads") || !strcmp(arg, "--calibration")) &&
+               i + 1 < argc) {
       const char *v = argv[++i];
       if (!strcmp(arg, "--recipe")) a->recipe = v;
       else if (!strcmp(arg, "--report")) a->report = v;
+      else if (!strcmp(arg, "--calibration")) a->calibration = v;
       else {
         char *end;
         long n = strtol(v, &end, 10);
@@ -63,9 +71,9 @@ static int parse_compress_args(int argc, char **argv, compress_args *a) {
       return -1;
     }
   }
-  if (!a->recipe || npos != 2) return -1;
+  if (!a->recipe || npos < (a->dry_run ? 1 : 2)) return -1;
   a->in = pos[0];
-  a->out = pos[1];
+  a->out = npos == 2 ? pos[1] : NULL;
   return 0;
 }
 
@@ -87,6 +95,17 @@ static int run_compress(const compress_args *a, cz_recipe *recipe, cz_model *m, 
   cz_error e = {0};
   cz_run *run;
   if (cz_run_plan(recipe, m, sha, &run, &e)) return die("plan", &e);
+  if (a->dry_run) {
+    json_t *plan = cz_run_plan_json(run);
+    json_object_set_new(plan, "recipe", cz_recipe_normalized(recipe));
+    int rc = json_dumpf(plan, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0 ? 0 : 1;
+    putchar('\n');
+    fprintf(stderr, "compressd: dry run: %s -> %lld bytes of %s\n", a->in,
+            (long long)cz_run_output_size(run), cz_format_name(cz_run_output_format(run)));
+    json_decref(plan);
+    cz_run_free(run);
+    return rc;
+  }
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", a->out);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -145,12 +164,13 @@ static int compress_main(int argc, char **argv) {
   }
   cz_recipe *recipe = NULL;
   cz_model *m = NULL;
+  cz_imatrix *im = NULL;
   int rc = 1;
   if (cz_recipe_parse(body, NULL, &recipe, &e)) {
     rc = die(a.recipe, &e);
     goto out;
   }
-  cz_format f = format_of_path(a.out);
+  cz_format f = a.out ? format_of_path(a.out) : 0;
   if (cz_recipe_format(recipe) && f && f != cz_recipe_format(recipe)) {
     cz_err_set(&e, CZ_E_INVALID_ARGUMENT, "the recipe asks for %s but OUT ends in another extension",
                cz_format_name(cz_recipe_format(recipe)));
@@ -158,18 +178,26 @@ static int compress_main(int argc, char **argv) {
     goto out;
   }
   if (f) cz_recipe_set_default_format(recipe, f);
+  if (a.calibration) {
+    if (cz_imatrix_open(a.calibration, &im, &e)) {
+      rc = die(a.calibration, &e);
+      goto out;
+    }
+    cz_recipe_set_imatrix(recipe, im);
+  }
   if (cz_model_open(a.in, &m, &e)) {
     rc = die(a.in, &e);
     goto out;
   }
   char sha[65] = "";
-  int fd = open(a.in, O_RDONLY | O_CLOEXEC);
+  int fd = a.dry_run ? -1 : open(a.in, O_RDONLY | O_CLOEXEC); /* a dry run reads no data */
   if (fd < 0 || cz_sha256_file(fd, sha) != 0) sha[0] = 0;
   if (fd >= 0) close(fd);
   rc = run_compress(&a, recipe, m, sha[0] ? sha : NULL);
 out:
   cz_model_close(m);
   cz_recipe_free(recipe);
+  cz_imatrix_free(im);
   json_decref(body);
   return rc;
 }
