@@ -826,7 +826,7 @@ static void test_recipe_validation(void) {
       {"{\"steps\":{}}", CZ_E_INVALID_RECIPE, "steps"},
       {"{\"steps\":[5]}", CZ_E_INVALID_RECIPE, "steps[0]"},
       {"{\"steps\":[{\"type\":\"q8_0\"}]}", CZ_E_INVALID_RECIPE, "steps[0].op"},
-      {"{\"steps\":[{\"op\":\"prune\",\"ratio\":0.5}]}", CZ_E_UNKNOWN_METHOD, "steps[0].op"},
+      {"{\"steps\":[{\"op\":\"distill\",\"ratio\":0.5}]}", CZ_E_UNKNOWN_METHOD, "steps[0].op"},
       {"{\"steps\":[{\"op\":\"quantize\",\"type\":\"q9_9\"}]}", CZ_E_INVALID_PARAMETER,
        "steps[0].type"},
       {"{\"steps\":[{\"op\":\"quantize\",\"type\":\"q8_1\"}]}", CZ_E_INVALID_PARAMETER,
