@@ -12,6 +12,8 @@ extern const cz_method cz_m_prune_magnitude;
 extern const cz_method cz_m_prune_nm;
 extern const cz_method cz_m_prune_structured;
 extern const cz_method cz_m_prune_wanda;
+extern const cz_method cz_m_factorize_svd;
+extern const cz_method cz_m_factorize_rsvd;
 
 static const cz_method *const registry[] = {
     &cz_m_quantize_gguf,    /* id 1 */
@@ -20,6 +22,8 @@ static const cz_method *const registry[] = {
     &cz_m_prune_nm,         /* id 4 */
     &cz_m_prune_structured, /* id 5 */
     &cz_m_prune_wanda,      /* id 6 */
+    &cz_m_factorize_svd,    /* id 7 */
+    &cz_m_factorize_rsvd,   /* id 8 */
 };
 #define REGISTRY_LEN ((int)(sizeof registry / sizeof registry[0]))
 
