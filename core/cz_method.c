@@ -14,6 +14,7 @@ extern const cz_method cz_m_prune_structured;
 extern const cz_method cz_m_prune_wanda;
 extern const cz_method cz_m_factorize_svd;
 extern const cz_method cz_m_factorize_rsvd;
+extern const cz_method cz_m_palettize;
 
 static const cz_method *const registry[] = {
     &cz_m_quantize_gguf,    /* id 1 */
@@ -24,6 +25,7 @@ static const cz_method *const registry[] = {
     &cz_m_prune_wanda,      /* id 6 */
     &cz_m_factorize_svd,    /* id 7 */
     &cz_m_factorize_rsvd,   /* id 8 */
+    &cz_m_palettize,        /* id 9 */
 };
 #define REGISTRY_LEN ((int)(sizeof registry / sizeof registry[0]))
 
