@@ -43,8 +43,9 @@ struct cz_recipe {
   step_t steps[CZ_MAX_STEPS];
   cz_format format;    /* 0: not given */
   const cz_imatrix *imatrix;  /* borrowed calibration, NULL if none */
-  cz_importance_fn importance;  /* importance lookup, NULL if none */
+  cz_importance_fn importance;  /* importance lookup: the imatrix's or the caller's; NULL if none */
   const void *importance_ud;
+  bool importance_explicit;     /* set by cz_recipe_set_importance (wins over the imatrix) */
   bool whole;          /* a transform or whole-tensor encoder: whole-tensor mode */
 };
 
@@ -303,11 +304,26 @@ json_t *cz_recipe_normalized(const cz_recipe *r) {
 
 cz_format cz_recipe_format(const cz_recipe *r) { return r->format; }
 
-void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im) { r->imatrix = im; }
+/* The job's importance matrix as the whole-tensor methods' lookup: a weight's values when
+ * there is one per input column. */
+static const float *imatrix_importance(const void *ud, const char *name, int64_t ncols) {
+  int64_t n = 0;
+  const float *v = cz_imatrix_find(ud, name, &n);
+  return v && n == ncols ? v : NULL;
+}
+
+void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im) {
+  r->imatrix = im;
+  if (!r->importance_explicit) {
+    r->importance = im ? imatrix_importance : NULL;
+    r->importance_ud = im;
+  }
+}
 
 void cz_recipe_set_importance(cz_recipe *r, cz_importance_fn fn, const void *ud) {
-  r->importance = fn;
-  r->importance_ud = ud;
+  r->importance_explicit = fn != NULL;
+  r->importance = fn ? fn : r->imatrix ? imatrix_importance : NULL;
+  r->importance_ud = fn ? ud : r->imatrix;
 }
 
 void cz_recipe_set_default_format(cz_recipe *r, cz_format f) {

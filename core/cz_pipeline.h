@@ -67,7 +67,9 @@ typedef struct cz_imatrix cz_imatrix;
 void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im);
 /* The importance lookup the whole-tensor methods use (Wanda, activation-aware SVD, the
  * activation-weighted error of the report): E[x_j^2] of the input columns of a tensor, or
- * NULL. ud is borrowed like the imatrix. */
+ * NULL. By default the imatrix's values of a weight when it has one per input column; this
+ * replaces that (tests, other calibration sources; fn NULL goes back to the imatrix). ud is
+ * borrowed like the imatrix. */
 typedef const float *(*cz_importance_fn)(const void *ud, const char *name, int64_t ncols);
 void cz_recipe_set_importance(cz_recipe *r, cz_importance_fn fn, const void *ud);
 

@@ -4,6 +4,8 @@
  * compressed-tensors sparse layouts decoded by hand, composition with int8 and GGUF output. */
 #include "methods_util.h"
 
+#include "cz_imatrix.h"
+
 /* Values from a small set so that many |w| tie (exact in F16 and F32). */
 static void fill_ties(t_tensor *t, uint64_t seed) {
   t_seed(seed);
@@ -537,6 +539,68 @@ static void test_prune_gguf(void) {
   cz_model_close(in);
 }
 
+/* Wanda from the job's importance matrix (llama-imatrix's GGUF): the pipeline looks each
+ * weight up by name; masks checked against scores computed here from the same values. */
+static void test_wanda_imatrix(void) {
+  char path[512], impath[512];
+  snprintf(path, sizeof path, "%s/tests/data/tiny-llama-f16.gguf", cz_test_srcdir());
+  snprintf(impath, sizeof impath, "%s/tests/data/tiny-llama-imatrix.gguf", cz_test_srcdir());
+  cz_model *in = t_open(path);
+  cz_imatrix *im = NULL;
+  cz_error err = {0};
+  if (cz_imatrix_open(impath, &im, &err) != CZ_E_OK) {
+    printf("# imatrix: %s\n", err.msg);
+    cz_test_failures++;
+  }
+  json_t *body = json_loads("{\"steps\":[{\"op\":\"prune\",\"method\":\"wanda\",\"n\":2,\"m\":4,"
+                            "\"include\":[\"blk.1.*\"]}],\"output\":{\"format\":\"gguf\"}}", 0, NULL);
+  cz_recipe *r = NULL;
+  cz_run *run = NULL;
+  char out[512];
+  tmp_path(out, sizeof out, "wim.gguf");
+  int fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (in && im && cz_recipe_parse(body, NULL, &r, &err) == CZ_E_OK) {
+    cz_recipe_set_imatrix(r, im);
+    if (cz_run_plan(r, in, NULL, &run, &err) || cz_run_begin(run, fd, &err) ||
+        cz_run_exec(run, 2, &err)) {
+      printf("# run: %s\n", err.msg);
+      cz_test_failures++;
+    } else {
+      cz_model *o = t_open(out);
+      json_t *rep = cz_run_report(run, 0);
+      static const char *const names[] = {"blk.1.attn_q.weight", "blk.1.ffn_down.weight"};
+      for (int k = 0; o && k < 2; k++) {
+        const cz_tensor *t = cz_model_find(in, names[k]);
+        int64_t n = 0;
+        const float *e = cz_imatrix_find(im, names[k], &n);
+        CHECK(t && e && n == t->ne[0]);
+        if (!t || !e || n != t->ne[0]) continue;
+        float *w = t_read(in, names[k], NULL), *p = t_read(o, names[k], NULL);
+        double *sc = malloc(sizeof(double) * (size_t)cz_tensor_nelements(t));
+        for (int64_t i = 0; i < cz_tensor_nelements(t); i++)
+          sc[i] = fabs((double)w[i]) * sqrt((double)e[i % n]);
+        if (p) check_nm(w, p, sc, t->ne[1], t->ne[0], 2, 4);
+        const json_t *rt = report_tensor(rep, names[k]);
+        CHECK(json_is_number(json_object_get(rt, "act_weighted_err")));
+        free(w);
+        free(p);
+        free(sc);
+      }
+      /* other layers are not selected: byte-identical */
+      const cz_tensor *a = cz_model_find(in, "blk.0.attn_q.weight"), *b = o ? cz_model_find(o, "blk.0.attn_q.weight") : NULL;
+      CHECK(a && b && memcmp(a->data, b->data, a->nbytes) == 0);
+      json_decref(rep);
+      cz_model_close(o);
+    }
+  }
+  close(fd);
+  cz_run_free(run);
+  cz_recipe_free(r);
+  json_decref(body);
+  cz_imatrix_free(im);
+  cz_model_close(in);
+}
+
 static void test_validation(void) {
   t_tensor t = {"blk.0.attn_q.weight", CZ_TYPE_F32, 8, 8, NULL};
   t_fill_normal(&t, 1, 3);
@@ -604,7 +668,7 @@ int main(void) {
       CZ_TEST(test_magnitude_exact), CZ_TEST(test_global),          CZ_TEST(test_nm_exhaustive),
       CZ_TEST(test_wanda),           CZ_TEST(test_structured),      CZ_TEST(test_sparse_layouts),
       CZ_TEST(test_prune_then_int8), CZ_TEST(test_prune_gguf),      CZ_TEST(test_validation),
-      CZ_TEST(test_selectors_direct),
+      CZ_TEST(test_selectors_direct), CZ_TEST(test_wanda_imatrix),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   tmp_cleanup();
