@@ -1401,6 +1401,7 @@ static cz_err_code whole_tensor(cz_run *run, size_t i, cz_error *err) {
   float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
   if (!x) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
   cz_type_get(t->type)->to_f32(t->data, x, n);
+  cz_model_release(run->in, t->data, t->nbytes);
   if (count_nonfinite(x, n)) {
     free(x);
     return cz_err_set(err, CZ_E_NON_FINITE, "tensor %s holds NaN or Inf values", t->name);
@@ -1545,6 +1546,7 @@ static cz_err_code finish_whole(cz_run *run, cz_error *err) {
     if (!s->touched) {
       rc = pwrite_all(run->fd, s->in->data, (size_t)s->in->nbytes,
                       l->tensors[s->out_index[0]].file_offset, err);
+      cz_model_release(run->in, s->in->data, s->in->nbytes);
       s->stat.count = (uint64_t)cz_tensor_nelements(s->in);
       atomic_fetch_add(&run->bytes_done, s->in->nbytes);
       atomic_fetch_add(&run->tensors_done, 1);
