@@ -463,7 +463,8 @@ static enum MHD_Result h_job_create(cz_req *r) {
     json_decref(norm);
     char id[40];
     new_id("job_", id, sizeof id);
-    if (!rs || cz_store_job_insert(api->store, id, model, rs, api->max_attempts, now_ms(), &e)) {
+    cz_job_submit sub = {id, model, rs, api->max_attempts, now_ms(), NULL, api->max_queued};
+    if (!rs || cz_store_job_submit(api->store, &sub, &e)) {
       if (!rs) cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
       ret = cz_reply_err(r, &e);
     } else {

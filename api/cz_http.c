@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,27 @@
 #include "cz_log.h"
 #include "cz_metrics.h"
 
-/* Connection limits (libmicrohttpd's defaults are no timeout and FD_SETSIZE-4 connections). */
-#define CONN_TIMEOUT_S 120        /* idle seconds before a connection is dropped */
+/* Defaults when cz_http_start gets no limits (the daemon passes cz_config's). */
+#define CONN_TIMEOUT_S 60         /* idle seconds before a connection is dropped */
 #define CONN_LIMIT 256            /* simultaneous connections */
 #define CONN_PER_IP_LIMIT 64      /* per client address */
-#define CONN_MEMORY_LIMIT (256 * 1024) /* MHD's per-connection buffer */
+#define CONN_MEMORY_LIMIT (128 * 1024) /* MHD's per-connection buffer: headers must fit */
+#define REQUEST_DEADLINE_S 60     /* a request must have arrived whole by then */
+#define MIN_UPLOAD_RATE (64 * 1024) /* unless it is an upload averaging this many bytes/s */
 #define HTTP_THREADS 4            /* MHD worker threads: uploads and long downloads overlap */
+
+/* One per TCP connection, from MHD's connection notification, for the request deadline: the
+ * tick thread closes (shutdown(2)) a connection whose request has not arrived in time.
+ * libmicrohttpd's own timeout is idle-based, so a client that trickles bytes survives it. */
+struct cz_conn {
+  int fd;
+  _Atomic int64_t phase_start;  /* when the request now arriving began (or the previous ended) */
+  atomic_bool receiving;        /* headers or body still arriving (else being answered/parked) */
+  atomic_bool upload;           /* the body is an upload: the rate rule applies */
+  _Atomic uint64_t bytes;       /* body bytes of this request so far */
+  bool cut;                     /* shut down by the tick (under h->lock) */
+  cz_conn *prev, *next;         /* h->conns, under h->lock */
+};
 
 struct cz_http {
   struct MHD_Daemon *d;
@@ -38,6 +54,8 @@ struct cz_http {
   pthread_t tick;
   bool tick_started;
   pthread_cond_t tick_cond;
+  cz_http_limits lim;
+  cz_conn *conns;           /* every open connection, under lock */
 };
 
 int64_t cz_http_mono_ms(void) {
@@ -110,6 +128,71 @@ static void drain(cz_http *h) {
   pthread_mutex_unlock(&h->lock);
 }
 
+/* Under h->lock: cut the connections whose request is late. An upload older than the
+ * deadline may go on while it averages min_upload_rate. shutdown(2) makes libmicrohttpd see
+ * the end of the stream and close the connection itself (the request ends as an error, an
+ * upload's temporary file is removed); the descriptor stays valid until MHD's close
+ * notification, which needs this lock, so it cannot be reused under us. */
+static void enforce_deadlines(cz_http *h, int64_t now) {
+  int64_t deadline_ms = (int64_t)h->lim.request_deadline_s * 1000;
+  for (cz_conn *c = h->conns; c; c = c->next) {
+    if (c->cut || !atomic_load(&c->receiving)) continue;
+    int64_t age = now - atomic_load(&c->phase_start);
+    if (age <= deadline_ms) continue;
+    bool upload = atomic_load(&c->upload);
+    if (upload && h->lim.min_upload_rate == 0) continue;
+    if (upload && atomic_load(&c->bytes) * 1000 / (uint64_t)age >= h->lim.min_upload_rate)
+      continue;
+    c->cut = true;
+    shutdown(c->fd, SHUT_RDWR);
+    cz_log(CZ_LOG_WARN, "connection cut", "reason",
+           upload ? "upload slower than min_upload_rate" : "request deadline exceeded",
+           "seconds", CZ_LOG_INT(age / 1000), "bytes", CZ_LOG_UINT(atomic_load(&c->bytes)),
+           NULL);
+  }
+}
+
+/* MHD's per-connection notification: track it for the deadline. */
+static void conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                    enum MHD_ConnectionNotificationCode toe) {
+  cz_http *h = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    cz_conn *c = calloc(1, sizeof *c);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!c || !ci) {
+      free(c);
+      *socket_context = NULL;
+      return;
+    }
+    c->fd = ci->connect_fd;
+    atomic_store(&c->phase_start, cz_http_mono_ms());
+    atomic_store(&c->receiving, true);
+    pthread_mutex_lock(&h->lock);
+    c->next = h->conns;
+    if (h->conns) h->conns->prev = c;
+    h->conns = c;
+    pthread_mutex_unlock(&h->lock);
+    *socket_context = c;
+    return;
+  }
+  cz_conn *c = *socket_context;
+  if (!c) return;
+  pthread_mutex_lock(&h->lock);
+  if (c->prev) c->prev->next = c->next;
+  else h->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  pthread_mutex_unlock(&h->lock);
+  free(c);
+  *socket_context = NULL;
+}
+
+static cz_conn *conn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 /* Every CZ_HTTP_TICK_MS: resume the parked requests whose deadline has passed. */
 static void *tick_main(void *arg) {
   cz_http *h = arg;
@@ -126,6 +209,7 @@ static void *tick_main(void *arg) {
       next = r->park_next;
       if (r->park_deadline <= now) unpark(h, r);
     }
+    enforce_deadlines(h, now);
   }
   pthread_mutex_unlock(&h->lock);
   return NULL;
@@ -166,11 +250,17 @@ static const cz_route *find_route(const cz_http *h, const char *method, const ch
 
 /* ---- responses ---- */
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static enum MHD_Result queue(cz_req *r, unsigned status, struct MHD_Response *resp) {
   if (!resp) return MHD_NO;
   if (!MHD_get_response_header(resp, "Cache-Control"))
     MHD_add_response_header(resp, "Cache-Control", "no-store");
   MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+  if (status == MHD_HTTP_SERVICE_UNAVAILABLE && !MHD_get_response_header(resp, "Retry-After"))
+    MHD_add_response_header(resp, "Retry-After", STR(CZ_HTTP_RETRY_AFTER_S));
+  if (r->c) atomic_store(&r->c->receiving, false);  /* answered: the deadline is met */
   if (r->on_reply) {
     void (*hook)(cz_req *, unsigned, struct MHD_Response *) = r->on_reply;
     r->on_reply = NULL;  /* once: a hook may itself look things up and reply */
@@ -350,6 +440,7 @@ static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const
   r->method = method;
   r->url = url;
   r->t_start = cz_http_mono_ms();
+  r->c = conn_of(conn);
   set_request_id(r);
   cz_log_set_request_id(r->request_id);
   *con_cls = r;
@@ -360,6 +451,7 @@ static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const
     return cz_reply_error(r, CZ_E_NOT_FOUND, "no such resource: %s", url);
   }
   if (r->route->upload) {
+    if (r->c) atomic_store(&r->c->upload, true);
     enum MHD_Result ret = r->route->upload(r, CZ_UPLOAD_BEGIN, NULL, 0);
     if (!r->responded) {
       r->upload_counted = true;
@@ -416,12 +508,15 @@ static enum MHD_Result continue_request(cz_req *r, const char *upload_data,
     size_t n = *upload_data_size;
     *upload_data_size = 0;
     cz_metrics_bytes_in(n);
+    if (r->c) atomic_fetch_add(&r->c->bytes, n);
     if (r->responded) return MHD_YES;  /* already answered: drain and discard */
     if (r->route->upload) return r->route->upload(r, CZ_UPLOAD_CHUNK, upload_data, n);
     collect_body(r, upload_data, n);
     return MHD_YES;
   }
   if (r->responded) return MHD_YES;
+  /* the whole request is here: what follows (validation, a park) is not the client's time */
+  if (r->c) atomic_store(&r->c->receiving, false);
   if (r->route->upload) {
     enum MHD_Result ret = r->route->upload(r, CZ_UPLOAD_END, NULL, 0);
     r->state = NULL;  /* the handler has finished with it */
@@ -476,6 +571,12 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
   if (r->state && r->route && r->route->abort) r->route->abort(r);
   if (r->svc_done) r->svc_done(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
   cz_log_set_request_id(NULL);
+  if (r->c) {  /* a keep-alive connection starts waiting for its next request */
+    atomic_store(&r->c->phase_start, cz_http_mono_ms());
+    atomic_store(&r->c->upload, false);
+    atomic_store(&r->c->bytes, 0);
+    atomic_store(&r->c->receiving, true);
+  }
   free(r->body);
   free(r);
   *con_cls = NULL;
@@ -495,9 +596,12 @@ static void http_free(cz_http *h) {
 }
 
 cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
-                          void *app, cz_http **out, cz_error *err) {
+                          void *app, const cz_http_limits *lim, cz_http **out, cz_error *err) {
   cz_http *h = calloc(1, sizeof *h);
   if (!h) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  h->lim = lim ? *lim
+               : (cz_http_limits){CONN_TIMEOUT_S, CONN_LIMIT, CONN_PER_IP_LIMIT, CONN_MEMORY_LIMIT,
+                                  REQUEST_DEADLINE_S, MIN_UPLOAD_RATE};
   h->routes = routes;
   h->n_routes = n_routes;
   h->app = app;
@@ -521,13 +625,14 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
     return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "listen address %s is not an IP address", addr);
   }
   h->d = MHD_start_daemon(
-      flags, (uint16_t)port, NULL, NULL, access_cb, h, MHD_OPTION_SOCK_ADDR, &ss,
-      MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_LIMIT,
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CONN_PER_IP_LIMIT,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_LIMIT,
+      flags, (uint16_t)port, NULL, NULL, access_cb, h, MHD_OPTION_EXTERNAL_LOGGER, log_cb, NULL,
+      MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, h,
+      MHD_OPTION_NOTIFY_CONNECTION, conn_cb, h, MHD_OPTION_CONNECTION_TIMEOUT,
+      h->lim.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, h->lim.max_connections,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->lim.max_connections_per_ip,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->lim.max_header_bytes,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_STRICT_FOR_CLIENT,
-      (int)1, MHD_OPTION_EXTERNAL_LOGGER, log_cb, NULL, MHD_OPTION_END);
+      (int)1, MHD_OPTION_END);
   if (!h->d) {
     http_free(h);
     return cz_err_set(err, CZ_E_IO, "cannot listen on %s:%d (address in use or not permitted)",

@@ -30,6 +30,18 @@
 
 typedef struct cz_req cz_req;
 typedef struct cz_http cz_http;
+typedef struct cz_conn cz_conn;
+
+/* Limits of the server (their defaults and meaning: daemon/cz_config.h). A 503 carries
+ * Retry-After: CZ_HTTP_RETRY_AFTER_S. */
+#define CZ_HTTP_RETRY_AFTER_S 5
+typedef struct {
+  unsigned idle_timeout_s;        /* libmicrohttpd's connection timeout */
+  unsigned max_connections, max_connections_per_ip;
+  size_t max_header_bytes;        /* libmicrohttpd's per-connection memory */
+  unsigned request_deadline_s;    /* a request must have arrived whole by then... */
+  uint64_t min_upload_rate;       /* ...unless it is an upload averaging this (0: uploads exempt) */
+} cz_http_limits;
 
 /* What a handler returns: MHD_YES/MHD_NO after queueing a response. */
 typedef enum MHD_Result (*cz_handler)(cz_req *r);
@@ -82,14 +94,16 @@ struct cz_req {
   void (*svc_done)(cz_req *r, bool ok);
   /* ---- private to cz_http ---- */
   cz_http *http;
+  cz_conn *c;               /* the connection's deadline tracking */
   bool parked;              /* suspended by cz_req_park, on the server's parked list */
   char park_tag[CZ_HTTP_MAX_ID + 1];
   int64_t park_deadline;    /* cz_http_mono_ms() */
   cz_req *park_prev, *park_next;
 };
 
+/* lim NULL: the defaults of cz_config.h. */
 cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, int n_routes,
-                          void *app, cz_http **out, cz_error *err);
+                          void *app, const cz_http_limits *lim, cz_http **out, cz_error *err);
 /* The port actually bound (useful with port 0). */
 int cz_http_port(const cz_http *h);
 /* Stop accepting new connections and answer parked requests (first step of a graceful

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -154,6 +155,57 @@ static int set_log_level(cz_config *c, const char *v, char *why) {
   return copy_str(c->log_level, sizeof c->log_level, v);
 }
 
+/* An integer setting in lo..hi, with the range in the refusal. */
+static int set_int_in(int *dst, const char *v, int lo, int hi, char *why) {
+  if (parse_int_range(v, lo, hi, dst) == 0) return 0;
+  char msg[WHY_MAX];
+  snprintf(msg, sizeof msg, "must be an integer in %d..%d, got \"%%s\"", lo, hi);
+  return refuse(why, msg, v);
+}
+
+/* A byte count with an optional K, M, G or T suffix, in lo..hi. */
+static int set_bytes_in(uint64_t *dst, const char *v, uint64_t lo, uint64_t hi, char *why) {
+  uint64_t n;
+  const char *end;
+  bool ok = parse_u64(v, &n, &end) == 0;
+  if (ok && *end != '\0') {
+    int shift = suffix_shift(*end);
+    ok = shift >= 0 && end[1] == '\0' && n <= (UINT64_MAX >> shift);
+    if (ok) n <<= shift;
+  }
+  if (ok && n >= lo && n <= hi) {
+    *dst = n;
+    return 0;
+  }
+  char msg[WHY_MAX];
+  snprintf(msg, sizeof msg, "must be a byte count in %llu..%llu with an optional K, M, G or T "
+           "suffix, got \"%%s\"", (unsigned long long)lo, (unsigned long long)hi);
+  return refuse(why, msg, v);
+}
+
+static int set_max_queued(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->max_queued_jobs, v, 0, CZ_CONFIG_MAX_QUEUED, why);
+}
+static int set_request_deadline(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->request_deadline, v, 1, CZ_CONFIG_MAX_SECONDS, why);
+}
+static int set_min_upload_rate(cz_config *c, const char *v, char *why) {
+  return set_bytes_in(&c->min_upload_rate, v, 0, UINT64_MAX >> 1, why);
+}
+static int set_idle_timeout(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->idle_timeout, v, 1, CZ_CONFIG_MAX_SECONDS, why);
+}
+static int set_max_connections(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->max_connections, v, 1, CZ_CONFIG_MAX_CONNECTIONS, why);
+}
+static int set_max_connections_per_ip(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->max_connections_per_ip, v, 0, CZ_CONFIG_MAX_CONNECTIONS, why);
+}
+static int set_max_header_bytes(cz_config *c, const char *v, char *why) {
+  return set_bytes_in(&c->max_header_bytes, v, CZ_CONFIG_MIN_HEADER_BYTES,
+                      CZ_CONFIG_MAX_HEADER_BYTES, why);
+}
+
 static int set_config_file(cz_config *c, const char *v, char *why) {
   if (v[0] == '\0') return refuse(why, "must not be empty%s", "");
   if (copy_str(c->config_file, sizeof c->config_file, v) != 0)
@@ -191,6 +243,25 @@ static const opt_def opts[] = {
      "log line format on stderr: logfmt or json"},
     {"log_level", "--log-level", "COMPRESSD_LOG_LEVEL", "L", set_log_level, 1,
      "lowest level logged: debug, info, warn or error"},
+    {"max_queued_jobs", "--max-queued-jobs", "COMPRESSD_MAX_QUEUED_JOBS", "N", set_max_queued, 1,
+     "queued jobs at most; more submissions get 503 queue_full with Retry-After (0: no limit)"},
+    {"request_deadline", "--request-deadline", "COMPRESSD_REQUEST_DEADLINE", "SECONDS",
+     set_request_deadline, 1,
+     "time a client has to send a whole request; an upload may take longer while it keeps "
+     "min_upload_rate"},
+    {"min_upload_rate", "--min-upload-rate", "COMPRESSD_MIN_UPLOAD_RATE", "BYTES",
+     set_min_upload_rate, 1,
+     "bytes per second an upload must average once older than request_deadline (0: off)"},
+    {"idle_timeout", "--idle-timeout", "COMPRESSD_IDLE_TIMEOUT", "SECONDS", set_idle_timeout, 1,
+     "seconds without traffic before a connection is closed"},
+    {"max_connections", "--max-connections", "COMPRESSD_MAX_CONNECTIONS", "N",
+     set_max_connections, 1, "simultaneous HTTP connections"},
+    {"max_connections_per_ip", "--max-connections-per-ip", "COMPRESSD_MAX_CONNECTIONS_PER_IP",
+     "N", set_max_connections_per_ip, 1, "simultaneous connections from one address (0: no limit)"},
+    {"max_header_bytes", "--max-header-bytes", "COMPRESSD_MAX_HEADER_BYTES", "BYTES",
+     set_max_header_bytes, 1,
+     "per-connection buffer: request line and headers must fit (else 414/431); also the "
+     "upload read buffer"},
     {"config", "--config", "COMPRESSD_CONFIG", "FILE", set_config_file, 0,
      "read settings from FILE (lines 'key = value'); default: no file"},
 };
@@ -221,6 +292,13 @@ void cz_config_defaults(cz_config *c) {
   c->max_attempts = CZ_CONFIG_DEFAULT_MAX_ATTEMPTS;
   memcpy(c->log_format, "logfmt", sizeof "logfmt");
   memcpy(c->log_level, "info", sizeof "info");
+  c->max_queued_jobs = CZ_CONFIG_DEFAULT_MAX_QUEUED;
+  c->request_deadline = CZ_CONFIG_DEFAULT_REQUEST_DEADLINE;
+  c->min_upload_rate = CZ_CONFIG_DEFAULT_MIN_UPLOAD_RATE;
+  c->idle_timeout = CZ_CONFIG_DEFAULT_IDLE_TIMEOUT;
+  c->max_connections = CZ_CONFIG_DEFAULT_MAX_CONNECTIONS;
+  c->max_connections_per_ip = CZ_CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP;
+  c->max_header_bytes = CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES;
 }
 
 /* ---- command line ---- */
@@ -437,6 +515,14 @@ static void default_text(const cz_config *d, const opt_def *o, char out[128]) {
   else if (o->set == set_max_attempts) snprintf(out, 128, "%d", d->max_attempts);
   else if (o->set == set_log_format) snprintf(out, 128, "%s", d->log_format);
   else if (o->set == set_log_level) snprintf(out, 128, "%s", d->log_level);
+  else if (o->set == set_max_queued) snprintf(out, 128, "%d", d->max_queued_jobs);
+  else if (o->set == set_request_deadline) snprintf(out, 128, "%d", d->request_deadline);
+  else if (o->set == set_min_upload_rate) format_bytes(d->min_upload_rate, out);
+  else if (o->set == set_idle_timeout) snprintf(out, 128, "%d", d->idle_timeout);
+  else if (o->set == set_max_connections) snprintf(out, 128, "%d", d->max_connections);
+  else if (o->set == set_max_connections_per_ip)
+    snprintf(out, 128, "%d", d->max_connections_per_ip);
+  else if (o->set == set_max_header_bytes) format_bytes(d->max_header_bytes, out);
   else snprintf(out, 128, "none");
 }
 

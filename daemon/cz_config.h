@@ -11,6 +11,13 @@
  *   --max-attempts N      COMPRESSD_MAX_ATTEMPTS       max_attempts        3
  *   --log-format F        COMPRESSD_LOG_FORMAT         log_format          logfmt
  *   --log-level L         COMPRESSD_LOG_LEVEL          log_level           info
+ *   --max-queued-jobs N   COMPRESSD_MAX_QUEUED_JOBS    max_queued_jobs     1000
+ *   --request-deadline S  COMPRESSD_REQUEST_DEADLINE   request_deadline    60
+ *   --min-upload-rate N   COMPRESSD_MIN_UPLOAD_RATE    min_upload_rate     64K
+ *   --idle-timeout S      COMPRESSD_IDLE_TIMEOUT       idle_timeout        60
+ *   --max-connections N   COMPRESSD_MAX_CONNECTIONS    max_connections     256
+ *   --max-connections-per-ip N  ..._PER_IP             max_connections_per_ip  64
+ *   --max-header-bytes N  COMPRESSD_MAX_HEADER_BYTES   max_header_bytes    128K
  *   --config FILE         COMPRESSD_CONFIG             (none)              no file
  *
  * Command line: `--opt value` or `--opt=value`; -h/--help sets `help`. Anything else (an
@@ -49,6 +56,27 @@
 /* 64 GiB: room for the largest common single-file checkpoints. */
 #define CZ_CONFIG_DEFAULT_MAX_UPLOAD (64ULL << 30)
 #define CZ_CONFIG_DEFAULT_MAX_ATTEMPTS 3
+/* Limits of the HTTP service (issue 6), each a named default:
+ * queued jobs beyond this get 503 queue_full with Retry-After (a queue that long is not
+ * drained soon, and every queued job holds a model on disk); */
+#define CZ_CONFIG_DEFAULT_MAX_QUEUED 1000
+#define CZ_CONFIG_MAX_QUEUED 1000000
+/* seconds a client has to send a whole request (headers and body), against slowloris;
+ * uploads may take longer while they average at least min_upload_rate bytes/s; */
+#define CZ_CONFIG_DEFAULT_REQUEST_DEADLINE 60
+#define CZ_CONFIG_DEFAULT_MIN_UPLOAD_RATE (64 * 1024)
+/* seconds of silence before a connection is closed (libmicrohttpd's timeout); */
+#define CZ_CONFIG_DEFAULT_IDLE_TIMEOUT 60
+#define CZ_CONFIG_MAX_SECONDS 86400
+/* simultaneous connections, in all and from one address; */
+#define CZ_CONFIG_DEFAULT_MAX_CONNECTIONS 256
+#define CZ_CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP 64
+#define CZ_CONFIG_MAX_CONNECTIONS 100000
+/* per-connection memory of libmicrohttpd: the request line and headers must fit in it
+ * (beyond: 414 or 431), and it is the read buffer of uploads. */
+#define CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES (128 * 1024)
+#define CZ_CONFIG_MIN_HEADER_BYTES (8 * 1024)
+#define CZ_CONFIG_MAX_HEADER_BYTES (16 * 1024 * 1024)
 
 typedef struct {
   char listen_addr[64];     /* numeric address without brackets: "127.0.0.1", "::1" */
@@ -60,6 +88,13 @@ typedef struct {
   int max_attempts;         /* 1..CZ_CONFIG_MAX_ATTEMPTS */
   char log_format[16];      /* "logfmt" | "json" (valid for cz_log_init) */
   char log_level[16];       /* "debug" | "info" | "warn" | "error" */
+  int max_queued_jobs;      /* 0..CZ_CONFIG_MAX_QUEUED; 0: no limit */
+  int request_deadline;     /* seconds, 1..CZ_CONFIG_MAX_SECONDS */
+  uint64_t min_upload_rate; /* bytes per second, 0 (off) or more */
+  int idle_timeout;         /* seconds, 1..CZ_CONFIG_MAX_SECONDS */
+  int max_connections;      /* 1..CZ_CONFIG_MAX_CONNECTIONS */
+  int max_connections_per_ip; /* 0 (no limit) ..CZ_CONFIG_MAX_CONNECTIONS */
+  uint64_t max_header_bytes;  /* CZ_CONFIG_MIN_HEADER_BYTES..CZ_CONFIG_MAX_HEADER_BYTES */
   char config_file[4096];   /* the file that was read, "" if none */
   int help;                 /* 1 if -h/--help was given: the caller prints help and exits;
                                the other options and the config file are then not checked */

@@ -180,14 +180,19 @@ int cz_serve_main(int argc, char **argv) {
   }
   s.loop = uv_default_loop();
   s.api = (cz_api){.store = store, .blobs = blobs, .max_upload_bytes = cfg.max_upload_bytes,
-                   .max_attempts = cfg.max_attempts, .wake = wake_worker, .wake_cls = &s};
+                   .max_attempts = cfg.max_attempts, .max_queued = cfg.max_queued_jobs,
+                   .wake = wake_worker, .wake_cls = &s};
+  cz_http_limits lim = {(unsigned)cfg.idle_timeout, (unsigned)cfg.max_connections,
+                        (unsigned)cfg.max_connections_per_ip, (size_t)cfg.max_header_bytes,
+                        (unsigned)cfg.request_deadline, cfg.min_upload_rate};
   char owner[64];
   snprintf(owner, sizeof owner, "pid%ld-%lld", (long)getpid(), (long long)now_ms());
   cz_worker_opts wopts = {.threads = cfg.workers, .max_attempts = cfg.max_attempts, .owner = owner};
   int n_routes;
   const cz_route *routes = cz_api_routes(&n_routes);
   if (cz_worker_start(s.loop, store, blobs, &wopts, &s.worker, &e) ||
-      cz_http_start(cfg.listen_addr, cfg.listen_port, routes, n_routes, &s.api, &s.http, &e)) {
+      cz_http_start(cfg.listen_addr, cfg.listen_port, routes, n_routes, &s.api, &lim, &s.http,
+                    &e)) {
     rc = fail(&e);
     goto out;
   }

@@ -487,17 +487,69 @@ static void test_shipped_example_config(void) {
   }
   fclose(in);
   fclose(out);
-  CHECK_EQ_INT(settings, 7);
+  CHECK_EQ_INT(settings, 14);
   CHECK_EQ_INT(load(&c, &err, no_env, "--config", uncommented, NULL), CZ_E_OK);
   if (err.code != CZ_E_OK) printf("# %s\n", err.msg);
   CHECK_EQ_STR(c.listen_addr, "127.0.0.1");
   CHECK_EQ_INT(c.max_attempts, 3);
+  /* the limits shown are the defaults */
+  CHECK_EQ_INT(c.max_queued_jobs, d.max_queued_jobs);
+  CHECK_EQ_INT(c.request_deadline, d.request_deadline);
+  CHECK_EQ_INT(c.min_upload_rate, d.min_upload_rate);
+  CHECK_EQ_INT(c.idle_timeout, d.idle_timeout);
+  CHECK_EQ_INT(c.max_connections, d.max_connections);
+  CHECK_EQ_INT(c.max_connections_per_ip, d.max_connections_per_ip);
+  CHECK_EQ_INT(c.max_header_bytes, d.max_header_bytes);
 }
 
 static int rm_conf_dir(void) {
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
   return system(cmd);
+}
+
+/* The limits of the HTTP service: defaults, the three sources, ranges, size suffixes. */
+static void test_service_limits(void) {
+  cz_config c;
+  cz_error err = {0};
+  CHECK_EQ_INT(load(&c, &err, no_env, NULL), CZ_E_OK);
+  CHECK_EQ_INT(c.max_queued_jobs, CZ_CONFIG_DEFAULT_MAX_QUEUED);
+  CHECK_EQ_INT(c.request_deadline, CZ_CONFIG_DEFAULT_REQUEST_DEADLINE);
+  CHECK_EQ_INT(c.min_upload_rate, CZ_CONFIG_DEFAULT_MIN_UPLOAD_RATE);
+  CHECK_EQ_INT(c.idle_timeout, CZ_CONFIG_DEFAULT_IDLE_TIMEOUT);
+  CHECK_EQ_INT(c.max_connections, CZ_CONFIG_DEFAULT_MAX_CONNECTIONS);
+  CHECK_EQ_INT(c.max_connections_per_ip, CZ_CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP);
+  CHECK_EQ_INT(c.max_header_bytes, CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--max-queued-jobs", "0", "--request-deadline", "5",
+                    "--min-upload-rate", "1M", "--idle-timeout", "7", "--max-connections", "9",
+                    "--max-connections-per-ip", "0", "--max-header-bytes", "16K", NULL),
+               CZ_E_OK);
+  CHECK_EQ_INT(c.max_queued_jobs, 0);
+  CHECK_EQ_INT(c.request_deadline, 5);
+  CHECK_EQ_INT(c.min_upload_rate, 1 << 20);
+  CHECK_EQ_INT(c.idle_timeout, 7);
+  CHECK_EQ_INT(c.max_connections, 9);
+  CHECK_EQ_INT(c.max_connections_per_ip, 0);
+  CHECK_EQ_INT(c.max_header_bytes, 16 << 10);
+  char *env[] = {"COMPRESSD_MAX_QUEUED_JOBS=12", "COMPRESSD_MIN_UPLOAD_RATE=0", NULL};
+  CHECK_EQ_INT(load(&c, &err, env, NULL), CZ_E_OK);
+  CHECK_EQ_INT(c.max_queued_jobs, 12);
+  CHECK_EQ_INT(c.min_upload_rate, 0);
+  const char *path = write_conf("limits.conf", "request_deadline = 30\nmax_header_bytes = 64K\n");
+  CHECK_EQ_INT(load(&c, &err, no_env, "--config", path, NULL), CZ_E_OK);
+  CHECK_EQ_INT(c.request_deadline, 30);
+  CHECK_EQ_INT(c.max_header_bytes, 64 << 10);
+  static const char *const bad[][2] = {
+      {"--max-queued-jobs", "-1"},   {"--max-queued-jobs", "1000001"},
+      {"--request-deadline", "0"},   {"--request-deadline", "86401"},
+      {"--idle-timeout", "0"},       {"--max-connections", "0"},
+      {"--min-upload-rate", "1X"},   {"--max-header-bytes", "4K"},
+      {"--max-header-bytes", "17M"}, {"--max-connections-per-ip", "x"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_EQ_INT(load(&c, &err, no_env, bad[i][0], bad[i][1], NULL), CZ_E_INVALID_ARGUMENT);
+    CHECK(msg_has(&err, bad[i][0], bad[i][1]));
+  }
 }
 
 int main(void) {
@@ -526,6 +578,7 @@ int main(void) {
       CZ_TEST(test_failed_load_leaves_config_unchanged),
       CZ_TEST(test_print_help_lists_everything),
       CZ_TEST(test_shipped_example_config),
+      CZ_TEST(test_service_limits),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   rm_conf_dir();

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
 # with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
-# long-polls; retry; the OpenAPI document; request ids; metrics.
+# long-polls; retry; the OpenAPI document; request ids; metrics; limits.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -549,6 +549,96 @@ is "buckets are cumulative" "$(curl -s "$CZ_URL/metrics" | grep '^compressd_job_
 
 cz_stop "$CZ_PID"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
+
+# ======== limits ========
+
+"$CZ_BIN" serve --help >"$T_TMP/help.txt"
+is "serve --help lists the limits with their defaults" \
+  "$(grep -cE -- '--(max-queued-jobs|request-deadline|min-upload-rate|idle-timeout|max-connections|max-connections-per-ip|max-header-bytes) ' "$T_TMP/help.txt")" 7
+for bad in '--max-queued-jobs -1' '--request-deadline 0' '--min-upload-rate 1X' '--max-header-bytes 100' '--idle-timeout x'; do
+  # shellcheck disable=SC2086 # the option and its value are two words
+  "$CZ_BIN" serve --data-dir "$T_TMP/none" $bad >/dev/null 2>"$T_TMP/err.txt"
+  is "serve $bad: refused (exit 2)" "$?" 2
+done
+
+DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
+cz_start "$DATA" --workers 1 --max-queued-jobs 1 --request-deadline 2 --min-upload-rate 1M \
+  --max-header-bytes 16K --idle-timeout 10 || bail "cannot start compressd with limits"
+upload "$T_TMP/block.safetensors" blocker
+is "a fast upload of 32 MiB is not cut by a 2 s deadline" "$R_STATUS" 201
+BLOCK_BODY='{"model": "'"$MODEL_ID"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+submit "$BLOCK_BODY"
+wait_claimed "$JOB_ID" 20
+submit "$BLOCK_BODY"
+QJ=$JOB_ID
+qstate=$(jf "$R_BODY" .state)
+submit "$BLOCK_BODY"
+if [ "$qstate" = queued ] && [ "$(jf "$(job_json "$QJ")" .state)" = queued ]; then
+  expect_error "a submission beyond --max-queued-jobs 1" 503 queue_full
+  is "... with Retry-After" "$(header Retry-After)" 5
+  poll_bg lp "$QJ" 5s
+  poll_result lp
+  if lt 2.2 "$P_SECS"; then
+    is "a long-poll parked longer than the 2 s request deadline is answered, not cut (${P_SECS}s)" \
+      "$P_STATUS" 200
+  else
+    skip "a long-poll parked longer than the request deadline" "the job moved after ${P_SECS}s"
+  fi
+else
+  skip "a submission beyond --max-queued-jobs 1" "the first job finished too soon (slow machine)"
+  skip "... with Retry-After" same
+  skip "a long-poll longer than the request deadline is not cut" same
+fi
+req GET /metrics
+is "compressd_queue_limit shows the limit" "$(printf '%s\n' "$R_BODY" | grep '^compressd_queue_limit ')" "compressd_queue_limit 1"
+
+# slowloris: headers trickled one line every 0.4 s are cut after the 2 s deadline
+SLOWHDR=$("$PY" - "$CZ_PORT" <<'PYEOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+t0 = time.time()
+s.settimeout(0.4)
+while time.time() - t0 < 15:
+    try:
+        if s.recv(4096) == b"":
+            break
+    except socket.timeout:
+        try:
+            s.sendall(b"X-Slow: 1\r\n")
+        except OSError:
+            break
+    except OSError:
+        break
+print("%.1f" % (time.time() - t0))
+PYEOF
+)
+check "headers trickled in are cut after the deadline (after ${SLOWHDR}s)" \
+  awk -v a="$SLOWHDR" 'BEGIN { exit !(a >= 1.5 && a < 6) }'
+t0=$(now_ms)
+curl -s -o /dev/null --max-time 30 --limit-rate 20k -H 'Content-Type: application/octet-stream' \
+  --data-binary "@$T_TMP/slow.bin" "$CZ_URL/v1/models?name=slowloris"
+rc=$?
+el=$(( $(now_ms) - t0 ))
+check "an upload at 20 KB/s (under --min-upload-rate 1M) is cut soon after 2 s (curl exit $rc, ${el} ms)" \
+  sh -c "[ $rc -ne 0 ] && [ $el -lt 8000 ]"
+sleep 0.3
+check "the cut upload left no temporary file" dir_empty "$DATA/tmp"
+is "the cut is logged" "$(grep -c 'msg="connection cut"' "$CZ_LOG" | grep -c '^[1-9]')" 1
+# a slow reader is not the client's request being late: a download may take its time
+curl -s --max-time 60 --limit-rate 10M -o "$T_TMP/slowdl" "$CZ_URL/v1/models/$MODEL_ID/file"
+is "a download slower than the deadline completes" "$(sha256_of "$T_TMP/slowdl")" "$(sha256_of "$T_TMP/block.safetensors")"
+# header and URL size: libmicrohttpd answers within --max-header-bytes
+big=$(head -c 20000 /dev/zero | tr '\0' a)
+req GET /livez -H "X-Big: $big"
+is "a 20 KB header over --max-header-bytes 16K: 431" "$R_STATUS" 431
+req GET "/livez?x=$big"
+is "a 20 KB URL over --max-header-bytes 16K: 414" "$R_STATUS" 414
+req GET /readyz
+is "the daemon is still ready" "$R_STATUS" 200
+cz_stop "$CZ_PID"
+is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
+
 if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$T_TMP"/daemon*.log; then
   not_ok "no sanitizer reports in the daemon logs"
   diag "$(grep -h -A5 'ERROR: \|runtime error:' "$T_TMP"/daemon*.log | head -30)"
