@@ -18,7 +18,7 @@ export function setToken(t) {
   } catch (_) { /* storage disabled: keep it in memory */ }
 }
 
-function authHeaders(extra) {
+export function authHeaders(extra) {
   const hd = Object.assign({}, extra || {});
   if (token) hd.Authorization = 'Bearer ' + token;
   return hd;

@@ -1,5 +1,5 @@
 // jobs.js: the job list (live, filtered, paged) and the model list.
-import { api, caps, get, post } from './api.js';
+import { api, authHeaders, caps, get, post } from './api.js';
 import {
   FINAL, STATES, announce, fmtBytes, fmtDuration, fmtInt, h, jobDuration, progressBar, recipeSummary,
   replace, stateBadge, timeEl, updateProgress,
@@ -196,10 +196,26 @@ export function jobsView(root, { query }) {
     if (state.alive) state.timer = setTimeout(() => refresh(false), document.hidden ? POLL_MS * 4 : POLL_MS);
   }
 
+  // Worker occupancy from GET /metrics (Prometheus text), when the server has it.
+  async function workers() {
+    try {
+      const res = await fetch('/metrics', { headers: authHeaders(), cache: 'no-store' });
+      if (!res.ok) return null;
+      const text = await res.text();
+      const val = (name) => {
+        const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'm'));
+        return m ? Number(m[1]) : null;
+      };
+      const slots = val('compressd_worker_slots'), busy = val('compressd_worker_busy_slots');
+      return slots === null || busy === null ? null : { slots, busy };
+    } catch (_) { return null; }
+  }
+
   async function refreshCounts() {
     if (!state.alive) return;
     clearTimeout(state.countTimer);
     try {
+      const w = await workers();
       const res = await Promise.all(STATES.map((st) => {
         const q = new URLSearchParams({ state: st, page_size: String(COUNT_CAP) });
         if (state.model) q.set('model', state.model);
@@ -211,7 +227,8 @@ export function jobsView(root, { query }) {
           type: 'button', class: `count state-${st}` + (state.filter === st ? ' active' : ''), 'aria-pressed': String(state.filter === st),
           onclick: () => { state.filter = state.filter === st ? '' : st; stateSel.value = state.filter; resetPaging(); refreshCounts(); },
         }, h('span', { class: 'count-n' }, more ? `${fmtInt(n)}+` : fmtInt(n)), h('span', { class: 'count-label' }, st))),
-      h('p', { class: 'queue-depth muted small' }, `Queue depth: ${res[0].more ? res[0].n + '+' : res[0].n} waiting, ${res[1].n} running`));
+      h('p', { class: 'queue-depth muted small', id: 'queue-depth' }, `Queue depth: ${res[0].more ? res[0].n + '+' : res[0].n} waiting, ${res[1].n} running`,
+        w ? ` · worker threads: ${w.busy} of ${w.slots} busy` : ''));
     } catch (_) { /* shown by the list */ }
     if (state.alive) state.countTimer = setTimeout(refreshCounts, COUNT_MS);
   }

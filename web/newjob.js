@@ -99,7 +99,7 @@ export function newJobView(root, { query }) {
       h('div', { class: 'field' }, h('label', { for: 'job-format' }, 'Output format'), formatSel)),
     calib && h('div', { class: 'field' },
       h('label', { for: 'job-calib' }, 'Calibration file (optional)'), calib,
-      h('p', { id: 'calib-help', class: 'help' }, 'Uploaded with the job; its sha256 is recorded in the report.')),
+      h('p', { id: 'calib-help', class: 'help' }, 'An importance matrix (llama-imatrix GGUF or .dat) for weighted quantization; uploaded first, then named in the job.')),
     h('details', { class: 'recipe-details', open: true }, h('summary', {}, 'Recipe (JSON)'), recipePre),
     h('div', { class: 'field-row' }, previewBtn, submitBtn),
     jobStatus, previewBox);
@@ -249,12 +249,13 @@ export function newJobView(root, { query }) {
   }
 
   function renderPlan(res) {
-    const plan = (res && (res.plan || res.preview || res.dry_run)) || res || {};
+    // the plan itself ({format, bytes, tensors, dry_run: true, ...}) or wrapped in plan/preview
+    const plan = (res && [res.plan, res.preview].find((x) => x && typeof x === 'object')) || res || {};
     const tensors = plan.tensors || [];
     const outBytes = plan.bytes ?? plan.output_bytes ?? (plan.output && plan.output.bytes);
     const inBytes = tensors.reduce((a, t) => a + (t.bytes_in || 0), 0);
     replace(previewBox, h('section', { class: 'card inset', 'aria-labelledby': 'pv-h' },
-      h('h3', { id: 'pv-h' }, 'Dry run: planned output'),
+      h('h3', { id: 'pv-h' }, 'Dry run: planned output (nothing was queued)'),
       h('p', {}, `Output: ${plan.format || '?'} file of ${fmtBytes(outBytes)}`,
         inBytes ? ` from ${fmtBytes(inBytes)} of tensor data (ratio ${(inBytes / Math.max(1, outBytes)).toFixed(2)}).` : '.'),
       tensors.length ? h('div', { class: 'table-wrap short' }, h('table', { class: 'compact' },
@@ -263,7 +264,7 @@ export function newJobView(root, { query }) {
           h('th', { scope: 'row', class: 'mono small' }, t.name),
           h('td', { class: 'mono small' }, (t.shape || []).join('×')),
           h('td', {}, t.input_dtype || ''), h('td', {}, t.output_type || ''),
-          h('td', { class: 'num' }, fmtBytes(t.bytes_out)), h('td', { class: 'muted small' }, t.note || '')))))) : null));
+          h('td', { class: 'num' }, fmtBytes(t.bytes_out)), h('td', { class: 'muted small wrap' }, t.note || '')))))) : null));
     announce('Dry run ready');
   }
 

@@ -54,7 +54,7 @@ const errors = [];
 page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
 // the feature probes (GET /v1/openapi.json, /v1/methods, a GET on :retry) may be 404 or 405
 // on a server without those endpoints: the browser logs them, they are not errors
-const PROBE = /\/v1\/(openapi\.json|methods|calibrations|jobs\/probe(:retry|\?wait=x))$/;
+const PROBE = /\/(v1\/(openapi\.json|methods|calibrations|jobs\/probe(:retry|\?wait=x))|metrics)$/;
 page.on('console', (m) => {
   if (m.type() !== 'error') return;
   const where = (m.location() && m.location().url) || '';
@@ -67,6 +67,7 @@ page.on('request', (r) => { if (!r.url().startsWith(URL_) && !r.url().startsWith
 
 async function shot(name, fullPage = true) {
   const file = path.join(SHOTS, name);
+  await page.evaluate(() => window.scrollTo(0, 0));  // the sticky header stays on top
   await page.screenshot({ path: file, fullPage });
   diag(`screenshot ${file}`);
 }
@@ -154,6 +155,21 @@ try {
   const recipe = JSON.parse(await page.textContent('#recipe-json'));
   ok(recipe.steps && recipe.steps[0].type === 'q8_0' && recipe.output.format === 'gguf' && recipe.model === model.id,
     'the form builds the q8_0 recipe', JSON.stringify(recipe));
+  // a calibration file field exactly when the server takes calibrations
+  const hasCalib = (await fetch(URL_ + '/v1/calibrations')).ok;
+  ok((await page.locator('#job-calib').count()) === (hasCalib ? 1 : 0),
+    `the calibration file field is ${hasCalib ? 'offered' : 'absent'} (GET /v1/calibrations ${hasCalib ? 'exists' : 'does not exist'})`);
+  // the dry run, when the server has one: the plan for every tensor, and no job
+  if (await page.locator('#job-preview').count()) {
+    await page.click('#job-preview');
+    await page.waitForSelector('#preview table tbody tr');
+    const rows = await page.locator('#preview table tbody tr').count();
+    const jobsNow = (await apiGet('/v1/jobs')).jobs.length;
+    ok(rows === model.tensor_count && jobsNow === 0, `the dry run plans all ${rows} tensors and queues nothing (${jobsNow} jobs)`);
+    await shot('02b-dry-run.png');
+  } else {
+    ok(true, 'no dry run on this server # SKIP POST /v1/jobs has no dry_run');
+  }
   await page.click('#job-submit');
   await page.waitForURL(/#\/jobs\/job_[0-9a-f]+$/);
   const jobId = decodeURIComponent(page.url().split('#/jobs/')[1]);
@@ -225,6 +241,10 @@ try {
   ok(states.every((s) => s === 'succeeded'), `the list shows both jobs succeeded (${states.join(', ')})`);
   await page.waitForFunction(() => /2/.test(document.querySelector('.count.state-succeeded .count-n').textContent));
   ok(true, 'the succeeded counter says 2');
+  if ((await fetch(URL_ + '/metrics')).ok) {
+    await page.waitForFunction(() => /worker threads: \d+ of \d+ busy/.test(document.getElementById('queue-depth').textContent));
+    ok(true, 'the list shows worker occupancy from GET /metrics');
+  }
   await page.selectOption('#f-state', 'failed');
   await page.waitForFunction(() => document.querySelectorAll('table.jobs tbody tr').length === 0);
   ok(await page.locator('.empty').isVisible(), 'filtering by state failed empties the list');
