@@ -6,7 +6,11 @@
 Both files are read with gguf_read (a second implementation of the formats); every tensor of
 the report is decoded from the input and from the artifact, and its error figures and sizes
 are recomputed in double precision and compared with the report's (1e-6 relative, 1e-9
-absolute). The artifact must hold exactly the tensors the report accounts for. Prints one
+absolute). The artifact must hold exactly the tensors the report accounts for. A tensor whose
+report entry has a "layout" (prune, factorize, palettize: docs/formats.md section 4) is
+rebuilt from that layout, written here from the format description: low-rank products,
+kept rows put back, LUT + packed indices, compressed-tensors bitmasks; the layout must also be
+the one stored in the artifact (compressd.layout). Prints one
 TAP-friendly summary line; exits 1 with the list of mismatches on any disagreement, 2 on usage
 or unreadable input.
 """
@@ -15,6 +19,7 @@ import json
 import math
 import operator
 import os
+import struct
 import sys
 from array import array
 
@@ -86,6 +91,17 @@ def snr_db(ref2, err2):
     return 10.0 * math.log10(ref2 / err2)
 
 
+def cosine(w, wq, err2):
+    """sum x y / sqrt(sum x^2 sum y^2) over the finite inputs; 1 when there is no error."""
+    if err2 == 0:
+        return 1.0
+    pairs = [(a, b) for a, b in zip(w, wq) if math.isfinite(a)]
+    dot = math.fsum(a * b for a, b in pairs)
+    x2 = math.fsum(a * a for a, _ in pairs)
+    y2 = math.fsum(b * b for _, b in pairs)
+    return dot / math.sqrt(x2 * y2) if x2 > 0 and y2 > 0 else None
+
+
 def input_dtype_name(t):
     """The report spells a type the safetensors way when safetensors has it, else ggml's."""
     return _ST_SPELLING.get(t.type, t.type)
@@ -131,6 +147,178 @@ def decode_plain(art, name, shape, out_type, ck):
         return None, a.nbytes, [a.name]
 
 
+def _rows_cols(shape):
+    cols = shape[-1] if shape else 1
+    n = 1
+    for d in shape:
+        n *= d
+    return (n // cols if cols else 0), cols
+
+
+def _tensor(art, name, ck, used, what):
+    t = art.find(name) if isinstance(name, str) else None
+    if t is None:
+        ck.fail("%s: layout names %r, which the artifact does not hold" % (what, name))
+        return None
+    used.append(t.name)
+    return t
+
+
+def _i64(art, t):
+    return list(struct.unpack("<%dq" % (t.nbytes // 8), gguf_read.tensor_bytes(art, t)))
+
+
+def _bits(raw, row_off, j, bits):
+    v = 0
+    for b in range(bits):
+        p = j * bits + b
+        v |= ((raw[row_off + p // 8] >> (p % 8)) & 1) << b
+    return v
+
+
+def decode_layout(art, node, ck, what, used):
+    """The values a layout node stands for: (list of floats, rows, cols), or None (a failure
+    is recorded). Names of the artifact tensors it reads go to used."""
+    if not isinstance(node, dict):
+        ck.fail("%s: layout node %r is not an object" % (what, node))
+        return None
+    tr = node.get("transform")
+    if tr == "lowrank":
+        a = decode_layout(art, node.get("a"), ck, what + ".a", used)
+        b = decode_layout(art, node.get("b"), ck, what + ".b", used)
+        if a is None or b is None:
+            return None
+        (av, m, r), (bv, r2, n) = a, b
+        if r != r2 or r != node.get("rank"):
+            ck.fail("%s: low-rank factors of rank %d and %d (node says %r)" % (what, r, r2, node.get("rank")))
+            return None
+        out = []
+        for i in range(m):
+            row = [0.0] * n
+            for c in range(r):
+                x = av[i * r + c]
+                if x != 0.0:
+                    row = list(map(operator.add, row, [x * y for y in bv[c * n:(c + 1) * n]]))
+            out.extend(row)
+        return out, m, n
+    if tr in ("select_rows", "select_cols"):
+        child = decode_layout(art, node.get("child"), ck, what + ".child", used)
+        kt = _tensor(art, node.get("kept"), ck, used, what)
+        if child is None or kt is None:
+            return None
+        vals, rows, cols = child
+        kept, size = _i64(art, kt), node.get("size")
+        ck.equal("%s: %s type" % (what, kt.name), kt.type, "I64" if art.format == "safetensors" else "i64")
+        if len(kept) != (rows if tr == "select_rows" else cols) or sorted(set(kept)) != kept or \
+                not kept or kept[0] < 0 or kept[-1] >= size:
+            ck.fail("%s: kept indices %r do not fit" % (what, kept[:8]))
+            return None
+        if tr == "select_rows":
+            out = [0.0] * (size * cols)
+            for i, k in enumerate(kept):
+                out[k * cols:(k + 1) * cols] = vals[i * cols:(i + 1) * cols]
+            return out, size, cols
+        out = [0.0] * (rows * size)
+        for r in range(rows):
+            for i, k in enumerate(kept):
+                out[r * size + k] = vals[r * cols + i]
+        return out, rows, size
+    if tr is not None:
+        ck.fail("%s: unknown transform %r" % (what, tr))
+        return None
+    enc = node.get("encoding")
+    if enc == "plain":
+        t = _tensor(art, node.get("tensor"), ck, used, what)
+        if t is None:
+            return None
+        ck.equal("%s: type" % what, t.type.lower(), str(node.get("type")).lower())
+        try:
+            vals = gguf_read.decode(art, t)
+        except NotImplementedError as e:
+            ck.fail("%s: %s" % (what, e))
+            return None
+        return (vals,) + _rows_cols(t.shape)
+    if enc == "int8":
+        q = _tensor(art, node.get("tensor"), ck, used, what)
+        s = _tensor(art, node.get("scale"), ck, used, what)
+        if q is None or s is None:
+            return None
+        rows, cols = _rows_cols(q.shape)
+        qs, scales = array("b", gguf_read.tensor_bytes(art, q)), gguf_read.decode(art, s)
+        if len(scales) != rows:
+            ck.fail("%s: %d scales for %d rows" % (what, len(scales), rows))
+            return None
+        prod = []
+        for r, sc in enumerate(scales):
+            prod.extend([v * sc for v in qs[r * cols:(r + 1) * cols]])
+        return array("f", prod).tolist(), rows, cols
+    if enc == "palette":
+        lt = _tensor(art, node.get("lut"), ck, used, what)
+        it = _tensor(art, node.get("indices"), ck, used, what)
+        if lt is None or it is None:
+            return None
+        bits, group, shape = node.get("bits"), node.get("group_size"), node.get("shape")
+        rows, cols = shape
+        k = 1 << bits
+        rb = (cols * bits + 7) // 8
+        lut = gguf_read.decode(art, lt)
+        raw = gguf_read.tensor_bytes(art, it)
+        ngroups = (rows + group - 1) // group
+        if len(lut) != ngroups * k or len(raw) != rows * rb:
+            ck.fail("%s: palette of %d entries / %d index bytes for %dx%d at %d bits, groups of %d"
+                    % (what, len(lut), len(raw), rows, cols, bits, group))
+            return None
+        out = []
+        for r in range(rows):
+            base = (r // group) * k
+            out.extend(lut[base + _bits(raw, r * rb, j, bits)] for j in range(cols))
+            for p in range(cols * bits, rb * 8):
+                if (raw[r * rb + p // 8] >> (p % 8)) & 1:
+                    ck.fail("%s: row %d has a padding bit set" % (what, r))
+                    return None
+        return out, rows, cols
+    if enc in ("sparse-bitmask", "sparse-24-bitmask"):
+        ct = _tensor(art, node.get("compressed"), ck, used, what)
+        bt = _tensor(art, node.get("bitmask"), ck, used, what)
+        st = _tensor(art, node.get("shape"), ck, used, what)
+        ot = _tensor(art, node.get("row_offsets"), ck, used, what) if enc == "sparse-bitmask" else None
+        if None in (ct, bt, st) or (enc == "sparse-bitmask" and ot is None):
+            return None
+        rows, cols = _i64(art, st)
+        vals = gguf_read.decode(art, ct)
+        bits = gguf_read.tensor_bytes(art, bt)
+        rb = (cols + 7) // 8
+        offs = _i64(art, ot) if ot is not None else None
+        out, v = [], 0
+        for r in range(rows):
+            if offs is not None and offs[r] != v:
+                ck.fail("%s: row_offsets[%d] = %d, %d values before it" % (what, r, offs[r], v))
+                return None
+            for c in range(cols):
+                if (bits[r * rb + c // 8] >> (c % 8)) & 1:
+                    out.append(vals[v])
+                    v += 1
+                else:
+                    out.append(0.0)
+            if enc == "sparse-24-bitmask":
+                for g in range(0, cols, 4):
+                    if sum((bits[r * rb + (g + a) // 8] >> ((g + a) % 8)) & 1 for a in range(4)) != 2:
+                        ck.fail("%s: row %d group %d does not hold exactly 2 of 4" % (what, r, g // 4))
+                        return None
+        if v != len(vals):
+            ck.fail("%s: %d values stored, %d used" % (what, len(vals), v))
+            return None
+        return out, rows, cols
+    ck.fail("%s: unknown encoding %r" % (what, enc))
+    return None
+
+
+def stored_layouts(art):
+    """compressd.layout of the artifact (docs/formats.md 4.7), {} if absent."""
+    text = art.metadata.get("compressd.layout") if art.format == "safetensors" else art.kv.get("compressd.layout")
+    return json.loads(text).get("tensors", {}) if isinstance(text, str) else {}
+
+
 def check_tensor(inp, art, rt, ck):
     """One report entry; returns (bytes_in, bytes_out, n_elements, artifact names)."""
     name = rt.get("name")
@@ -142,7 +330,23 @@ def check_tensor(inp, art, rt, ck):
     ck.equal("%s: input_dtype" % name, rt.get("input_dtype"), input_dtype_name(t))
     ck.equal("%s: bytes_in" % name, rt.get("bytes_in"), t.nbytes)
     out_type = rt.get("output_type") or ""
-    if out_type == "int8":
+    if isinstance(rt.get("layout"), dict):
+        used = []
+        dec = decode_layout(art, rt["layout"], ck, name, used)
+        wq = None
+        if dec is not None:
+            wq, rows, cols = dec
+            if rows * cols != t.n_elements:
+                ck.fail("%s: layout rebuilds %dx%d values for %d elements" % (name, rows, cols, t.n_elements))
+                wq = None
+        used = list(dict.fromkeys(used))
+        bytes_out = sum(art.find(u).nbytes for u in used)
+        outs = rt.get("outputs")
+        if not isinstance(outs, list) or sorted(o.get("name") for o in outs) != sorted(used):
+            ck.fail("%s: report outputs %r, layout uses %r" % (name, outs, used))
+        if stored_layouts(art).get(name, {}).get("layout") != rt["layout"]:
+            ck.fail("%s: the artifact's compressd.layout does not match the report" % name)
+    elif out_type == "int8":
         wq, bytes_out, used = decode_int8(art, name, t.shape, ck)
     else:
         wq, bytes_out, used = decode_plain(art, name, t.shape, out_type, ck)
@@ -164,6 +368,8 @@ def check_tensor(inp, art, rt, ck):
         ck.close("%s: rel_l2" % name, rt.get("rel_l2"), rel_l2(ref2, err2))
         ck.close("%s: snr_db" % name, rt.get("snr_db"), snr_db(ref2, err2))
         ck.close("%s: max_abs_err" % name, rt.get("max_abs_err"), max_abs)
+        if "cosine" in rt:
+            ck.close("%s: cosine" % name, rt.get("cosine"), cosine(w, wq, err2))
     return t.nbytes, bytes_out, n, used
 
 
