@@ -14,10 +14,14 @@
 typedef struct {
   cz_type type;      /* quantize.gguf: the ggml type; quantize.int8: CZ_TYPE_I8 */
   cz_mixture *mx;    /* quantize.gguf with a llama.cpp preset: the mixture (type unused) */
+  cz_budget *budget; /* quantize.gguf with target_bpw / target_bytes (type unused) */
 } quant_params;
 
 static void quant_free(void *p) {
-  if (p) cz_mixture_free(((quant_params *)p)->mx);
+  if (p) {
+    cz_mixture_free(((quant_params *)p)->mx);
+    cz_budget_free(((quant_params *)p)->budget);
+  }
   free(p);
 }
 
@@ -71,7 +75,9 @@ static void producible_list(char *buf, size_t cap) {
 }
 
 static bool gguf_match(const json_t *step) {
-  if (json_object_get(step, "preset") != NULL) return true;
+  if (json_object_get(step, "preset") != NULL || json_object_get(step, "target_bpw") != NULL ||
+      json_object_get(step, "target_bytes") != NULL)
+    return true;
   return json_string_value(json_object_get(step, "type")) != NULL &&
          strcmp(json_string_value(json_object_get(step, "type")), "int8") != 0;
 }
@@ -115,6 +121,29 @@ static cz_err_code preset_parse(const json_t *step, int idx, quant_params *p, cz
   return CZ_E_OK;
 }
 
+/* {"op": "quantize", "target_bpw": 4.5} / {"target_bytes": N}, optional "types": a size
+ * budget met with the least error. */
+static cz_err_code budget_parse(const json_t *step, int idx, quant_params *p, cz_error *err) {
+  static const char *const allowed[] = {"op", "target_bpw", "target_bytes", "types", NULL};
+  if (json_object_get(step, "type") || json_object_get(step, "preset"))
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d]: a size budget (target_bpw / target_bytes) picks the types "
+                      "itself: give it without \"type\" or \"preset\"", idx);
+  cz_err_code rc = check_keys(step, idx, allowed, err);
+  if (rc || (rc = cz_budget_parse(step, idx, &p->budget, err))) return rc;
+  cz_type types[32];
+  int n = cz_budget_types(p->budget, types, 32);
+  for (int i = 0; i < n; i++)
+    if (!producible(types[i])) {
+      char list[512];
+      producible_list(list, sizeof list);
+      return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                        "steps[%d].types: \"%s\" is not a type this server can produce "
+                        "(supported: %s)", idx, cz_type_get(types[i])->name, list);
+    }
+  return CZ_E_OK;
+}
+
 static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_error *err) {
   /* a form may send the preset switches at their default (false) with a plain type */
   static const char *const allowed[] = {"op", "type", "pure", "leave_output_tensor", NULL};
@@ -122,7 +151,9 @@ static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_err
   quant_params *p = calloc(1, sizeof *p);
   if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
   cz_err_code rc;
-  if (json_object_get(step, "preset") != NULL) {
+  if (json_object_get(step, "target_bpw") != NULL || json_object_get(step, "target_bytes") != NULL) {
+    rc = budget_parse(step, idx, p, err);
+  } else if (json_object_get(step, "preset") != NULL) {
     rc = preset_parse(step, idx, p, err);
   } else if (!(rc = check_keys(step, idx, allowed, err))) {
     for (int i = 0; preset_only[i] && !rc; i++)
@@ -131,7 +162,7 @@ static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_err
                         "steps[%d].%s: only with \"preset\" (a plain \"type\" already gives every "
                         "eligible tensor that type)", idx, preset_only[i]);
   }
-  if (!rc && !p->mx) {
+  if (!rc && !p->mx && !p->budget) {
     int t = gguf_type_of(step);
     if (t < 0) {
       char list[512];
@@ -154,14 +185,48 @@ static cz_err_code gguf_parse(const json_t *step, int idx, void **params, cz_err
 static json_t *gguf_describe(const void *params) {
   const quant_params *p = params;
   if (p->mx) return cz_mixture_describe(p->mx);
+  if (p->budget) return cz_budget_describe(p->budget);
   return json_pack("{s:s, s:s}", "op", "quantize", "type", cz_type_get(p->type)->name);
 }
 
 static bool gguf_supports(const void *params, cz_format f) {
   const quant_params *p = params;
-  if (p->mx) return f == CZ_FORMAT_GGUF;  /* a mixture of ggml block types */
+  if (p->mx || p->budget) return f == CZ_FORMAT_GGUF;  /* a mixture of ggml block types */
   /* block types exist only in GGUF; plain float types are fine in both */
   return f == CZ_FORMAT_GGUF || cz_type_get(p->type)->st_name != NULL;
+}
+
+/* An upper bound of what a GGUF output of m spends besides tensor data. From a GGUF input:
+ * its own header (the KVs and tensor infos are carried over with the same sizes), 1 KiB for
+ * the keys we add and the alignment padding of every tensor. Otherwise the names and dims
+ * of every tensor, a little for the keys and the padding. */
+static uint64_t header_bound(const cz_model *m) {
+  const uint64_t align = m->alignment ? m->alignment : 32;
+  uint64_t data_start = UINT64_MAX, names = 4096;
+  for (size_t i = 0; i < m->n_tensors; i++) {
+    const cz_tensor *t = &m->tensors[i];
+    names += strlen(t->name) + 8 + 4 + 8 * CZ_MAX_DIMS + 4 + 8;
+    if (t->nbytes && (uint64_t)(t->data - (const uint8_t *)m->map) < data_start)
+      data_start = (uint64_t)(t->data - (const uint8_t *)m->map);
+  }
+  uint64_t h = m->format == CZ_FORMAT_GGUF && data_start != UINT64_MAX ? data_start + 1024 : names;
+  return h + m->n_tensors * align;
+}
+
+static cz_err_code budget_plan_begin(const quant_params *q, const cz_plan_ctx *ctx, void **state,
+                                     cz_error *err) {
+  size_t n = ctx->model->n_tensors;
+  cz_mixture_choice *c = calloc(n ? n : 1, sizeof *c);
+  if (!c) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  cz_budget_result res;
+  cz_err_code rc = cz_budget_plan(q->budget, ctx->model, ctx->imatrix, header_bound(ctx->model),
+                                  c, &res, err);
+  if (rc) {
+    free(c);
+    return rc;
+  }
+  *state = c;
+  return CZ_E_OK;
 }
 
 /* The mixture decides every tensor up front: its layer counters run in llama.cpp's tensor
@@ -170,6 +235,7 @@ static cz_err_code gguf_plan_begin(const void *params, const cz_plan_ctx *ctx, v
                                    cz_error *err) {
   const quant_params *q = params;
   *state = NULL;
+  if (q->budget) return budget_plan_begin(q, ctx, state, err);
   if (!q->mx) return CZ_E_OK;
   if (ctx->model->format != CZ_FORMAT_GGUF)
     return cz_err_set(err, CZ_E_UNSUPPORTED_INPUT,
@@ -229,7 +295,7 @@ static cz_err_code gguf_plan(const void *params, const cz_plan_ctx *ctx, const c
   cz_type type = q->type;
   const char *note = NULL;
   bool requires;
-  if (q->mx) {
+  if (q->mx || q->budget) {
     const cz_mixture_choice *c = &((const cz_mixture_choice *)ctx->state)[ctx->index];
     if (!c->quantize) {
       plan_copy(t, c->note, p);
@@ -244,8 +310,8 @@ static cz_err_code gguf_plan(const void *params, const cz_plan_ctx *ctx, const c
     requires = c->requires_imatrix;
     if (!producible(type))
       return cz_err_set(err, CZ_E_UNSUPPORTED,
-                        "tensor %s: preset %s chooses %s for it, which this server cannot "
-                        "produce yet", t->name, cz_mixture_preset_name(q->mx),
+                        "tensor %s: %s chooses %s for it, which this server cannot "
+                        "produce yet", t->name, q->mx ? cz_mixture_preset_name(q->mx) : "the budget",
                         cz_type_get(type)->name);
   } else {
     const cz_type_traits *tr = cz_type_get(q->type);
@@ -331,7 +397,7 @@ static json_t *gguf_schema(void) {
                                              "default_type", cz_type_get(def)->name));
   }
   /* "presets": each with general.file_type and the type most tensors get */
-  return json_pack(
+  json_t *schema = json_pack(
       "{s:[{s:s, s:s, s:b, s:o, s:s}, {s:s, s:s, s:b, s:o, s:s}, {s:s, s:s, s:b, s:s},"
       " {s:s, s:s, s:b, s:s}, {s:s, s:s, s:b, s:O, s:s}, {s:s, s:s, s:b, s:O, s:s},"
       " {s:s, s:s, s:b, s:s}], s:[s, s], s:o, s:o}",
@@ -353,6 +419,23 @@ static json_t *gguf_schema(void) {
       "preset only: {\"REGEX\": \"type\"}; the first pattern found in a tensor's name gives "
       "its type (--tensor-type)",
       "output_formats", "gguf", "safetensors", "types", types, "presets", presets);
+  json_t *params = json_object_get(schema, "params");
+  json_array_append_new(
+      params, json_pack("{s:s, s:s, s:b, s:f, s:f, s:s, s:s}", "name", "target_bpw", "type",
+                        "number", "required", 0, "minimum", 0.0, "maximum", 32.0, "unit",
+                        "bits per weight", "description",
+                        "size budget: the types per tensor (among \"types\") with the least "
+                        "error that fit this many bits per weight. Instead of type or preset"));
+  json_array_append_new(
+      params, json_pack("{s:s, s:s, s:b, s:i, s:s, s:s}", "name", "target_bytes", "type",
+                        "integer", "required", 0, "minimum", 1, "unit", "bytes", "description",
+                        "size budget as the whole output file's size. Instead of target_bpw"));
+  json_array_append_new(
+      params, json_pack("{s:s, s:s, s:b, s:i, s:i, s:s}", "name", "types", "type", "array",
+                        "required", 0, "min_items", 1, "max_items", 16, "description",
+                        "with a size budget: the candidate types (default q2_K, q3_K, q4_K, "
+                        "q5_K, q6_K, q8_0, q4_0, q5_0)"));
+  return schema;
 }
 
 const cz_method cz_m_quantize_gguf = {

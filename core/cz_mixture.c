@@ -4,16 +4,20 @@
  * llama_tensor_get_type_impl, tensor_type_fallback, tensor_allows_quantization,
  * tensor_requires_imatrix) and tools/quantize/quantize.cpp (option parsing); the rules are
  * restated here in C, branch for branch for the presets offered. The IQ1/IQ2/IQ3 presets are
- * not offered (their types have no kernel here), so their branches are not carried. */
+ * not offered (their types have no kernel here), so their branches are not carried.
+ * The size budget at the end (cz_budget_*) is ours: see cz_mixture.h and docs/methods.md. */
 #include "cz_mixture.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "cz_imatrix.h"
+#include "cz_method.h"
 #include "cz_model_impl.h"
 
 #define MAX_PATTERNS 256
@@ -661,5 +665,276 @@ cz_err_code cz_mixture_plan(const cz_mixture *mx, const cz_model *m, bool has_im
     else c->requires_imatrix = needs_imatrix(t->name, nt, s.ftype);
   }
   free(order);
+  return rc;
+}
+
+/* ---- size budget ---- */
+
+#define MAX_CANDIDATES 16
+#define SAMPLE_ROWS 32   /* rows per tensor whose error is measured for each candidate */
+
+struct cz_budget {
+  double target_bpw;      /* > 0, or 0 when target_bytes is given */
+  uint64_t target_bytes;
+  int n_types;
+  cz_type types[MAX_CANDIDATES];
+  bool types_given;
+};
+
+static const cz_type default_candidates[] = {CZ_TYPE_Q2_K, CZ_TYPE_Q3_K, CZ_TYPE_Q4_K,
+                                             CZ_TYPE_Q5_K, CZ_TYPE_Q6_K, CZ_TYPE_Q8_0,
+                                             CZ_TYPE_Q4_0, CZ_TYPE_Q5_0};
+
+void cz_budget_free(cz_budget *b) { free(b); }
+
+cz_err_code cz_budget_parse(const json_t *step, int idx, cz_budget **out, cz_error *err) {
+  const json_t *bpw = json_object_get(step, "target_bpw"), *bytes = json_object_get(step, "target_bytes");
+  if ((bpw != NULL) == (bytes != NULL))
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d]: give one of target_bpw (bits per weight) or target_bytes", idx);
+  cz_budget *b = calloc(1, sizeof *b);
+  if (!b) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  cz_err_code rc = CZ_E_OK;
+  if (bpw) {
+    b->target_bpw = json_number_value(bpw);
+    if (!json_is_number(bpw) || !(b->target_bpw > 0.0 && b->target_bpw <= 32.0))
+      rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].target_bpw must be a number above 0 and at most 32", idx);
+  } else if (!json_is_integer(bytes) || json_integer_value(bytes) < 1) {
+    rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                    "steps[%d].target_bytes must be a positive integer (the output file's size)", idx);
+  } else {
+    b->target_bytes = (uint64_t)json_integer_value(bytes);
+  }
+  const json_t *types = json_object_get(step, "types");
+  if (!rc && types) {
+    if (!json_is_array(types) || json_array_size(types) == 0 ||
+        json_array_size(types) > MAX_CANDIDATES) {
+      rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].types must be an array of 1 to %d ggml type names", idx,
+                      MAX_CANDIDATES);
+    } else {
+      b->types_given = true;
+      for (size_t i = 0; i < json_array_size(types) && !rc; i++) {
+        int t = gguf_type_by_name(json_array_get(types, i));
+        bool dup = false;
+        for (int k = 0; k < b->n_types; k++) dup |= (int)b->types[k] == t;
+        if (t < 0 || dup)
+          rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                          "steps[%d].types[%zu] must be a ggml type name, each once", idx, i);
+        else
+          b->types[b->n_types++] = (cz_type)t;
+      }
+    }
+  } else if (!rc) {
+    b->n_types = (int)(sizeof default_candidates / sizeof default_candidates[0]);
+    memcpy(b->types, default_candidates, sizeof default_candidates);
+  }
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  *out = b;
+  return CZ_E_OK;
+}
+
+json_t *cz_budget_describe(const cz_budget *b) {
+  json_t *o = json_pack("{s:s}", "op", "quantize");
+  if (b->target_bpw > 0) json_object_set_new(o, "target_bpw", json_real(b->target_bpw));
+  else json_object_set_new(o, "target_bytes", json_integer((json_int_t)b->target_bytes));
+  json_t *t = json_array();
+  for (int i = 0; i < b->n_types; i++) json_array_append_new(t, json_string(cz_type_get(b->types[i])->name));
+  json_object_set_new(o, "types", t);
+  return o;
+}
+
+int cz_budget_types(const cz_budget *b, cz_type *types, int max) {
+  for (int i = 0; i < b->n_types && i < max; i++) types[i] = b->types[i];
+  return b->n_types;
+}
+
+typedef struct {
+  int type;        /* index in b->types */
+  uint64_t bytes;
+  double err;
+} option;
+
+typedef struct {
+  size_t tensor;
+  int n;           /* options on the lower convex hull, by increasing bytes */
+  option hull[MAX_CANDIDATES];
+  int at;          /* the option chosen so far */
+} item;
+
+/* Weighted squared error of quantizing rows of t to type, estimated from a sample of rows:
+ * weights are the importance of each column relative to the tensor's mean importance (1
+ * without a calibration), so that tensors with and without calibration data compare. */
+static cz_err_code tensor_error(const cz_tensor *t, cz_type type, const float *imatrix,
+                                double *out, cz_error *err) {
+  const cz_type_traits *in = cz_type_get(t->type), *tr = cz_type_get(type);
+  const int64_t ncols = t->ne[0], nrows = cz_tensor_nelements(t) / ncols;
+  const int64_t rows_per_expert = t->n_dims >= 3 ? t->ne[1] : nrows;
+  const uint64_t in_row = cz_type_row_size(t->type, ncols), q_row = cz_type_row_size(type, ncols);
+  const int64_t samples = nrows < SAMPLE_ROWS ? nrows : SAMPLE_ROWS;
+  float *x = malloc(sizeof(float) * (size_t)ncols * 2);
+  uint8_t *q = malloc((size_t)q_row);
+  if (!x || !q) {
+    free(x);
+    free(q);
+    return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  }
+  float *y = x + ncols;
+  double total = 0;
+  for (int64_t k = 0; k < samples; k++) {
+    const int64_t r = k * nrows / samples;
+    const float *w = imatrix ? imatrix + (r / rows_per_expert) * ncols : NULL;
+    in->to_f32(t->data + (uint64_t)r * in_row, x, ncols);
+    if (tr->quantize) tr->quantize(x, q, 1, ncols, w);
+    else tr->from_f32(x, q, ncols);
+    tr->to_f32(q, y, ncols);
+    double mean_w = 0;
+    if (w) {
+      for (int64_t j = 0; j < ncols; j++) mean_w += w[j];
+      mean_w /= (double)ncols;
+    }
+    double e = 0;
+    for (int64_t j = 0; j < ncols; j++) {
+      double d = (double)x[j] - (double)y[j];
+      e += (w && mean_w > 0 ? w[j] / mean_w : 1.0) * d * d;
+    }
+    total += e;
+  }
+  free(x);
+  free(q);
+  *out = samples ? total * (double)nrows / (double)samples : 0;
+  if (!isfinite(*out))
+    return cz_err_set(err, CZ_E_NON_FINITE, "tensor %s holds NaN or Inf values", t->name);
+  return CZ_E_OK;
+}
+
+static int option_cmp(const void *a, const void *b) {
+  const option *x = a, *y = b;
+  if (x->bytes != y->bytes) return x->bytes < y->bytes ? -1 : 1;
+  return x->err < y->err ? -1 : x->err > y->err;
+}
+
+/* Keep the options on the lower convex hull of (bytes, error): the ones a greedy
+ * error-per-byte ascent can stop at. */
+static void convex_hull(option *o, int n, item *it) {
+  qsort(o, (size_t)n, sizeof *o, option_cmp);
+  int h = 0;
+  for (int i = 0; i < n; i++) {
+    if (h > 0 && o[i].err >= it->hull[h - 1].err) continue;  /* more bytes, no less error */
+    while (h >= 2) {
+      const option *a = &it->hull[h - 2], *b = &it->hull[h - 1];
+      /* b is above the segment a-o[i]: its slope from a is flatter than o[i]'s */
+      double s_ab = (a->err - b->err) / (double)(b->bytes - a->bytes);
+      double s_ai = (a->err - o[i].err) / (double)(o[i].bytes - a->bytes);
+      if (s_ab <= s_ai) h--;
+      else break;
+    }
+    it->hull[h++] = o[i];
+  }
+  it->n = h;
+}
+
+static bool float_input(cz_type t) {
+  return t == CZ_TYPE_F32 || t == CZ_TYPE_F16 || t == CZ_TYPE_BF16;
+}
+
+cz_err_code cz_budget_plan(const cz_budget *b, const cz_model *m, const struct cz_imatrix *im,
+                           uint64_t header_bytes, cz_mixture_choice *choices,
+                           cz_budget_result *res, cz_error *err) {
+  memset(res, 0, sizeof *res);
+  item *items = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *items);
+  if (!items) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  size_t n_items = 0;
+  uint64_t fixed = 0, elements = 0;
+  cz_err_code rc = CZ_E_OK;
+  for (size_t i = 0; i < m->n_tensors && !rc; i++) {
+    const cz_tensor *t = &m->tensors[i];
+    cz_mixture_choice *c = &choices[i];
+    memset(c, 0, sizeof *c);
+    c->type = t->type;
+    elements += (uint64_t)cz_tensor_nelements(t);
+    /* llama.cpp's names in a GGUF; Hugging Face's rules (layernorm, ...) otherwise */
+    c->note = m->format == CZ_FORMAT_GGUF ? cz_mixture_ineligible(t, true) : cz_method_ineligible(t);
+    if (!c->note && !float_input(t->type)) c->note = "input type is not F32, F16 or BF16";
+    item *it = &items[n_items];
+    option o[MAX_CANDIDATES];
+    int n = 0;
+    const float *w = NULL;
+    if (!c->note && im) {
+      int64_t nw = 0;
+      w = cz_imatrix_find(im, t->name, &nw);
+      if (w && nw != t->ne[0] * (t->n_dims >= 3 ? t->ne[2] : 1)) w = NULL;
+    }
+    for (int k = 0; !c->note && k < b->n_types && !rc; k++) {
+      const cz_type ty = b->types[k];
+      if (t->ne[0] % cz_type_get(ty)->blck_size != 0) continue;
+      o[n].type = k;
+      o[n].bytes = cz_type_row_size(ty, t->ne[0]) * (uint64_t)(cz_tensor_nelements(t) / t->ne[0]);
+      rc = tensor_error(t, ty, w, &o[n].err, err);
+      n++;
+    }
+    if (rc) break;
+    if (!c->note && n == 0) c->note = "row length fits none of the candidate types";
+    if (c->note) {
+      fixed += t->nbytes;
+      continue;
+    }
+    it->tensor = i;
+    convex_hull(o, n, it);
+    res->min_bytes += it->hull[0].bytes;
+    n_items++;
+  }
+  if (rc) goto done;
+  /* the budget for the tensors we choose types for */
+  uint64_t total = b->target_bpw > 0 ? (uint64_t)(b->target_bpw * (double)elements / 8.0)
+                                     : (b->target_bytes > header_bytes ? b->target_bytes - header_bytes : 0);
+  res->budget_bytes = total > fixed ? total - fixed : 0;
+  if (res->min_bytes > res->budget_bytes) {
+    rc = cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                    "the budget leaves %llu bytes for the quantized tensors, but the smallest "
+                    "candidate types need %llu: raise %s",
+                    (unsigned long long)res->budget_bytes, (unsigned long long)res->min_bytes,
+                    b->target_bpw > 0 ? "target_bpw" : "target_bytes");
+    goto done;
+  }
+  /* greedy ascent: always the upgrade with the most error removed per byte that still fits */
+  uint64_t used = res->min_bytes;
+  for (;;) {
+    size_t best = SIZE_MAX;
+    double best_slope = 0;
+    for (size_t k = 0; k < n_items; k++) {
+      item *it = &items[k];
+      if (it->at + 1 >= it->n) continue;
+      const option *a = &it->hull[it->at], *nx = &it->hull[it->at + 1];
+      if (nx->bytes - a->bytes > res->budget_bytes - used) continue;
+      double slope = (a->err - nx->err) / (double)(nx->bytes - a->bytes);
+      if (best == SIZE_MAX || slope > best_slope) {
+        best = k;
+        best_slope = slope;
+      }
+    }
+    if (best == SIZE_MAX) break;
+    item *it = &items[best];
+    used += it->hull[it->at + 1].bytes - it->hull[it->at].bytes;
+    it->at++;
+  }
+  res->chosen_bytes = used;
+  for (size_t k = 0; k < n_items; k++) {
+    const item *it = &items[k];
+    const cz_tensor *t = &m->tensors[it->tensor];
+    cz_mixture_choice *c = &choices[it->tensor];
+    c->type = b->types[it->hull[it->at].type];
+    c->quantize = c->type != t->type;
+    if (!c->quantize) c->note = "already of the chosen type";
+    c->requires_imatrix = cz_type_get(c->type)->requires_imatrix && !is_token_embd(t->name) &&
+                          strcmp(t->name, "output.weight") != 0;
+    res->error += it->hull[it->at].err;
+  }
+done:
+  free(items);
   return rc;
 }

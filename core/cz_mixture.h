@@ -78,4 +78,40 @@ cz_err_code cz_mixture_plan(const cz_mixture *mx, const cz_model *m, bool has_im
  * (static string). quantize_output: false for leave_output_tensor. */
 const char *cz_mixture_ineligible(const cz_tensor *t, bool quantize_output);
 
+/* ---- size budget: {"op": "quantize", "target_bpw": 4.5} or {"target_bytes": N} ----
+ *
+ * Picks a type per tensor, among candidate types ("types", default q2_K q3_K q4_K q5_K q6_K
+ * q8_0 q4_0 q5_0), so that the output fits the budget with the least total error: the error
+ * of a tensor under a type is measured by quantizing and dequantizing a sample of its rows
+ * (squared error, each column weighted by its importance relative to the tensor's mean
+ * importance when the job has a calibration), and the choice is a multiple-choice knapsack
+ * solved greedily on each tensor's lower convex hull of (bytes, error). Eligibility is
+ * llama-quantize's; a tensor whose rows fit no candidate is kept as it is. docs/methods.md
+ * gives the method and measured results. */
+typedef struct cz_budget cz_budget;
+struct cz_imatrix;
+
+/* Parse "target_bpw" (0 < x <= 32, bits per weight over every tensor's elements, as
+ * llama-quantize reports it) or "target_bytes" (the whole output file), and "types". */
+cz_err_code cz_budget_parse(const json_t *step, int idx, cz_budget **out, cz_error *err);
+void cz_budget_free(cz_budget *b);
+json_t *cz_budget_describe(const cz_budget *b);
+/* The candidate types, for the caller's availability check. */
+int cz_budget_types(const cz_budget *b, cz_type *types, int max);
+
+/* What the choice came to (for reports and tests). */
+typedef struct {
+  uint64_t budget_bytes;   /* tensor data allowed */
+  uint64_t chosen_bytes;   /* tensor data chosen */
+  uint64_t min_bytes;      /* the smallest the candidates allow */
+  double error;            /* estimated total weighted squared error of the choice */
+} cz_budget_result;
+
+/* Decide every tensor of m (choices[i] for m->tensors[i]); header_bytes: what the output
+ * file spends besides tensor data, an upper bound (for target_bytes). Fails with
+ * invalid_parameter when even the smallest candidates exceed the budget. */
+cz_err_code cz_budget_plan(const cz_budget *b, const cz_model *m, const struct cz_imatrix *im,
+                           uint64_t header_bytes, cz_mixture_choice *choices,
+                           cz_budget_result *res, cz_error *err);
+
 #endif

@@ -397,6 +397,23 @@ static cz_err_code imatrix_metadata(cz_layout *l, const cz_imatrix *im, cz_error
   return CZ_E_OK;
 }
 
+/* A step with no one type (a size budget) writes the file type of the ggml type that holds
+ * most of the weights, the way llama.cpp calls a file "mostly Q4_K"; -1 if none has one. */
+static int dominant_ftype(const cz_run *run) {
+  uint64_t elems[sizeof llama_ftypes / sizeof llama_ftypes[0]] = {0};
+  for (size_t i = 0; i < run->n_tensors; i++) {
+    const tensor_state *s = &run->ts[i];
+    if (!s->plan.transform || s->plan.n_out < 1) continue;
+    const char *name = cz_type_get(s->plan.out[0].type)->name;
+    for (size_t k = 0; k < sizeof llama_ftypes / sizeof llama_ftypes[0]; k++)
+      if (strcmp(llama_ftypes[k].type, name) == 0) elems[k] += (uint64_t)cz_tensor_nelements(s->in);
+  }
+  int best = -1;
+  for (size_t k = 0; k < sizeof llama_ftypes / sizeof llama_ftypes[0]; k++)
+    if (elems[k] && (best < 0 || elems[k] > elems[best])) best = (int)k;
+  return best < 0 ? -1 : llama_ftypes[best].ftype;
+}
+
 static cz_err_code layout_metadata(cz_run *run, cz_error *err) {
   cz_layout *l = run->layout;
   cz_err_code rc = CZ_E_OK;
@@ -408,6 +425,7 @@ static cz_err_code layout_metadata(cz_run *run, cz_error *err) {
     /* llama.cpp sets these two after copying the input's keys (which moves them last) */
     if (quantized && (rc = cz_layout_set_u32(l, "general.quantization_version", 2, err))) return rc;
     int ftype = run->step ? llama_ftype_of(run->step->method->describe, run->step->params) : -1;
+    if (ftype < 0 && quantized) ftype = dominant_ftype(run);
     if (ftype >= 0 && (rc = cz_layout_set_u32(l, "general.file_type", (uint32_t)ftype, err)))
       return rc;
     if (run->recipe->imatrix) return imatrix_metadata(l, run->recipe->imatrix, err);

@@ -775,6 +775,169 @@ done:
   cz_model_close(m);
 }
 
+/* ---- size budget ---- */
+
+/* Run a recipe on tiny-llama through the pipeline; returns the output model (NULL on error,
+ * with err filled and nothing counted as a failure) and the report. */
+static cz_model *budget_run(const cz_model *in, const char *recipe_text, const char *file,
+                            json_t **report, cz_error *err) {
+  json_t *body = parse_json(recipe_text);
+  cz_recipe *rec = NULL;
+  cz_run *run = NULL;
+  cz_model *out = NULL;
+  char path[512];
+  tmp_path(path, sizeof path, file);
+  int fd = -1;
+  *report = NULL;
+  if (cz_recipe_parse(body, NULL, &rec, err) || cz_run_plan(rec, in, NULL, &run, err)) goto done;
+  fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0 || cz_run_begin(run, fd, err) || cz_run_exec(run, 2, err)) goto done;
+  *report = cz_run_report(run, 0);
+  out = open_model(path);
+done:
+  if (fd >= 0) close(fd);
+  cz_run_free(run);
+  cz_recipe_free(rec);
+  json_decref(body);
+  return out;
+}
+
+/* Sum of squared errors of a run, from the report's rel_l2 and the input's norms. */
+static double report_sse(const cz_model *in, const json_t *report) {
+  double sse = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(report, "tensors"), i, t) {
+    const json_t *rel = json_object_get(t, "rel_l2");
+    if (!json_is_number(rel)) continue;
+    const cz_tensor *x = cz_model_find(in, json_string_value(json_object_get(t, "name")));
+    int64_t n = cz_tensor_nelements(x);
+    float *v = malloc(sizeof(float) * (size_t)n);
+    cz_type_get(x->type)->to_f32(x->data, v, n);
+    double norm = 0;
+    for (int64_t k = 0; k < n; k++) norm += (double)v[k] * v[k];
+    free(v);
+    sse += json_number_value(rel) * json_number_value(rel) * norm;
+  }
+  return sse;
+}
+
+static void test_budget(void) {
+  static const struct {
+    const char *step, *field;
+  } bad[] = {
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"target_bytes\":100}", "target_bpw"},
+      {"{\"op\":\"quantize\",\"target_bpw\":0}", "steps[0].target_bpw"},
+      {"{\"op\":\"quantize\",\"target_bpw\":40}", "steps[0].target_bpw"},
+      {"{\"op\":\"quantize\",\"target_bpw\":\"4\"}", "steps[0].target_bpw"},
+      {"{\"op\":\"quantize\",\"target_bytes\":-5}", "steps[0].target_bytes"},
+      {"{\"op\":\"quantize\",\"target_bytes\":1.5}", "steps[0].target_bytes"},
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"types\":[]}", "steps[0].types"},
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"types\":[\"q4_K\",\"q4_K\"]}", "steps[0].types[1]"},
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"types\":[\"int4\"]}", "steps[0].types[0]"},
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"preset\":\"Q4_K_M\"}", "steps[0]"},
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"pure\":true}", "steps[0].pure"},
+      {"{\"op\":\"quantize\",\"target_bpw\":4,\"types\":[\"iq2_xxs\"]}", "iq2_xxs"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[512];
+    snprintf(text, sizeof text, "{\"steps\":[%s]}", bad[i].step);
+    json_t *b = parse_json(text);
+    cz_recipe *r = NULL;
+    cz_error err = {0};
+    cz_err_code rc = cz_recipe_parse(b, NULL, &r, &err);
+    if (rc != CZ_E_INVALID_PARAMETER || !strstr(err.msg, bad[i].field)) {
+      printf("# %s: %s %s\n", bad[i].step, cz_err_name(rc), err.msg);
+      cz_test_failures++;
+    }
+    cz_recipe_free(r);
+    json_decref(b);
+  }
+
+  char in_path[512];
+  data_path(in_path, sizeof in_path, "tiny-llama-f16.gguf");
+  cz_model *in = open_model(in_path);
+  if (!in) return;
+  cz_error err = {0};
+  json_t *rq = NULL, *rb = NULL, *rp = NULL, *rt = NULL;
+  /* the same size as Q4_K_M, with less error */
+  cz_model *q = budget_run(in, "{\"steps\":[{\"op\":\"quantize\",\"preset\":\"Q4_K_M\"}]}",
+                           "b-q4km.gguf", &rq, &err);
+  CHECK(q != NULL);
+  if (q) {
+    char text[256];
+    snprintf(text, sizeof text, "{\"steps\":[{\"op\":\"quantize\",\"target_bytes\":%llu}]}",
+             (unsigned long long)q->file_size);
+    cz_model *o = budget_run(in, text, "b-bytes.gguf", &rb, &err);
+    CHECK(o != NULL);
+    if (o) {
+      CHECK(o->file_size <= q->file_size);
+      CHECK(o->file_size > q->file_size - q->file_size / 100);  /* the budget is used */
+      double sq = report_sse(in, rq), sb = report_sse(in, rb);
+      printf("# tiny-llama at Q4_K_M's %llu bytes: Q4_K_M error %.6g, budget %.6g (%llu bytes)\n",
+             (unsigned long long)q->file_size, sq, sb, (unsigned long long)o->file_size);
+      CHECK(sb < sq);
+      /* the file type is the type that holds most weights */
+      uint32_t ft = 0;
+      long k = cz_gguf_find_kv(o, "general.file_type");
+      CHECK(k >= 0 && cz_gguf_kv_u32(&o->kv[k], &ft));
+      CHECK(ft == 15 || ft == 17);  /* q4_K or q5_K */
+      cz_model_close(o);
+    }
+    cz_model_close(q);
+  }
+  /* bits per weight: over every tensor's elements, as llama-quantize counts them */
+  cz_model *o = budget_run(in, "{\"steps\":[{\"op\":\"quantize\",\"target_bpw\":4.5}]}",
+                           "b-bpw.gguf", &rp, &err);
+  CHECK(o != NULL);
+  double bpw = json_number_value(json_object_get(json_object_get(rp, "totals"), "bpw"));
+  CHECK(bpw <= 4.5 && bpw > 4.4);
+  cz_model_close(o);
+  /* plenty of room: the best candidate everywhere; one candidate: that one */
+  o = budget_run(in, "{\"steps\":[{\"op\":\"quantize\",\"target_bpw\":32,\"types\":[\"q4_0\",\"q6_K\"]}]}",
+                 "b-top.gguf", &rt, &err);
+  CHECK(o != NULL);
+  if (o) {
+    CHECK_EQ_INT(cz_model_find(o, "blk.0.attn_q.weight")->type, CZ_TYPE_Q6_K);
+    CHECK_EQ_INT(cz_model_find(o, "output.weight")->type, CZ_TYPE_Q6_K);
+    CHECK_EQ_INT(cz_model_find(o, "blk.0.attn_norm.weight")->type, CZ_TYPE_F32);
+    cz_model_close(o);
+  }
+  /* too small a budget: the smallest possible is named */
+  json_t *rx = NULL;
+  o = budget_run(in, "{\"steps\":[{\"op\":\"quantize\",\"target_bpw\":1.5}]}", "b-small.gguf",
+                 &rx, &err);
+  CHECK(o == NULL);
+  CHECK_EQ_INT(err.code, CZ_E_INVALID_PARAMETER);
+  CHECK(strstr(err.msg, "raise target_bpw") != NULL);
+  /* with a calibration the weights are used (and the run still fits) */
+  char im_path[512];
+  data_path(im_path, sizeof im_path, "tiny-llama-imatrix.gguf");
+  cz_imatrix *im = NULL;
+  if (cz_imatrix_open(im_path, &im, &err) == CZ_E_OK) {
+    cz_mixture_choice *ch = calloc(in->n_tensors, sizeof *ch);
+    json_t *step = parse_json("{\"op\":\"quantize\",\"target_bpw\":4.0}");
+    cz_budget *b = NULL;
+    cz_budget_result res;
+    CHECK_EQ_INT(cz_budget_parse(step, 0, &b, &err), CZ_E_OK);
+    if (b) {
+      CHECK_EQ_INT(cz_budget_plan(b, in, im, 0, ch, &res, &err), CZ_E_OK);
+      CHECK(res.chosen_bytes <= res.budget_bytes && res.min_bytes <= res.chosen_bytes);
+      CHECK(res.error > 0);
+    }
+    cz_budget_free(b);
+    json_decref(step);
+    free(ch);
+    cz_imatrix_free(im);
+  }
+  json_decref(rq);
+  json_decref(rb);
+  json_decref(rp);
+  json_decref(rt);
+  json_decref(rx);
+  cz_model_close(in);
+}
+
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f) {
   (void)sb;
   (void)flag;
@@ -792,7 +955,7 @@ int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_manifest_runs), CZ_TEST(test_fallbacks),    CZ_TEST(test_layer_rules),
       CZ_TEST(test_tied_and_moe),  CZ_TEST(test_options),      CZ_TEST(test_parse_errors),
-      CZ_TEST(test_pipeline_presets),
+      CZ_TEST(test_pipeline_presets), CZ_TEST(test_budget),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
