@@ -315,6 +315,15 @@ try {
     ok(true, `the newest job finished before it could be canceled # SKIP race`);
   }
 
+  // ---- 10. the dark colour scheme (prefers-color-scheme) ----
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.goto(URL_ + `/#/jobs/${jobId}/report`);
+  await page.waitForSelector('svg.bar-chart.err');
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  ok(bg !== 'rgb(245, 246, 248)', `the dark scheme changes the page colours (${bg})`);
+  await shot('10-report-dark.png', false);
+  await page.emulateMedia({ colorScheme: 'light' });
+
   ok(foreign.length === 0, 'the pages contacted no other host', ...foreign);
   ok(errors.length === 0, 'no script errors in the console', ...errors);
 } catch (e) {
