@@ -7,6 +7,7 @@
 #define CZ_API_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cz_blob.h"
@@ -19,6 +20,7 @@ typedef struct {
   uint64_t max_upload_bytes;   /* larger uploads get 413 */
   int max_attempts;            /* stored with every new job */
   int max_queued;              /* > 0: a submit or retry with this many jobs queued gets 503 */
+  bool auth_required;          /* API tokens needed (cz_api_auth.c) */
   void (*wake)(void *cls);     /* tell the worker there is new work; any thread */
   void *wake_cls;
   atomic_int ready;            /* 1 once recovery has run and the worker is up */

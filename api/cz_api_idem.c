@@ -12,7 +12,8 @@
  *   same key, first still going -> 409 idempotency_key_in_flight
  * The request's fingerprint is the sha256 of the JSON body for jobs, and for uploads the
  * sha256 of "<sha256 of the uploaded bytes>\n<model name>": a replayed upload is streamed and
- * hashed but not stored again. Keys live CZ_IDEM_TTL_MS and are scoped per route.
+ * hashed but not stored again. Keys live CZ_IDEM_TTL_MS and are scoped per route and per
+ * API token (the request's principal).
  * Without the header nothing changes.
  */
 #include <stdio.h>
@@ -34,7 +35,8 @@ typedef enum { IDEM_NEW, IDEM_REPLAY } idem_mode;
 
 typedef struct {
   idem_mode mode;
-  const char *scope;
+  const char *scope;           /* SCOPE_JOBS or SCOPE_MODELS */
+  char store_scope[96];        /* scope + the caller's token id: keys are per caller */
   char key[CZ_IDEM_MAX_KEY + 1];
   char hash[65];              /* jobs: known at claim; uploads: computed when completing */
   bool settled;               /* the claim was completed or released */
@@ -70,7 +72,7 @@ static void release(cz_req *r, idem_state *st) {
   st->settled = true;
   cz_api *api = r->app;
   cz_error e = {0};
-  if (cz_store_idem_release(api->store, st->scope, st->key, &e))
+  if (cz_store_idem_release(api->store, st->store_scope, st->key, &e))
     cz_log(CZ_LOG_WARN, "idempotency release failed", "key", st->key, "error", e.msg, NULL);
 }
 
@@ -94,7 +96,7 @@ static void on_reply(cz_req *r, unsigned status, struct MHD_Response *resp) {
     json_decref(row);
   }
   st->settled = true;
-  if (cz_store_idem_complete(api->store, st->scope, st->key, st->hash, r->created_id,
+  if (cz_store_idem_complete(api->store, st->store_scope, st->key, st->hash, r->created_id,
                              (int)status, &e))
     cz_log(CZ_LOG_WARN, "idempotency record failed", "key", st->key, "error", e.msg, NULL);
 }
@@ -127,10 +129,12 @@ static idem_state *begin(cz_req *r, const char *scope, const char *hash, bool *r
     return NULL;
   }
   st->scope = scope;
+  snprintf(st->store_scope, sizeof st->store_scope, "%s%s%s", scope, r->principal[0] ? " " : "",
+           r->principal);
   if (hash) snprintf(st->hash, sizeof st->hash, "%s", hash);
   cz_api *api = r->app;
   cz_error e = {0};
-  if (cz_store_idem_claim(api->store, scope, st->key, hash, cz_api_now_ms(), CZ_IDEM_TTL_MS,
+  if (cz_store_idem_claim(api->store, st->store_scope, st->key, hash, cz_api_now_ms(), CZ_IDEM_TTL_MS,
                           &st->entry, &e)) {
     free(st);
     cz_reply_err(r, &e);

@@ -9,6 +9,7 @@
  *   cz_api_retry.c      POST /v1/jobs/{id}:retry (a new job repeating a failed/canceled one)
  *   cz_api_openapi.c    GET /v1/openapi.json (api/openapi.json, built in); the route listing
  *   cz_api_metrics.c    GET /metrics (Prometheus text format)
+ *   cz_api_auth.c       API tokens (Authorization: Bearer), the authorize hook of cz_http
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
@@ -48,6 +49,15 @@ void cz_api_print_routes(FILE *f);
 
 /* ---- cz_api_metrics.c ---- */
 enum MHD_Result cz_api_metrics(cz_req *r);
+
+/* ---- cz_api_auth.c ---- */
+/* cz_http's authorize hook: true = go on; false = refused (401/403 queued). */
+bool cz_api_authorize(cz_req *r);
+#define CZ_TOKEN_ID_LEN 20   /* "tok_" + 16 hex digits */
+/* A presented token's id, if it has the token format. */
+bool cz_token_parse(const char *token, char id[CZ_TOKEN_ID_LEN + 1]);
+/* sha256 hex of a token: what the store keeps. */
+void cz_token_hash(const char *token, char hex[65]);
 
 /* ---- defined in cz_api.c for the files above ---- */
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */

@@ -450,6 +450,7 @@ static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const
     if (known) return cz_reply_error(r, CZ_E_METHOD_NOT_ALLOWED, "%s is not allowed on %s", method, url);
     return cz_reply_error(r, CZ_E_NOT_FOUND, "no such resource: %s", url);
   }
+  if (h->lim.authorize && !h->lim.authorize(r)) return MHD_YES;
   if (r->route->upload) {
     if (r->c) atomic_store(&r->c->upload, true);
     enum MHD_Result ret = r->route->upload(r, CZ_UPLOAD_BEGIN, NULL, 0);
@@ -601,7 +602,7 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
   if (!h) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
   h->lim = lim ? *lim
                : (cz_http_limits){CONN_TIMEOUT_S, CONN_LIMIT, CONN_PER_IP_LIMIT, CONN_MEMORY_LIMIT,
-                                  REQUEST_DEADLINE_S, MIN_UPLOAD_RATE};
+                                  REQUEST_DEADLINE_S, MIN_UPLOAD_RATE, NULL};
   h->routes = routes;
   h->n_routes = n_routes;
   h->app = app;

@@ -41,6 +41,8 @@ typedef struct {
   size_t max_header_bytes;        /* libmicrohttpd's per-connection memory */
   unsigned request_deadline_s;    /* a request must have arrived whole by then... */
   uint64_t min_upload_rate;       /* ...unless it is an upload averaging this (0: uploads exempt) */
+  /* Called once the route is known, before the handler: false = refused (it replied). */
+  bool (*authorize)(cz_req *r);
 } cz_http_limits;
 
 /* What a handler returns: MHD_YES/MHD_NO after queueing a response. */
@@ -72,6 +74,7 @@ struct cz_req {
   /* the client's X-Request-Id if sane, else ours; in every log line written while the
    * request is handled (cz_log's request_id field) and echoed in every response */
   char request_id[CZ_HTTP_MAX_REQUEST_ID + 1];
+  char principal[32];       /* the API token's id once authorized, "" without tokens */
   int64_t t_start;          /* cz_http_mono_ms() at the first call */
   uint64_t resp_bytes;      /* body bytes of the queued response (metrics) */
   bool upload_counted;      /* counted in uploads in flight */

@@ -30,6 +30,8 @@
   X(IDEMPOTENCY_IN_FLIGHT,     15, "idempotency_key_in_flight", 409)     \
   X(IDEMPOTENCY_MISMATCH,      16, "idempotency_key_mismatch", 422)      \
   X(QUEUE_FULL,                17, "queue_full",            503)         \
+  X(UNAUTHENTICATED,           18, "unauthenticated",       401)         \
+  X(PERMISSION_DENIED,         19, "permission_denied",     403)         \
   /* file format errors: 100..199 */                                    \
   X(UNKNOWN_FORMAT,           100, "unknown_format",        422)         \
   X(HEADER_TOO_SMALL,         101, "header_too_small",      422)         \

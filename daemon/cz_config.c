@@ -206,6 +206,12 @@ static int set_max_header_bytes(cz_config *c, const char *v, char *why) {
                       CZ_CONFIG_MAX_HEADER_BYTES, why);
 }
 
+static int set_auth(cz_config *c, const char *v, char *why) {
+  if (strcmp(v, "auto") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+    return refuse(why, "must be auto, on or off, got \"%s\"", v);
+  return copy_str(c->auth, sizeof c->auth, v);
+}
+
 static int set_config_file(cz_config *c, const char *v, char *why) {
   if (v[0] == '\0') return refuse(why, "must not be empty%s", "");
   if (copy_str(c->config_file, sizeof c->config_file, v) != 0)
@@ -262,6 +268,9 @@ static const opt_def opts[] = {
      set_max_header_bytes, 1,
      "per-connection buffer: request line and headers must fit (else 414/431); also the "
      "upload read buffer"},
+    {"auth", "--auth", "COMPRESSD_AUTH", "MODE", set_auth, 1,
+     "API tokens (Authorization: Bearer): on, off, or auto = required unless listening on a "
+     "loopback address; create them with `compressd token create`"},
     {"config", "--config", "COMPRESSD_CONFIG", "FILE", set_config_file, 0,
      "read settings from FILE (lines 'key = value'); default: no file"},
 };
@@ -299,6 +308,7 @@ void cz_config_defaults(cz_config *c) {
   c->max_connections = CZ_CONFIG_DEFAULT_MAX_CONNECTIONS;
   c->max_connections_per_ip = CZ_CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP;
   c->max_header_bytes = CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES;
+  memcpy(c->auth, "auto", sizeof "auto");
 }
 
 /* ---- command line ---- */
@@ -523,6 +533,7 @@ static void default_text(const cz_config *d, const opt_def *o, char out[128]) {
   else if (o->set == set_max_connections_per_ip)
     snprintf(out, 128, "%d", d->max_connections_per_ip);
   else if (o->set == set_max_header_bytes) format_bytes(d->max_header_bytes, out);
+  else if (o->set == set_auth) snprintf(out, 128, "%s", d->auth);
   else snprintf(out, 128, "none");
 }
 

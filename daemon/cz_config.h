@@ -18,6 +18,7 @@
  *   --max-connections N   COMPRESSD_MAX_CONNECTIONS    max_connections     256
  *   --max-connections-per-ip N  ..._PER_IP             max_connections_per_ip  64
  *   --max-header-bytes N  COMPRESSD_MAX_HEADER_BYTES   max_header_bytes    128K
+ *   --auth MODE           COMPRESSD_AUTH               auth                auto
  *   --config FILE         COMPRESSD_CONFIG             (none)              no file
  *
  * Command line: `--opt value` or `--opt=value`; -h/--help sets `help`. Anything else (an
@@ -95,6 +96,7 @@ typedef struct {
   int max_connections;      /* 1..CZ_CONFIG_MAX_CONNECTIONS */
   int max_connections_per_ip; /* 0 (no limit) ..CZ_CONFIG_MAX_CONNECTIONS */
   uint64_t max_header_bytes;  /* CZ_CONFIG_MIN_HEADER_BYTES..CZ_CONFIG_MAX_HEADER_BYTES */
+  char auth[8];             /* "auto" (tokens required unless listening on loopback), "on", "off" */
   char config_file[4096];   /* the file that was read, "" if none */
   int help;                 /* 1 if -h/--help was given: the caller prints help and exits;
                                the other options and the config file are then not checked */

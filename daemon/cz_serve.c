@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "cz_api.h"
+#include "cz_api_service.h"
 #include "cz_blob.h"
 #include "cz_config.h"
 #include "cz_http.h"
@@ -88,6 +89,11 @@ static void wake_worker(void *cls) {
 static void job_changed(void *cls, const char *job_id) {
   serve_ctx *s = cls;
   if (s->http) cz_http_wake(s->http, job_id);
+}
+
+/* Is addr (numeric) a loopback address: 127.0.0.0/8 or ::1? */
+static bool loopback(const char *addr) {
+  return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
 }
 
 static void worker_stopped(void *cls) {
@@ -181,10 +187,12 @@ int cz_serve_main(int argc, char **argv) {
   s.loop = uv_default_loop();
   s.api = (cz_api){.store = store, .blobs = blobs, .max_upload_bytes = cfg.max_upload_bytes,
                    .max_attempts = cfg.max_attempts, .max_queued = cfg.max_queued_jobs,
+                   .auth_required = strcmp(cfg.auth, "on") == 0 ||
+                                    (strcmp(cfg.auth, "auto") == 0 && !loopback(cfg.listen_addr)),
                    .wake = wake_worker, .wake_cls = &s};
   cz_http_limits lim = {(unsigned)cfg.idle_timeout, (unsigned)cfg.max_connections,
                         (unsigned)cfg.max_connections_per_ip, (size_t)cfg.max_header_bytes,
-                        (unsigned)cfg.request_deadline, cfg.min_upload_rate};
+                        (unsigned)cfg.request_deadline, cfg.min_upload_rate, cz_api_authorize};
   char owner[64];
   snprintf(owner, sizeof owner, "pid%ld-%lld", (long)getpid(), (long long)now_ms());
   cz_worker_opts wopts = {.threads = cfg.workers, .max_attempts = cfg.max_attempts, .owner = owner};
@@ -210,7 +218,8 @@ int cz_serve_main(int argc, char **argv) {
          host, v6 ? "]" : "", cz_http_port(s.http), cfg.data_dir);
   fflush(stdout);
   cz_log(CZ_LOG_INFO, "listening", "addr", host, "port", CZ_LOG_INT(cz_http_port(s.http)),
-         "data_dir", cfg.data_dir, "workers", CZ_LOG_INT(cfg.workers), NULL);
+         "data_dir", cfg.data_dir, "workers", CZ_LOG_INT(cfg.workers), "tokens",
+         s.api.auth_required ? "required" : "not required", NULL);
   notify("READY=1");
   s.watchdog_on = watchdog_start(s.loop, &s.watchdog);
   if (s.watchdog_on) notify("WATCHDOG=1");

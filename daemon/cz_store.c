@@ -895,3 +895,63 @@ cz_err_code cz_store_calibration_list(cz_store *s, int limit, int64_t before_seq
   if (!rc) finish_page(*items, limit, next_seq);
   return rc;
 }
+
+/* ---- API tokens ---- */
+
+typedef struct {
+  const char *id, *name, *scope, *hash;
+  int64_t now;
+} token_args;
+
+static cz_err_code token_insert_txn(cz_store *s, void *cls, cz_error *err) {
+  token_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "INSERT INTO api_tokens (id, name, scope, hash, created_at) "
+                              "VALUES (?, ?, ?, ?, ?)", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  bind_text(st, 2, a->name);
+  bind_text(st, 3, a->scope);
+  bind_text(st, 4, a->hash);
+  sqlite3_bind_int64(st, 5, a->now);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_token_insert(cz_store *s, const char *id, const char *name,
+                                  const char *scope, const char *hash, int64_t now,
+                                  cz_error *err) {
+  token_args a = {id, name, scope, hash, now};
+  return run_txn(s, token_insert_txn, &a, err);
+}
+
+cz_err_code cz_store_token_get(cz_store *s, const char *id, json_t **out, cz_error *err) {
+  return query_one(s, "SELECT id, name, scope, hash, created_at, revoked_at FROM api_tokens "
+                      "WHERE id = ?", bind_id, id, "token", id, out, err);
+}
+
+cz_err_code cz_store_token_list(cz_store *s, json_t **items, cz_error *err) {
+  return query(s, "SELECT id, name, scope, created_at, revoked_at FROM api_tokens ORDER BY "
+                  "created_at, id", bind_nothing, NULL, items, err);
+}
+
+static cz_err_code token_revoke_txn(cz_store *s, void *cls, cz_error *err) {
+  token_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT revoked_at FROM api_tokens WHERE id = ?", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  int r = sqlite3_step(st);
+  bool revoked = r == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+  sqlite3_finalize(st);
+  if (r != SQLITE_ROW) return cz_err_set(err, CZ_E_NOT_FOUND, "token %s not found", a->id);
+  if (revoked) return cz_err_set(err, CZ_E_CONFLICT, "token %s is already revoked", a->id);
+  if ((rc = prepare(s, "UPDATE api_tokens SET revoked_at = ? WHERE id = ?", &st, err))) return rc;
+  sqlite3_bind_int64(st, 1, a->now);
+  bind_text(st, 2, a->id);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_token_revoke(cz_store *s, const char *id, int64_t now, cz_error *err) {
+  token_args a = {id, NULL, NULL, NULL, now};
+  return run_txn(s, token_revoke_txn, &a, err);
+}

@@ -145,6 +145,17 @@ cz_err_code cz_store_job_retry(cz_store *s, const char *id, const char *new_id,
 /* Jobs in each state: counts[0..4] = queued, running, succeeded, failed, canceled. */
 cz_err_code cz_store_job_counts(cz_store *s, int64_t counts[5], cz_error *err);
 
+/* ---- API tokens ---- */
+cz_err_code cz_store_token_insert(cz_store *s, const char *id, const char *name,
+                                  const char *scope, const char *hash, int64_t now,
+                                  cz_error *err);
+/* One token's row (id, name, scope, hash, created_at, revoked_at); NOT_FOUND if absent. */
+cz_err_code cz_store_token_get(cz_store *s, const char *id, json_t **out, cz_error *err);
+/* Every token, oldest first, without the hash. */
+cz_err_code cz_store_token_list(cz_store *s, json_t **items, cz_error *err);
+/* NOT_FOUND if absent, CONFLICT if already revoked. */
+cz_err_code cz_store_token_revoke(cz_store *s, const char *id, int64_t now, cz_error *err);
+
 /* ---- change notification ---- */
 /* fn(cls, job_id) is called after every committed change of a job's state (cancel, claim,
  * finish, release), on the thread that made it, outside the store's lock; it must be quick

@@ -13,6 +13,7 @@
 #include "cz_pipeline.h"
 #include "cz_api_service.h"
 #include "cz_serve.h"
+#include "cz_token.h"
 #include "cz_sha256.h"
 
 extern void openblas_set_num_threads(int num_threads);
@@ -26,6 +27,7 @@ static void usage(FILE *f) {
           "       compressd compress --recipe RECIPE.json IN OUT [--report FILE] [--threads N]\n"
           "                          [--calibration IMATRIX]\n"
           "       compressd compress --dry-run --recipe RECIPE.json IN [OUT] [--calibration IMATRIX]\n"
+          "       compressd token create|list|revoke ... (API tokens)\n"
           "       compressd version\n"
           "Run `compressd serve --help` for every daemon option.\n");
 }
@@ -209,6 +211,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "serve")) return cz_serve_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "compress")) return compress_main(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "token")) return cz_token_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "routes")) {  /* hidden: the route table, for the OpenAPI test */
     cz_api_print_routes(stdout);
     return 0;

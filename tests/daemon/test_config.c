@@ -487,7 +487,7 @@ static void test_shipped_example_config(void) {
   }
   fclose(in);
   fclose(out);
-  CHECK_EQ_INT(settings, 14);
+  CHECK_EQ_INT(settings, 15);
   CHECK_EQ_INT(load(&c, &err, no_env, "--config", uncommented, NULL), CZ_E_OK);
   if (err.code != CZ_E_OK) printf("# %s\n", err.msg);
   CHECK_EQ_STR(c.listen_addr, "127.0.0.1");
@@ -500,6 +500,7 @@ static void test_shipped_example_config(void) {
   CHECK_EQ_INT(c.max_connections, d.max_connections);
   CHECK_EQ_INT(c.max_connections_per_ip, d.max_connections_per_ip);
   CHECK_EQ_INT(c.max_header_bytes, d.max_header_bytes);
+  CHECK_EQ_STR(c.auth, d.auth);
 }
 
 static int rm_conf_dir(void) {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_service: the production features of the API (issue 6) against a real daemon: downloads
 # with Range/ETag/If-None-Match/If-Range and file names; the method registry; Idempotency-Key;
-# long-polls; retry; the OpenAPI document; request ids; metrics; limits.
+# long-polls; retry; the OpenAPI document; request ids; metrics; limits; API tokens.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 # get_to FILE PATH [CURL ARGS]: GET into FILE (R_STATUS, R_HDRS as req)
@@ -637,6 +637,82 @@ is "a 20 KB URL over --max-header-bytes 16K: 414" "$R_STATUS" 414
 req GET /readyz
 is "the daemon is still ready" "$R_STATUS" 200
 cz_stop "$CZ_PID"
+is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
+
+# ======== API tokens ========
+
+TOKDIR=$(mktemp -d "$T_TMP/data.XXXXXX")
+TOK=$("$CZ_BIN" token create --name ci --data-dir "$TOKDIR" 2>"$T_TMP/tok.err")
+is "token create prints a token once" "$(printf '%s' "$TOK" | grep -c '^czt_[0-9a-f]\{16\}_[0-9a-f]\{32\}$')" 1
+TOKID=tok_$(printf '%s' "$TOK" | cut -c5-20)
+RO=$("$CZ_BIN" token create --name dashboard --read-only --data-dir "$TOKDIR" 2>/dev/null)
+"$CZ_BIN" token list --data-dir "$TOKDIR" >"$T_TMP/tok.list"
+is "token list: both, with scope and state, no secret" \
+  "$(awk 'NR > 1 { print $2, $3, $4 }' "$T_TMP/tok.list" | tr '\n' ';') $(grep -c "$(printf '%s' "$TOK" | cut -c22-)" "$T_TMP/tok.list")" \
+  "write valid ci;read valid dashboard; 0"
+check "the database holds the token's hash, not the token" sh -c "! grep -q '$(printf '%s' "$TOK" | cut -c22-)' '$TOKDIR/compressd.db'"
+cz_start "$TOKDIR" --auth on || bail "cannot start compressd --auth on"
+AUTH="Authorization: Bearer $TOK"
+req GET /v1/models
+expect_error "--auth on: no token" 401 unauthenticated
+is "... with WWW-Authenticate: Bearer" "$(header WWW-Authenticate)" 'Bearer realm="compressd"'
+for bad in "Bearer nonsense" "Basic $TOK" "Bearer ${TOK%?}0" "Bearer czt_0123456789abcdef_0123456789abcdef0123456789abcdef"; do
+  [ "$bad" = "Bearer $TOK" ] && continue
+  req GET /v1/models -H "Authorization: $bad"
+  expect_error "Authorization '$(printf %.22s "$bad")...': refused" 401 unauthenticated
+done
+req GET /v1/models -H "$AUTH"
+is "a valid token: 200" "$R_STATUS" 200
+req GET /v1/models -H "authorization: bearer $TOK"
+is "scheme and header name in any case" "$R_STATUS" 200
+for p in /livez /readyz / /ui/app.js; do
+  req GET "$p"
+  case $R_STATUS in 401|403) not_ok "$p needs no token (got $R_STATUS)" ;; *) ok "$p needs no token ($R_STATUS)" ;; esac
+done
+req GET /metrics
+expect_error "/metrics needs a token" 401 unauthenticated
+req POST '/v1/models?name=x' -H 'Content-Type: application/octet-stream' --data-binary "@$CZ_DATA/tiny-llama-f16.gguf"
+expect_error "an upload without a token" 401 unauthenticated
+check "... left no temporary file" dir_empty "$TOKDIR/tmp"
+req POST '/v1/models?name=x' -H "$AUTH" -H 'Content-Type: application/octet-stream' --data-binary "@$CZ_DATA/tiny-llama-f16.gguf"
+is "an upload with the token: 201" "$R_STATUS" 201
+TM=$(jf "$R_BODY" .id)
+req GET "/v1/models/$TM" -H "Authorization: Bearer $RO"
+is "a read-only token reads (200)" "$R_STATUS" 200
+req POST /v1/jobs -H "Authorization: Bearer $RO" -H 'Content-Type: application/json' \
+  --data-binary '{"model": "'"$TM"'", "steps": [{"op": "quantize", "type": "q8_0"}]}'
+expect_error "a read-only token may not submit" 403 permission_denied
+req DELETE "/v1/models/$TM" -H "Authorization: Bearer $RO"
+expect_error "a read-only token may not delete" 403 permission_denied
+# Idempotency-Key scopes are per token
+req POST /v1/jobs -H "$AUTH" -H 'Idempotency-Key: shared' -H 'Content-Type: application/json' \
+  --data-binary '{"model": "'"$TM"'", "steps": [{"op": "quantize", "type": "q8_0"}]}'
+J1=$(jf "$R_BODY" .id)
+TOK2=$("$CZ_BIN" token create --name other --data-dir "$TOKDIR" 2>/dev/null)
+req POST /v1/jobs -H "Authorization: Bearer $TOK2" -H 'Idempotency-Key: shared' -H 'Content-Type: application/json' \
+  --data-binary '{"model": "'"$TM"'", "steps": [{"op": "quantize", "type": "q8_0"}]}'
+is "the same Idempotency-Key under another token is another key" "$R_STATUS $([ "$(jf "$R_BODY" .id)" != "$J1" ] && echo new)" "202 new"
+"$CZ_BIN" token revoke "$TOKID" --data-dir "$TOKDIR" 2>/dev/null
+is "token revoke (while the daemon runs): exit 0" "$?" 0
+req GET /v1/models -H "$AUTH"
+expect_error "a revoked token is refused at once" 401 unauthenticated
+"$CZ_BIN" token revoke "$TOKID" --data-dir "$TOKDIR" 2>/dev/null
+is "revoking it again: exit 1" "$?" 1
+is "token list shows it revoked" "$("$CZ_BIN" token list --data-dir "$TOKDIR" | grep "^$TOKID" | awk '{print $3}')" revoked
+cz_stop "$CZ_PID"
+# --auth auto (the default): required when listening beyond loopback
+"$CZ_BIN" serve --listen 0.0.0.0:0 --data-dir "$TOKDIR" >"$T_TMP/any.out" 2>"$T_TMP/any.log" &
+ANY=$!
+T_PIDS="$T_PIDS $ANY"
+for i in $(seq 100); do
+  APORT=$(sed -n 's|^compressd .* listening on http://0\.0\.0\.0:\([0-9][0-9]*\)/.*|\1|p' "$T_TMP/any.out")
+  [ -n "$APORT" ] && break
+  sleep 0.1
+done
+is "listening on 0.0.0.0 with --auth auto: tokens required (logged)" "$(grep -c 'msg=listening.*tokens=required' "$T_TMP/any.log")" 1
+is "... and a request without one gets 401" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APORT/v1/jobs")" 401
+is "... and one with a valid token 200" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOK2" "http://127.0.0.1:$APORT/v1/jobs")" 200
+cz_stop "$ANY"
 is "the daemon exits 0 on SIGTERM" "$CZ_EXIT" 0
 
 if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$T_TMP"/daemon*.log; then
