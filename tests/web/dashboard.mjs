@@ -218,6 +218,16 @@ try {
   await shot('04-report.png');
   await shot('04-report-top.png', false);
 
+  // ---- 5b. "Edit as new job" carries the recipe into the form ----
+  await page.goto(URL_ + `/#/jobs/${jobId}`);
+  await page.waitForSelector('#edit-as-new');
+  await page.click('#edit-as-new');
+  await page.waitForSelector('h1:text("New job")');
+  await page.waitForFunction((id) => document.getElementById('job-model').value === id, model.id);
+  const carried = JSON.parse(await page.textContent('#recipe-json'));
+  ok(JSON.stringify(carried.steps) === JSON.stringify(job.recipe.steps) && carried.output.format === job.recipe.output.format,
+    '"Edit as new job" fills the form with the job\'s recipe', JSON.stringify(carried), JSON.stringify(job.recipe));
+
   // ---- 6. a second job (int8) and the comparison ----
   await page.goto(URL_ + `/#/new?model=${model.id}`);
   await page.waitForSelector('h1:text("New job")');
