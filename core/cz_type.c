@@ -178,6 +178,83 @@ static void q8_0_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
+/* ---- 8-bit floats ---------------------------------------------------------------------- */
+
+float cz_f8e4m3_to_fp32(uint8_t v) {
+  const float sign = (v & 0x80) ? -1.0f : 1.0f;
+  const int e = (v >> 3) & 0xF, m = v & 7;
+  if (e == 15 && m == 7) return sign * NAN;
+  if (e == 0) return sign * ldexpf((float)m, -9);  /* subnormal: m/8 * 2^-6 */
+  return sign * ldexpf((float)(8 + m), e - 10);     /* (1 + m/8) * 2^(e-7) */
+}
+
+/* Both encoders add a rounding bias to the float's bits (round to nearest even on the
+ * mantissa cut), and for results below the smallest normal let the FPU round by adding a
+ * power of two whose ulp is the format's subnormal step. */
+uint8_t cz_fp32_to_f8e4m3(float f) {
+  uint32_t w = f32_bits(f);
+  const uint8_t sign = (uint8_t)((w >> 24) & 0x80);
+  w &= 0x7FFFFFFFu;
+  uint8_t r;
+  if (w >= 0x43F00000u) {                 /* >= 480 (what rounds past 448), Inf, NaN */
+    r = 0x7F;
+  } else if (w < (121u << 23)) {          /* below 2^-6: subnormal or zero */
+    const uint32_t bias = 141u << 23;     /* 2^14, whose ulp is 2^-9 */
+    r = (uint8_t)(f32_bits(f32_from_bits(w) + f32_from_bits(bias)) - bias);
+  } else {
+    const uint32_t odd = (w >> 20) & 1;
+    w += ((uint32_t)(7 - 127) << 23) + 0x7FFFFu + odd;
+    r = (uint8_t)(w >> 20);
+  }
+  return r | sign;
+}
+
+float cz_f8e5m2_to_fp32(uint8_t v) {
+  const float sign = (v & 0x80) ? -1.0f : 1.0f;
+  const int e = (v >> 2) & 0x1F, m = v & 3;
+  if (e == 31) return m ? sign * NAN : sign * INFINITY;
+  if (e == 0) return sign * ldexpf((float)m, -16);  /* m/4 * 2^-14 */
+  return sign * ldexpf((float)(4 + m), e - 17);      /* (1 + m/4) * 2^(e-15) */
+}
+
+uint8_t cz_fp32_to_f8e5m2(float f) {
+  uint32_t w = f32_bits(f);
+  const uint8_t sign = (uint8_t)((w >> 24) & 0x80);
+  w &= 0x7FFFFFFFu;
+  uint8_t r;
+  if (w >= (143u << 23)) {                /* >= 65536, Inf, NaN */
+    r = w > 0x7F800000u ? 0x7F : 0x7C;
+  } else if (w < (113u << 23)) {          /* below 2^-14 */
+    const uint32_t bias = 134u << 23;     /* 2^7, whose ulp is 2^-16 */
+    r = (uint8_t)(f32_bits(f32_from_bits(w) + f32_from_bits(bias)) - bias);
+  } else {
+    const uint32_t odd = (w >> 21) & 1;
+    w += ((uint32_t)(15 - 127) << 23) + 0xFFFFFu + odd;
+    r = (uint8_t)(w >> 21);
+  }
+  return r | sign;
+}
+
+static void f8e4m3_to_f32(const void *src, float *dst, int64_t n) {
+  const uint8_t *s = src;
+  for (int64_t i = 0; i < n; i++) dst[i] = cz_f8e4m3_to_fp32(s[i]);
+}
+
+static void f8e5m2_to_f32(const void *src, float *dst, int64_t n) {
+  const uint8_t *s = src;
+  for (int64_t i = 0; i < n; i++) dst[i] = cz_f8e5m2_to_fp32(s[i]);
+}
+
+static void f8e4m3_from_f32(const float *src, void *dst, int64_t n) {
+  uint8_t *d = dst;
+  for (int64_t i = 0; i < n; i++) d[i] = cz_fp32_to_f8e4m3(src[i]);
+}
+
+static void f8e5m2_from_f32(const float *src, void *dst, int64_t n) {
+  uint8_t *d = dst;
+  for (int64_t i = 0; i < n; i++) d[i] = cz_fp32_to_f8e5m2(src[i]);
+}
+
 /* The file path equals the reference for Q8_0, which has no weighted variant. */
 static size_t q8_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                             const float *imatrix) {
@@ -244,8 +321,8 @@ static const cz_type_traits type_table[CZ_TYPE_COUNT] = {
     [CZ_TYPE_U16] = STONLY("u16", "U16", 16, NULL),
     [CZ_TYPE_U32] = STONLY("u32", "U32", 32, NULL),
     [CZ_TYPE_U64] = STONLY("u64", "U64", 64, NULL),
-    [CZ_TYPE_F8_E4M3] = STONLY("f8_e4m3", "F8_E4M3", 8, NULL),
-    [CZ_TYPE_F8_E5M2] = STONLY("f8_e5m2", "F8_E5M2", 8, NULL),
+    [CZ_TYPE_F8_E4M3] = PLAIN("f8_e4m3", "F8_E4M3", false, 1, 8, f8e4m3_to_f32, f8e4m3_from_f32),
+    [CZ_TYPE_F8_E5M2] = PLAIN("f8_e5m2", "F8_E5M2", false, 1, 8, f8e5m2_to_f32, f8e5m2_from_f32),
     [CZ_TYPE_F8_E8M0] = STONLY("f8_e8m0", "F8_E8M0", 8, NULL),
     [CZ_TYPE_F8_E4M3FNUZ] = STONLY("f8_e4m3fnuz", "F8_E4M3FNUZ", 8, NULL),
     [CZ_TYPE_F8_E5M2FNUZ] = STONLY("f8_e5m2fnuz", "F8_E5M2FNUZ", 8, NULL),

@@ -112,6 +112,14 @@ float cz_fp16_to_fp32(uint16_t h);
 uint16_t cz_fp32_to_fp16(float f);
 float cz_bf16_to_fp32(uint16_t h);
 uint16_t cz_fp32_to_bf16(float f);
+/* 8-bit floats as safetensors' F8_E4M3 (OCP E4M3FN: no infinities, NaN = S.1111.111, max
+ * 448) and F8_E5M2 (IEEE-like, with infinities). Encoding rounds to nearest even like
+ * PyTorch's casts: E4M3 turns NaN, Inf and anything that rounds past 448 into NaN; E5M2 turns
+ * what rounds past 57344 into Inf. Decoding is exact. */
+float cz_f8e4m3_to_fp32(uint8_t v);
+uint8_t cz_fp32_to_f8e4m3(float f);
+float cz_f8e5m2_to_fp32(uint8_t v);
+uint8_t cz_fp32_to_f8e5m2(float f);
 
 /* Q8_0: ggml's block of 32 int8 with one fp16 scale. */
 #define CZ_QK8_0 32

@@ -485,6 +485,100 @@ static void test_row_size(void) {
   CHECK(cz_type_row_size(CZ_TYPE_I8, INT64_MAX) == (uint64_t)INT64_MAX);
 }
 
+
+/* ---- 8-bit floats, against a brute-force reference ---- */
+
+/* Value of an 8-bit float code from the format's definition, in double. */
+static double f8_ref_value(unsigned v, int ebits, int mbits, int bias) {
+  int e = (int)(v >> mbits) & ((1 << ebits) - 1), m = (int)v & ((1 << mbits) - 1);
+  double mag = e == 0 ? ldexp((double)m, 1 - bias - mbits)
+                      : ldexp((double)((1 << mbits) + m), e - bias - mbits);
+  return (v & 0x80) ? -mag : mag;
+}
+
+/* Nearest code among candidates (ties to the even code), the encoders' contract. cand holds
+ * positive codes with their values; the result takes x's sign. */
+static unsigned f8_ref_encode(double x, const unsigned *codes, const double *vals, int n) {
+  double a = fabs(x);
+  int best = 0;
+  for (int i = 1; i < n; i++) {
+    double db = fabs(vals[best] - a), di = fabs(vals[i] - a);
+    if (di < db || (di == db && (codes[i] & 1) == 0 && (codes[best] & 1))) best = i;
+  }
+  return codes[best] | (signbit(x) ? 0x80u : 0u);
+}
+
+static void check_f8(const char *name, int ebits, int mbits, int bias, float (*dec)(uint8_t),
+                     uint8_t (*enc)(float), bool e4m3) {
+  unsigned codes[130];
+  double vals[130];
+  int n = 0;
+  for (unsigned v = 0; v < 128; v++) {
+    int e = (int)(v >> mbits);
+    bool special = e4m3 ? v == 0x7F : e == (1 << ebits) - 1;
+    double ref = f8_ref_value(v, ebits, mbits, bias);
+    for (unsigned s = 0; s < 2; s++) {
+      unsigned c = v | (s << 7);
+      float got = dec((uint8_t)c);
+      if (special) {
+        bool inf = !e4m3 && (v & ((1u << mbits) - 1)) == 0;
+        if (inf ? !isinf(got) : !isnan(got)) { CHECK(!"special code decodes wrong"); printf("# %s %02x\n", name, c); }
+        continue;
+      }
+      double want = s ? -ref : ref;
+      if ((double)got != want || (signbit(got) != 0) != (s != 0)) {
+        CHECK(!"decode differs from the definition");
+        printf("# %s code %02x: %g != %g\n", name, c, got, want);
+      }
+      if (enc(got) != c) { CHECK(!"round trip"); printf("# %s code %02x -> %02x\n", name, c, enc(got)); }
+    }
+    if (!special) {
+      codes[n] = v;
+      vals[n++] = ref;
+    }
+  }
+  /* the code just past the largest finite value: NaN for E4M3 (480), Inf for E5M2 */
+  codes[n] = e4m3 ? 0x7F : 0x7C;
+  vals[n++] = e4m3 ? 480.0 : 65536.0;
+  uint64_t rng = 0x9E3779B97F4A7C15ull;
+  int bad = 0;
+  for (int i = 0; i < 2000000 + 4 * n; i++) {
+    float x;
+    if (i < 4 * n) {  /* every midpoint, and one float either side of it */
+      int k = i / 4 % (n - 1), side = i % 4;
+      double mid = (vals[k] + vals[k + 1]) / 2;
+      x = (float)mid;
+      if (side == 1) x = nextafterf(x, 0);
+      if (side == 2) x = nextafterf(x, INFINITY);
+      if (side == 3) x = -x;
+    } else {
+      rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+      uint32_t u = (uint32_t)rng;
+      /* exponents spread over the format's range and a little beyond */
+      u = (u & 0x807FFFFFu) | ((uint32_t)(127 - bias - mbits - 3 + (int)((rng >> 40) % (uint64_t)(bias * 2 + mbits + 8))) << 23);
+      memcpy(&x, &u, sizeof x);
+    }
+    unsigned want = f8_ref_encode(x, codes, vals, n);
+    unsigned got = enc(x);
+    if (got != want && bad++ < 5) printf("# %s encode(%a) = %02x, want %02x\n", name, x, got, want);
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK_EQ_INT(enc(NAN) & 0x7F, 0x7F);
+  CHECK_EQ_INT(enc(INFINITY), e4m3 ? 0x7F : 0x7C);
+  CHECK_EQ_INT(enc(-INFINITY), e4m3 ? 0xFF : 0xFC);
+  CHECK_EQ_INT(enc(1e30f), e4m3 ? 0x7F : 0x7C);
+}
+
+static void test_f8_e4m3_exhaustive(void) {
+  check_f8("e4m3", 4, 3, 7, cz_f8e4m3_to_fp32, cz_fp32_to_f8e4m3, true);
+  CHECK((double)cz_f8e4m3_to_fp32(0x7E) == 448.0);
+}
+
+static void test_f8_e5m2_exhaustive(void) {
+  check_f8("e5m2", 5, 2, 15, cz_f8e5m2_to_fp32, cz_fp32_to_f8e5m2, false);
+  CHECK((double)cz_f8e5m2_to_fp32(0x7B) == 57344.0);
+}
+
 int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_fp16_exhaustive),    CZ_TEST(test_fp32_to_fp16_sweep),
@@ -492,7 +586,8 @@ int main(void) {
       CZ_TEST(test_fp32_to_bf16_sweep), CZ_TEST(test_q8_0_known_block),
       CZ_TEST(test_q8_0_random_rows),   CZ_TEST(test_table_rows),
       CZ_TEST(test_table_converters),   CZ_TEST(test_name_lookups),
-      CZ_TEST(test_row_size),
+      CZ_TEST(test_row_size),           CZ_TEST(test_f8_e4m3_exhaustive),
+      CZ_TEST(test_f8_e5m2_exhaustive),
   };
   return cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
 }
