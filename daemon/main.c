@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cz_decompress.h"
 #include "cz_imatrix.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
@@ -28,6 +29,7 @@ static void usage(FILE *f) {
           "                          [--calibration IMATRIX]\n"
           "       compressd compress --dry-run --recipe RECIPE.json IN [OUT] [--calibration IMATRIX]\n"
           "       compressd token create|list|revoke ... (API tokens)\n"
+          "       compressd decompress IN OUT.safetensors [--dtype f32|f16]\n"
           "       compressd version\n"
           "Run `compressd serve --help` for every daemon option.\n");
 }
@@ -204,6 +206,64 @@ out:
   return rc;
 }
 
+/* decompress IN OUT [--dtype f32|f16]: any artifact back to dense float safetensors. */
+static int decompress_main(int argc, char **argv) {
+  const char *pos[2] = {NULL, NULL};
+  int npos = 0;
+  cz_type dtype = CZ_TYPE_F32;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+      const char *v = argv[++i];
+      if (!strcmp(v, "f32") || !strcmp(v, "F32")) dtype = CZ_TYPE_F32;
+      else if (!strcmp(v, "f16") || !strcmp(v, "F16")) dtype = CZ_TYPE_F16;
+      else npos = 3;
+    } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+      npos = 3;
+    } else if (npos < 2) {
+      pos[npos++] = argv[i];
+    } else {
+      npos = 3;
+    }
+  }
+  if (npos != 2) {
+    usage(stderr);
+    return 2;
+  }
+  cz_error e = {0};
+  cz_model *m = NULL;
+  if (cz_model_open(pos[0], &m, &e)) {
+    fprintf(stderr, "compressd decompress: %s: %s (%s)\n", pos[0], e.msg, cz_err_name(e.code));
+    return 1;
+  }
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", pos[1]);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  json_t *summary = NULL;
+  int rc = 1;
+  if (fd < 0) {
+    cz_err_set(&e, CZ_E_IO, "%s: %s", tmp, strerror(errno));
+  } else if (!cz_decompress(m, dtype, fd, &summary, &e)) {
+    if (fsync(fd) != 0 || rename(tmp, pos[1]) != 0) cz_err_set(&e, CZ_E_IO, "%s: %s", pos[1], strerror(errno));
+    else rc = 0;
+  }
+  if (fd >= 0) close(fd);
+  if (rc) {
+    if (fd >= 0) unlink(tmp);
+    fprintf(stderr, "compressd decompress: %s (%s)\n", e.msg, cz_err_name(e.code));
+  } else {
+    fprintf(stderr, "compressd: %s -> %s: %lld tensors (%lld rebuilt from the layout, %lld decoded, "
+            "%lld copied), %lld bytes\n", pos[0], pos[1],
+            (long long)json_integer_value(json_object_get(summary, "tensors")),
+            (long long)json_integer_value(json_object_get(summary, "rebuilt_from_layout")),
+            (long long)json_integer_value(json_object_get(summary, "decoded")),
+            (long long)json_integer_value(json_object_get(summary, "copied")),
+            (long long)json_integer_value(json_object_get(summary, "bytes")));
+  }
+  json_decref(summary);
+  cz_model_close(m);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
@@ -211,6 +271,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "serve")) return cz_serve_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "compress")) return compress_main(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "decompress")) return decompress_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "token")) return cz_token_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "routes")) {  /* hidden: the route table, for the OpenAPI test */
     cz_api_print_routes(stdout);
