@@ -69,14 +69,18 @@ panel.addEventListener('submit', async (e) => {
   input.value = '';
   showTokenUi(false);
   announce('Token saved for this tab');
+  setStatus('', 'checking the token…');
   await detect();
   route();
+  pollStatus();
 });
 document.getElementById('token-forget').addEventListener('click', () => {
   setToken('');
   input.value = '';
   announce('Token forgotten');
+  setStatus('', 'connecting…');
   route();
+  pollStatus();
 });
 events.addEventListener('auth', (e) => {
   caps.authRequired = true;

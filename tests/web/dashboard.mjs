@@ -334,6 +334,43 @@ try {
   await shot('10-report-dark.png', false);
   await page.emulateMedia({ colorScheme: 'light' });
 
+  // ---- 11. a server that requires a token: the token field, then the pages work ----
+  if (process.env.CZ_AUTH_URL) {
+    const AU = process.env.CZ_AUTH_URL;
+    const p2 = await context.newPage();
+    p2.on('pageerror', (e) => errors.push(`page error (token daemon): ${e.message}`));
+    await p2.goto(AU + '/');
+    await p2.waitForSelector('body[data-ready="1"]');
+    await p2.waitForSelector('#token-panel:not([hidden])');
+    ok(await p2.evaluate(() => document.activeElement && document.activeElement.id === 'token-input'),
+      'a server that wants a token opens the token field and focuses it');
+    await p2.waitForSelector('#server-status[data-kind="auth"]');
+    ok(true, 'the status says a token is needed');
+    await p2.evaluate(() => window.scrollTo(0, 0));
+    await p2.screenshot({ path: path.join(SHOTS, '11-token-needed.png') });
+    await p2.fill('#token-input', 'czt_0000000000000000_00000000000000000000000000000000');
+    await p2.click('#token-panel button[type="submit"]');
+    await p2.waitForSelector('#token-panel:not([hidden])');
+    ok(true, 'a wrong token opens the field again');
+    await p2.fill('#token-input', process.env.CZ_TOKEN);
+    await p2.click('#token-panel button[type="submit"]');
+    await p2.waitForSelector('.counts .count');
+    await p2.waitForSelector('.empty:not([hidden])');
+    ok(await p2.evaluate(() => sessionStorage.getItem('compressd.token')) === process.env.CZ_TOKEN &&
+       await p2.locator('#page-error .callout').count() === 0,
+      'with the token the job list loads (kept in sessionStorage)');
+    await p2.waitForSelector('#server-status[data-kind="ok"]');
+    ok(true, 'the status returns to "server ready" once the token is accepted');
+    await p2.click('nav a[data-nav="new"]');
+    await p2.setInputFiles('#up-file', MODEL);
+    await p2.click('#up-submit');
+    await p2.waitForSelector('#up-status:has-text("Uploaded")', { timeout: 30000 });
+    ok(true, 'an upload through the page sends the token');
+    await p2.close();
+  } else {
+    ok(true, 'token field not checked # SKIP this build has no API tokens');
+  }
+
   ok(foreign.length === 0, 'the pages contacted no other host', ...foreign);
   ok(errors.length === 0, 'no script errors in the console', ...errors);
 } catch (e) {

@@ -56,12 +56,30 @@ for f in $(sed -n 's/.*"\/ui\/\([^"]*\)".*/\1/p' "$CZ_SRCDIR/web/index.html") \
 done
 is "every file index.html and the modules import is served" "${missing:-none}" none
 
+# ---- a second daemon that requires API tokens (when this build has them) ----
+ADATA=$(mktemp -d "$T_TMP/adata.XXXXXX")
+AUTH_URL=
+TOKEN=
+if TOKEN=$("$CZ_BIN" token create --name dashboard-test --data-dir "$ADATA" 2>/dev/null) && [ -n "$TOKEN" ]; then
+  MAIN_PID=$CZ_PID MAIN_URL=$CZ_URL
+  if cz_start "$ADATA" --workers 1 --auth on; then
+    AUTH_URL=$CZ_URL AUTH_PID=$CZ_PID
+    req GET /v1/jobs
+    is "the token daemon refuses an anonymous API call (401)" "$R_STATUS" 401
+    req GET /
+    is "... but serves the dashboard page without a token" "$R_STATUS" 200
+  else
+    not_ok "a daemon with --auth on starts"
+  fi
+  CZ_PID=$MAIN_PID CZ_URL=$MAIN_URL
+fi
+
 # ---- the browser walk ----
 SHOTS=$CZ_BUILDDIR/tests/web/screenshots
 rm -rf "$SHOTS"
 mkdir -p "$SHOTS" "$T_TMP/profile"
 CZ_URL=$CZ_URL CZ_MODEL=$CZ_DATA/tiny-llama-f16.gguf CZ_SHOTS=$SHOTS CZ_NODE_MODULES=$NPMDIR/node_modules \
-  CZ_CHROMIUM=$CHROMIUM CZ_PROFILE=$T_TMP/profile HOME=$T_TMP \
+  CZ_CHROMIUM=$CHROMIUM CZ_PROFILE=$T_TMP/profile HOME=$T_TMP CZ_AUTH_URL=$AUTH_URL CZ_TOKEN=$TOKEN \
   timeout 300 node "$CZ_SRCDIR/tests/web/dashboard.mjs" >"$T_TMP/walk.out" 2>"$T_TMP/walk.err"
 rc=$?
 n_lines=0
@@ -80,6 +98,10 @@ fi
 n_shots=$(ls "$SHOTS"/*.png 2>/dev/null | grep -vc failure)
 check "a screenshot of each view ($n_shots in $SHOTS)" test "$n_shots" -ge 7
 
+if [ -n "$AUTH_URL" ]; then
+  cz_stop "$AUTH_PID"
+  is "the token daemon stops cleanly" "$CZ_EXIT" 0
+fi
 cz_stop
 is "the daemon stops cleanly" "$CZ_EXIT" 0
 t_done
