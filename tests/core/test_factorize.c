@@ -440,7 +440,7 @@ static void test_validation(void) {
     char *s = json_dumps(json_array_get(json_object_get(norm, "steps"), 0), JSON_COMPACT | JSON_SORT_KEYS);
     CHECK_EQ_STR(s, "{\"activation_aware\":false,\"energy\":0.90000000000000002,\"include\":[\"blk.*\"],"
                     "\"method\":\"rsvd\",\"only_if_smaller\":true,\"op\":\"factorize\","
-                    "\"oversample\":10,\"power_iters\":2,\"rank_multiple\":1,\"seed\":0}");
+                    "\"oversample\":10,\"power_iters\":4,\"rank_multiple\":1,\"seed\":0}");
     free(s);
     json_decref(norm);
   }
