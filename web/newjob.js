@@ -121,7 +121,11 @@ export function newJobView(root, { query }) {
 
   function newStep(method, values) {
     const v = {};
-    for (const p of method.params) v[p.name] = values && values[p.name] !== undefined ? values[p.name] : p.default;
+    for (const p of method.params) {
+      v[p.name] = values && values[p.name] !== undefined ? values[p.name] : p.default;
+      // a required choice with a single value (e.g. "method": "nm") is that value
+      if (v[p.name] === undefined && p.required && p.enum && p.enum.length === 1) v[p.name] = p.enum[0];
+    }
     return { method, values: v };
   }
 
@@ -189,7 +193,10 @@ export function newJobView(root, { query }) {
         step.method.summary ? h('p', { class: 'help' }, step.method.summary) : null,
         h('div', { class: 'field-row' }, step.method.params.map((p) => paramField(step, p, i))));
     }));
-    addStep.hidden = facts.maxSteps !== null && steps.length >= facts.maxSteps;
+    // a server that says more than one step may follow (max_items > 1, or none) gets "Add step";
+    // max_items 1 is not trusted while other ops than quantize exist to compose with it
+    const ops = new Set(methods.map((m) => m.op));
+    addStep.hidden = facts.maxSteps !== null && steps.length >= facts.maxSteps && ops.size < 2;
     updateRecipe();
   }
 

@@ -150,6 +150,21 @@ try {
   await a11y('new job');
   await shot('02-upload.png');
 
+  // composing steps, when the server has more than one family of methods
+  const opsOffered = mres.ok ? new Set(((await (await fetch(URL_ + '/v1/methods')).json()).methods || []).map((m) => m.op)) : new Set();
+  if (opsOffered.has('prune')) {
+    await page.click('button:text("+ Add step")');
+    const second = page.locator('.steps .step').nth(1);
+    const pruneId = await second.locator('.step-head select option').evaluateAll((os) => (os.find((o) => o.value.startsWith('prune')) || {}).value);
+    await second.locator('.step-head select').selectOption(pruneId);
+    await page.locator('.steps .step').nth(1).locator('input[type=number]').first().fill('0.5');
+    const two = JSON.parse(await page.textContent('#recipe-json'));
+    ok(two.steps.length === 2 && two.steps[1].op === 'prune' && two.steps[1].sparsity === 0.5,
+      `"Add step" composes a second step from GET /v1/methods (${pruneId})`, JSON.stringify(two.steps));
+    await page.click('button[aria-label="Remove step 2"]');
+    ok(JSON.parse(await page.textContent('#recipe-json')).steps.length === 1, '"Remove" takes the step out again');
+  }
+
   // ---- 3. submit a q8_0 job and watch it ----
   await page.selectOption('#job-preset', 'q8_0');
   const recipe = JSON.parse(await page.textContent('#recipe-json'));
