@@ -56,6 +56,7 @@ struct cz_http {
   pthread_cond_t tick_cond;
   cz_http_limits lim;
   cz_conn *conns;           /* every open connection, under lock */
+  char *tls_cert, *tls_key; /* copies that outlive the daemon */
 };
 
 int64_t cz_http_mono_ms(void) {
@@ -591,6 +592,11 @@ static void log_cb(void *cls, const char *fmt, va_list ap) {
 }
 
 static void http_free(cz_http *h) {
+  free(h->tls_cert);
+  if (h->tls_key) {  /* a private key: do not leave it in freed memory */
+    memset(h->tls_key, 0, strlen(h->tls_key));
+    free(h->tls_key);
+  }
   pthread_cond_destroy(&h->tick_cond);
   pthread_mutex_destroy(&h->lock);
   free(h);
@@ -602,7 +608,20 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
   if (!h) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
   h->lim = lim ? *lim
                : (cz_http_limits){CONN_TIMEOUT_S, CONN_LIMIT, CONN_PER_IP_LIMIT, CONN_MEMORY_LIMIT,
-                                  REQUEST_DEADLINE_S, MIN_UPLOAD_RATE, NULL};
+                                  REQUEST_DEADLINE_S, MIN_UPLOAD_RATE, NULL, NULL, NULL};
+  struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL},
+                                  {MHD_OPTION_END, 0, NULL}};
+  bool use_tls = h->lim.tls_cert_pem && h->lim.tls_key_pem;
+  if (use_tls) {
+    h->tls_cert = strdup(h->lim.tls_cert_pem);
+    h->tls_key = strdup(h->lim.tls_key_pem);
+    if (!h->tls_cert || !h->tls_key) {
+      http_free(h);
+      return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+    }
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+  }
   h->routes = routes;
   h->n_routes = n_routes;
   h->app = app;
@@ -611,7 +630,7 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                   MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+                   MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | (use_tls ? MHD_USE_TLS : 0);
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
   if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
@@ -633,10 +652,13 @@ cz_err_code cz_http_start(const char *addr, int port, const cz_route *routes, in
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->lim.max_connections_per_ip,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->lim.max_header_bytes,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_STRICT_FOR_CLIENT,
-      (int)1, MHD_OPTION_END);
+      (int)1, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
   if (!h->d) {
     http_free(h);
-    return cz_err_set(err, CZ_E_IO, "cannot listen on %s:%d (address in use or not permitted)",
+    return cz_err_set(err, CZ_E_IO,
+                      use_tls ? "cannot listen on %s:%d (address in use, or the TLS certificate "
+                                "and key are not a valid PEM pair)"
+                              : "cannot listen on %s:%d (address in use or not permitted)",
                       addr, port);
   }
   if (pthread_create(&h->tick, NULL, tick_main, h) != 0) {

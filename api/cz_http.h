@@ -43,6 +43,8 @@ typedef struct {
   uint64_t min_upload_rate;       /* ...unless it is an upload averaging this (0: uploads exempt) */
   /* Called once the route is known, before the handler: false = refused (it replied). */
   bool (*authorize)(cz_req *r);
+  /* HTTPS through libmicrohttpd (GnuTLS) when both are set: PEM text, copied. */
+  const char *tls_cert_pem, *tls_key_pem;
 } cz_http_limits;
 
 /* What a handler returns: MHD_YES/MHD_NO after queueing a response. */

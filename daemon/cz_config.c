@@ -212,6 +212,16 @@ static int set_auth(cz_config *c, const char *v, char *why) {
   return copy_str(c->auth, sizeof c->auth, v);
 }
 
+static int set_tls_cert(cz_config *c, const char *v, char *why) {
+  if (copy_str(c->tls_cert, sizeof c->tls_cert, v) != 0) return refuse(why, "path too long%s", "");
+  return 0;
+}
+
+static int set_tls_key(cz_config *c, const char *v, char *why) {
+  if (copy_str(c->tls_key, sizeof c->tls_key, v) != 0) return refuse(why, "path too long%s", "");
+  return 0;
+}
+
 static int set_config_file(cz_config *c, const char *v, char *why) {
   if (v[0] == '\0') return refuse(why, "must not be empty%s", "");
   if (copy_str(c->config_file, sizeof c->config_file, v) != 0)
@@ -271,6 +281,10 @@ static const opt_def opts[] = {
     {"auth", "--auth", "COMPRESSD_AUTH", "MODE", set_auth, 1,
      "API tokens (Authorization: Bearer): on, off, or auto = required unless listening on a "
      "loopback address; create them with `compressd token create`"},
+    {"tls_cert", "--tls-cert", "COMPRESSD_TLS_CERT", "FILE", set_tls_cert, 1,
+     "serve HTTPS with this PEM certificate (chain); needs --tls-key"},
+    {"tls_key", "--tls-key", "COMPRESSD_TLS_KEY", "FILE", set_tls_key, 1,
+     "the PEM private key of --tls-cert"},
     {"config", "--config", "COMPRESSD_CONFIG", "FILE", set_config_file, 0,
      "read settings from FILE (lines 'key = value'); default: no file"},
 };
@@ -498,6 +512,9 @@ cz_err_code cz_config_load(cz_config *c, int argc, char **argv, char **envp, cz_
   if (rc == CZ_E_OK) rc = apply_env(&t, envp, err);
   if (rc == CZ_E_OK) rc = apply_cli(&t, argc, argv, err);
   if (rc == CZ_E_OK) rc = absolute_data_dir(&t, err);
+  if (rc == CZ_E_OK && (t.tls_cert[0] == '\0') != (t.tls_key[0] == '\0'))
+    rc = cz_err_set(err, CZ_E_INVALID_ARGUMENT,
+                    "tls_cert and tls_key go together: give both for HTTPS, or neither");
   if (rc == CZ_E_OK) *c = t;
   return rc;
 }
@@ -534,6 +551,7 @@ static void default_text(const cz_config *d, const opt_def *o, char out[128]) {
     snprintf(out, 128, "%d", d->max_connections_per_ip);
   else if (o->set == set_max_header_bytes) format_bytes(d->max_header_bytes, out);
   else if (o->set == set_auth) snprintf(out, 128, "%s", d->auth);
+  else if (o->set == set_tls_cert || o->set == set_tls_key) snprintf(out, 128, "none");
   else snprintf(out, 128, "none");
 }
 

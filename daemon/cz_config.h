@@ -19,6 +19,8 @@
  *   --max-connections-per-ip N  ..._PER_IP             max_connections_per_ip  64
  *   --max-header-bytes N  COMPRESSD_MAX_HEADER_BYTES   max_header_bytes    128K
  *   --auth MODE           COMPRESSD_AUTH               auth                auto
+ *   --tls-cert FILE       COMPRESSD_TLS_CERT           tls_cert            none (plain HTTP)
+ *   --tls-key FILE        COMPRESSD_TLS_KEY            tls_key             none
  *   --config FILE         COMPRESSD_CONFIG             (none)              no file
  *
  * Command line: `--opt value` or `--opt=value`; -h/--help sets `help`. Anything else (an
@@ -97,6 +99,8 @@ typedef struct {
   int max_connections_per_ip; /* 0 (no limit) ..CZ_CONFIG_MAX_CONNECTIONS */
   uint64_t max_header_bytes;  /* CZ_CONFIG_MIN_HEADER_BYTES..CZ_CONFIG_MAX_HEADER_BYTES */
   char auth[8];             /* "auto" (tokens required unless listening on loopback), "on", "off" */
+  char tls_cert[4096];      /* PEM certificate (chain) file; with tls_key: HTTPS. "" = none */
+  char tls_key[4096];       /* PEM private key file; both or neither (checked at load) */
   char config_file[4096];   /* the file that was read, "" if none */
   int help;                 /* 1 if -h/--help was given: the caller prints help and exits;
                                the other options and the config file are then not checked */

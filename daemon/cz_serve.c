@@ -96,6 +96,28 @@ static bool loopback(const char *addr) {
   return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0;
 }
 
+/* A PEM file for TLS, whole, NUL-terminated (malloc'd); NULL with err set. */
+#define PEM_MAX (1 << 20)
+static char *read_pem(const char *path, const char *what, cz_error *err) {
+  FILE *f = fopen(path, "re");
+  if (!f) {
+    cz_err_set(err, CZ_E_IO, "%s %s: %s", what, path, strerror(errno));
+    return NULL;
+  }
+  char *buf = malloc(PEM_MAX + 1);
+  size_t n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
+  bool bad = !buf || ferror(f) || n > PEM_MAX || n == 0;
+  fclose(f);
+  if (bad) {
+    free(buf);
+    cz_err_set(err, CZ_E_INVALID_ARGUMENT, "%s %s: empty, unreadable or over %d bytes", what,
+               path, PEM_MAX);
+    return NULL;
+  }
+  buf[n] = 0;
+  return buf;
+}
+
 static void worker_stopped(void *cls) {
   serve_ctx *s = cls;
   s->worker = NULL;
@@ -192,7 +214,19 @@ int cz_serve_main(int argc, char **argv) {
                    .wake = wake_worker, .wake_cls = &s};
   cz_http_limits lim = {(unsigned)cfg.idle_timeout, (unsigned)cfg.max_connections,
                         (unsigned)cfg.max_connections_per_ip, (size_t)cfg.max_header_bytes,
-                        (unsigned)cfg.request_deadline, cfg.min_upload_rate, cz_api_authorize};
+                        (unsigned)cfg.request_deadline, cfg.min_upload_rate, cz_api_authorize,
+                        NULL, NULL};
+  char *tls_cert = NULL, *tls_key = NULL;
+  if (cfg.tls_cert[0]) {
+    if (!(tls_cert = read_pem(cfg.tls_cert, "tls_cert", &e)) ||
+        !(tls_key = read_pem(cfg.tls_key, "tls_key", &e))) {
+      free(tls_cert);
+      rc = fail(&e);
+      goto out;
+    }
+    lim.tls_cert_pem = tls_cert;
+    lim.tls_key_pem = tls_key;
+  }
   char owner[64];
   snprintf(owner, sizeof owner, "pid%ld-%lld", (long)getpid(), (long long)now_ms());
   cz_worker_opts wopts = {.threads = cfg.workers, .max_attempts = cfg.max_attempts, .owner = owner};
@@ -201,6 +235,9 @@ int cz_serve_main(int argc, char **argv) {
   if (cz_worker_start(s.loop, store, blobs, &wopts, &s.worker, &e) ||
       cz_http_start(cfg.listen_addr, cfg.listen_port, routes, n_routes, &s.api, &lim, &s.http,
                     &e)) {
+    free(tls_cert);
+    if (tls_key) memset(tls_key, 0, strlen(tls_key));
+    free(tls_key);
     rc = fail(&e);
     goto out;
   }
@@ -214,7 +251,11 @@ int cz_serve_main(int argc, char **argv) {
   atomic_store(&s.api.ready, 1);
   const char *host = cfg.listen_addr;
   bool v6 = strchr(host, ':') != NULL;
-  printf("compressd %s listening on http://%s%s%s:%d/ (data in %s)\n", CZ_VERSION, v6 ? "[" : "",
+  free(tls_cert);  /* cz_http keeps its own copies */
+  if (tls_key) memset(tls_key, 0, strlen(tls_key));
+  free(tls_key);
+  printf("compressd %s listening on %s://%s%s%s:%d/ (data in %s)\n", CZ_VERSION,
+         cfg.tls_cert[0] ? "https" : "http", v6 ? "[" : "",
          host, v6 ? "]" : "", cz_http_port(s.http), cfg.data_dir);
   fflush(stdout);
   cz_log(CZ_LOG_INFO, "listening", "addr", host, "port", CZ_LOG_INT(cz_http_port(s.http)),

@@ -487,7 +487,7 @@ static void test_shipped_example_config(void) {
   }
   fclose(in);
   fclose(out);
-  CHECK_EQ_INT(settings, 15);
+  CHECK_EQ_INT(settings, 17);
   CHECK_EQ_INT(load(&c, &err, no_env, "--config", uncommented, NULL), CZ_E_OK);
   if (err.code != CZ_E_OK) printf("# %s\n", err.msg);
   CHECK_EQ_STR(c.listen_addr, "127.0.0.1");
@@ -501,6 +501,14 @@ static void test_shipped_example_config(void) {
   CHECK_EQ_INT(c.max_connections_per_ip, d.max_connections_per_ip);
   CHECK_EQ_INT(c.max_header_bytes, d.max_header_bytes);
   CHECK_EQ_STR(c.auth, d.auth);
+  CHECK_EQ_STR(c.tls_cert, "/etc/compressd/tls/cert.pem");  /* the example's pair */
+  CHECK_EQ_STR(c.tls_key, "/etc/compressd/tls/key.pem");
+  /* one without the other is refused; the default is neither */
+  CHECK_EQ_INT(load(&c, &err, no_env, "--tls-cert", "/x.pem", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK(msg_has(&err, "tls_cert", "tls_key"));
+  CHECK_EQ_INT(load(&c, &err, no_env, NULL), CZ_E_OK);
+  CHECK_EQ_STR(c.tls_cert, "");
+  CHECK_EQ_STR(c.tls_key, "");
 }
 
 static int rm_conf_dir(void) {
