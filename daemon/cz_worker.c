@@ -108,6 +108,12 @@ static void record_outcome(job *j) {
   bool cancel;
   /* a job shorter than one heartbeat still shows its final counts */
   if (j->run) heartbeat_job(j, &cancel, &e);
+  /* drop a partial artifact before the job's end becomes visible: whoever sees the state
+   * change must not find its temporary file still there */
+  if (j->out_open) {
+    cz_blob_writer_abort(&j->out);
+    j->out_open = false;
+  }
   if (j->release) {
     rc = cz_store_job_release(w->store, j->id, w->owner, now_ms(), &e);
     cz_log(CZ_LOG_INFO, "job released", "job", j->id, "reason", "shutdown", NULL);
