@@ -4,6 +4,7 @@
  * compressed-tensors sparse layouts decoded by hand, composition with int8 and GGUF output. */
 #include "methods_util.h"
 
+#include "cz_decompress.h"
 #include "cz_imatrix.h"
 
 /* Values from a small set so that many |w| tie (exact in F16 and F32). */
@@ -601,6 +602,131 @@ static void test_wanda_imatrix(void) {
   cz_model_close(in);
 }
 
+/* ---- cz_decompress (core/cz_decompress.c) on hand-made artifacts: the example of
+ * docs/formats.md 4.2, and layouts that lie (the artifact is untrusted input) ---- */
+
+typedef struct {
+  const char *name;
+  cz_type type;
+  int n_dims;
+  int64_t ne[CZ_MAX_DIMS];
+  const void *bytes;
+} raw_tensor;
+
+static bool write_raw_st(const char *path, const char *layout, const raw_tensor *ts, int n) {
+  cz_error err = {0};
+  cz_layout *l = cz_layout_new(CZ_FORMAT_SAFETENSORS);
+  bool ok = l && (!layout || cz_layout_set_meta(l, "compressd.layout", layout, &err) == CZ_E_OK);
+  for (int i = 0; ok && i < n; i++)
+    ok = cz_layout_add_tensor(l, ts[i].name, ts[i].type, ts[i].n_dims, ts[i].ne, &err) == CZ_E_OK;
+  ok = ok && cz_layout_finish(l, &err) == CZ_E_OK;
+  int fd = ok ? open(path, O_RDWR | O_CREAT | O_TRUNC, 0644) : -1;
+  ok = ok && fd >= 0 && cz_layout_write_frame(l, fd, &err) == CZ_E_OK;
+  for (int i = 0; ok && i < n; i++)
+    ok = pwrite(fd, ts[i].bytes, (size_t)l->tensors[i].nbytes, (off_t)l->tensors[i].file_offset) ==
+         (ssize_t)l->tensors[i].nbytes;
+  if (fd >= 0) close(fd);
+  if (!ok) printf("# test bug: %s\n", err.msg);
+  cz_layout_free(l);
+  return ok;
+}
+
+static cz_err_code decompress_file(const char *in_path, const char *out_path, cz_error *err) {
+  cz_model *m = NULL;
+  cz_err_code rc = cz_model_open(in_path, &m, err);
+  if (rc) return rc;
+  int fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  rc = cz_decompress(m, CZ_TYPE_F32, fd, NULL, err);
+  close(fd);
+  cz_model_close(m);
+  return rc;
+}
+
+static void test_decompress_untrusted(void) {
+  static const uint8_t vals[] = {0x00, 0x3e, 0x00, 0xc0}, bits[] = {0x02, 0x01},
+                       bits_bad[] = {0x03, 0x01};
+  static const int64_t shape[] = {2, 3}, offs[] = {0, 1}, offs_bad[] = {0, 2}, kept[] = {5};
+  const char *node = "{\"version\":1,\"tensors\":{\"w.weight\":{\"shape\":[2,3],\"dtype\":\"f16\","
+                     "\"layout\":{\"encoding\":\"sparse-bitmask\",\"type\":\"f16\",\"compressed\":"
+                     "\"w.compressed\",\"bitmask\":\"w.bitmask\",\"shape\":\"w.shape\",\"row_offsets\":"
+                     "\"w.row_offsets\"}}}}";
+  raw_tensor ok_ts[] = {{"w.compressed", CZ_TYPE_F16, 1, {2, 1, 1, 1}, vals},
+                        {"w.bitmask", CZ_TYPE_U8, 2, {1, 2, 1, 1}, bits},
+                        {"w.shape", CZ_TYPE_I64, 1, {2, 1, 1, 1}, shape},
+                        {"w.row_offsets", CZ_TYPE_I64, 1, {2, 1, 1, 1}, offs},
+                        {"norm.weight", CZ_TYPE_F16, 1, {2, 1, 1, 1}, vals}};
+  char in[512], out[512];
+  tmp_path(in, sizeof in, "dz.in.safetensors");
+  tmp_path(out, sizeof out, "dz.out.safetensors");
+  cz_error err = {0};
+  /* the example of 4.2: [[0, 1.5, 0], [-2, 0, 0]] */
+  if (write_raw_st(in, node, ok_ts, 5) && decompress_file(in, out, &err) == CZ_E_OK) {
+    cz_model *m = t_open(out);
+    const cz_tensor *t = m ? cz_model_find(m, "w.weight") : NULL;
+    CHECK(t && t->type == CZ_TYPE_F32 && t->ne[0] == 3 && t->ne[1] == 2 && m->n_tensors == 2);
+    const cz_tensor *nt = m ? cz_model_find(m, "norm.weight") : NULL;  /* other floats: decoded */
+    CHECK(nt && nt->type == CZ_TYPE_F32 && nt->ne[0] == 2);
+    if (nt && nt->type == CZ_TYPE_F32) {
+      float v[2];
+      memcpy(v, nt->data, sizeof v);
+      CHECK(v[0] == 1.5f && v[1] == -2);
+    }
+    if (t) {
+      float v[6];
+      memcpy(v, t->data, sizeof v);
+      CHECK(v[0] == 0 && v[1] == 1.5f && v[2] == 0 && v[3] == -2 && v[4] == 0 && v[5] == 0);
+    }
+    for (size_t i = 0; m && i < m->n_meta; i++) CHECK(strcmp(m->meta_keys[i], "compressd.layout") != 0);
+    cz_model_close(m);
+  } else {
+    printf("# the example does not decompress: %s\n", err.msg);
+    cz_test_failures++;
+  }
+  /* lies */
+  const struct {
+    const char *what, *find, *repl;
+    int tensor;        /* which tensor's bytes to swap (-1: none) */
+    const void *bytes;
+  } lies[] = {
+      {"a bit too many", NULL, NULL, 1, bits_bad},
+      {"row offsets that disagree", NULL, NULL, 3, offs_bad},
+      {"a tensor that is not there", "w.row_offsets\"}", "w.nothing\"}", -1, NULL},
+      {"an unknown encoding", "sparse-bitmask", "sparse-csr", -1, NULL},
+      {"not JSON", "{\"version", "{version", -1, NULL},
+      {"a kept index out of range", "*",
+       "{\"version\":1,\"tensors\":{\"w.weight\":{\"shape\":[2,2],\"dtype\":\"f16\",\"layout\":"
+       "{\"transform\":\"select_rows\",\"size\":2,\"kept\":\"w.kept\",\"child\":{\"encoding\":"
+       "\"plain\",\"type\":\"f16\",\"tensor\":\"w.compressed\"}}}}}", -1, NULL},
+      {"palette bits 9", "*",
+       "{\"version\":1,\"tensors\":{\"w.weight\":{\"shape\":[2,3],\"dtype\":\"f16\",\"layout\":"
+       "{\"encoding\":\"palette\",\"bits\":9,\"group_size\":1,\"shape\":[2,3],\"lut\":"
+       "\"w.compressed\",\"indices\":\"w.bitmask\",\"keep_zero\":false}}}}", -1, NULL},
+  };
+  for (size_t c = 0; c < sizeof lies / sizeof lies[0]; c++) {
+    char layout[2048];
+    snprintf(layout, sizeof layout, "%s", node);
+    if (lies[c].find && !strcmp(lies[c].find, "*")) {
+      snprintf(layout, sizeof layout, "%s", lies[c].repl);  /* a whole layout document */
+    } else if (lies[c].find) {
+      char *p = strstr(layout, lies[c].find);
+      char rest[2048];
+      snprintf(rest, sizeof rest, "%s", p + strlen(lies[c].find));
+      snprintf(p, sizeof layout - (size_t)(p - layout), "%s%s", lies[c].repl, rest);
+    }
+    raw_tensor ts[6];
+    memcpy(ts, ok_ts, sizeof ok_ts);
+    ts[5] = (raw_tensor){"w.kept", CZ_TYPE_I64, 1, {1, 1, 1, 1}, kept};
+    if (lies[c].tensor >= 0) ts[lies[c].tensor].bytes = lies[c].bytes;
+    cz_error e = {0};
+    cz_err_code rc = write_raw_st(in, layout, ts, 6) ? decompress_file(in, out, &e) : CZ_E_INTERNAL;
+    printf("# %s: %s\n", lies[c].what, e.msg);
+    if (rc != CZ_E_INVALID_METADATA) {
+      printf("# %s: got %s \"%s\", want invalid_metadata\n", lies[c].what, cz_err_name(rc), e.msg);
+      cz_test_failures++;
+    }
+  }
+}
+
 static void test_validation(void) {
   t_tensor t = {"blk.0.attn_q.weight", CZ_TYPE_F32, 8, 8, NULL};
   t_fill_normal(&t, 1, 3);
@@ -669,6 +795,7 @@ int main(void) {
       CZ_TEST(test_wanda),           CZ_TEST(test_structured),      CZ_TEST(test_sparse_layouts),
       CZ_TEST(test_prune_then_int8), CZ_TEST(test_prune_gguf),      CZ_TEST(test_validation),
       CZ_TEST(test_selectors_direct), CZ_TEST(test_wanda_imatrix),
+      CZ_TEST(test_decompress_untrusted),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   tmp_cleanup();

@@ -152,7 +152,61 @@ sys.exit(0 if n and z == round(0.3 * n) else 1)
 ' "$A6"
 fi
 
-# ---- 7. the daemon writes the same bytes ----
+# ---- 7. compressd decompress (core/cz_decompress.c) reverses every layout ----
+
+DZ_CHECK='
+import sys, json, math
+sys.path.insert(0, sys.argv[1])
+import gguf_read
+art, dense, inp = sys.argv[2], gguf_read.load(sys.argv[3]), gguf_read.load(sys.argv[4])
+rep = json.load(open(art + ".report.json"))
+bad = []
+if [t.name for t in dense.tensors] != [t.name for t in inp.tensors]:
+    bad.append("names %s..., want the input s" % [t.name for t in dense.tensors][:4])
+worst = 0.0
+for e in rep["tensors"]:
+    t = dense.find(e["name"])
+    if t is None or t.shape != e["shape"]:
+        bad.append("%s: missing or shape %s" % (e["name"], t and t.shape))
+        continue
+    if e.get("note") is None and t.type.lower() != sys.argv[5]:
+        bad.append("%s: %s, want %s" % (e["name"], t.type, sys.argv[5]))
+    if e.get("note") is not None and sys.argv[5] != "f32":
+        continue  # an F32 norm written as F16 is rounded: nothing to compare with the report
+    w, y = gguf_read.decode(inp, e["name"]), gguf_read.decode(dense, t)
+    r2 = math.fsum(a * a for a in w)
+    e2 = math.fsum((a - b) * (a - b) for a, b in zip(w, y))
+    rel = math.sqrt(e2 / r2) if e2 else 0.0
+    d = abs(rel - e["rel_l2"]) / max(e["rel_l2"], 1e-300) if e["rel_l2"] else rel
+    worst = max(worst, d)
+    if d > float(sys.argv[6]):
+        bad.append("%s: rel_l2 of the decompressed tensor %.9g, report %.9g" % (e["name"], rel, e["rel_l2"]))
+print("%d tensors, rel_l2 of the decompressed tensors within %.2g of the report" % (len(rep["tensors"]), worst))
+for b in bad[:10]:
+    print(b)
+sys.exit(1 if bad else 0)
+'
+for case in "1:$A1" "2:$A2" "3:$A3" "4:$A4" "5:$A5" "6:$A6"; do
+  n=${case%%:*}
+  art=${case#*:}
+  [ -s "$art" ] || continue
+  D=$W/dense$n.safetensors
+  if "$CZ_BIN" decompress "$art" "$D" --dtype f32 >"$W/dz$n.out" 2>&1; then
+    py "decompress case $n: every tensor back under its name and shape, F32, errors as the report says" "$DZ_CHECK" "$art" "$D" "$IN" f32 1e-6
+  else
+    not_ok "decompress case $n"
+    diag "$(cat "$W/dz$n.out")"
+  fi
+done
+if "$CZ_BIN" decompress "$A3" "$W/dense3.f16.safetensors" --dtype f16 >"$W/dz3b.out" 2>&1; then
+  # palette entries are float32: rounded to F16 they move the error a little
+  py "decompress --dtype f16: F16 tensors, errors as the report says within 1e-4" "$DZ_CHECK" "$A3" "$W/dense3.f16.safetensors" "$IN" f16 1e-4
+else
+  not_ok "decompress --dtype f16"
+  diag "$(cat "$W/dz3b.out")"
+fi
+
+# ---- 8. the daemon writes the same bytes ----
 
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
 if cz_start "$DATA" --workers 2; then
