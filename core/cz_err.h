@@ -61,7 +61,11 @@
   X(INVALID_PARAMETER,        202, "invalid_parameter",     400)         \
   X(UNSUPPORTED_INPUT,        203, "unsupported_input",     422)         \
   X(NON_FINITE,               204, "non_finite_values",     422)         \
-  X(ABANDONED,                205, "abandoned",             500)
+  /* 205 "abandoned": what a job out of attempts after crashes was failed with before 206; \
+   * kept so that rows written by older versions still name a known code */             \
+  X(ABANDONED,                205, "abandoned",             500)         \
+  /* the process died while running the job (kill -9, a crash, OOM) max_attempts times */ \
+  X(WORKER_CRASH,             206, "worker_crash",          500)
 
 typedef enum {
 #define CZ_ERR_ENUM(sfx, id, name, http) CZ_E_##sfx = id,

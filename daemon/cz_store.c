@@ -623,10 +623,14 @@ static cz_err_code recover_txn(cz_store *s, void *cls, cz_error *err) {
   if (rc) return rc;
   sqlite3_bind_int64(st, 1, a->now);
   if ((rc = step_done(s, st, NULL, err))) return rc;
+  /* An orderly shutdown hands its jobs back (job_release_txn, attempt not counted), so a job
+   * still 'running' here was held by a process that died: kill -9, OOM, or a crash inside
+   * the compressor. Each such death consumed the attempt counted at claim; once they are all
+   * used, the job is failed rather than crash the daemon again (a poison input). */
   rc = prepare(s,
-                           "UPDATE jobs SET state = 'failed', error_code = 'abandoned', "
-                           "error_message = 'the job was interrupted ' || attempts || "
-                           "' time(s); giving up after max_attempts', finished_at = ?1, "
+                           "UPDATE jobs SET state = 'failed', error_code = 'worker_crash', "
+                           "error_message = 'the daemon died while running the job ' || "
+                           "attempts || ' time(s); giving up after max_attempts', finished_at = ?1, "
                            "updated_at = ?1, lease_owner = NULL, lease_expires_at = NULL "
                            "WHERE state = 'running' AND attempts >= max_attempts",
                            &st, err);

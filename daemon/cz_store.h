@@ -98,8 +98,8 @@ cz_err_code cz_store_job_finish(cz_store *s, const char *id, const char *owner,
 /* Give a running job back to the queue without counting the attempt (orderly shutdown). */
 cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner, int64_t now,
                                  cz_error *err);
-/* At start: jobs left running by a dead process go back to queued, or fail once they used
- * max_attempts; its in-flight idempotency claims are forgotten. */
+/* At start: jobs left running by a dead process go back to queued, or fail with
+ * worker_crash once they used max_attempts; its in-flight idempotency claims are forgotten. */
 cz_err_code cz_store_recover(cz_store *s, int64_t now, int *requeued, int *failed, cz_error *err);
 /* Is this blob referenced by any model or job row? */
 cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_error *err);

@@ -1,4 +1,7 @@
 /* cz_worker: job execution on the libuv loop and thread pool (see cz_worker.h). */
+#ifdef HAVE_CONFIG_H
+#include "config.h" /* CZ_TEST_HOOKS */
+#endif
 #include "cz_worker.h"
 
 #include <fcntl.h>
@@ -62,6 +65,7 @@ struct job {
   cz_err_code rc;           /* first failure, CZ_E_OK while fine */
   cz_error err;
   bool release;             /* hand back to the queue instead of failing (shutdown) */
+  bool crash_hook;          /* test build only: abort() in the first task (see crash_hook_armed) */
   bool finalizing;
   struct timespec t0;
   /* results of finalize */
@@ -199,9 +203,32 @@ static void finish_job(job *j) {
   }
 }
 
+/* ---- test hook: a model that crashes the worker ----
+ *
+ * Workers are pool threads of the daemon, so a compressor that segfaults on a poison input
+ * takes the whole process down; the job's attempt stays counted, and recovery at the next
+ * start fails it with worker_crash once max_attempts are used (cz_store_recover). To test
+ * that path, a build configured with --enable-test-hooks (the default only together with
+ * --enable-sanitizers) aborts in the first task of any job whose model is named exactly
+ * $CZ_TEST_CRASH_MODEL. A release build has no such code at all; a test build without the
+ * variable behaves as usual. */
+static bool crash_hook_armed(const char *model_name) {
+#ifdef CZ_TEST_HOOKS
+  const char *poison = getenv("CZ_TEST_CRASH_MODEL");
+  return poison && *poison && model_name && strcmp(model_name, poison) == 0;
+#else
+  (void)model_name;
+  return false;
+#endif
+}
+
 /* Runs on: pool thread. */
 static void task_work(uv_work_t *req) {
   task_req *t = req->data;
+  if (t->j->crash_hook) {
+    cz_log(CZ_LOG_ERROR, "test hook: crashing the worker", "job", t->j->id, NULL);
+    abort();
+  }
   cz_metrics_worker_busy(1);
   t->rc = cz_run_task(t->j->run, t->task, &t->err);
   cz_metrics_worker_busy(-1);
@@ -247,6 +274,7 @@ static cz_err_code job_prepare(job *j, json_t *row, cz_error *err) {
   if (rc) return rc;
   snprintf(j->model_sha, sizeof j->model_sha, "%s",
            json_string_value(json_object_get(model, "sha256")));
+  j->crash_hook = crash_hook_armed(json_string_value(json_object_get(model, "name")));
   json_decref(model);
   char path[4096];
   cz_blob_path(w->blobs, j->model_sha, path, sizeof path);
@@ -364,6 +392,11 @@ cz_err_code cz_worker_start(uv_loop_t *loop, cz_store *store, cz_blob_store *blo
   w->wake.data = w->tick.data = w;
   w->open_handles = 2;
   uv_timer_start(&w->tick, on_tick, 0, HEARTBEAT_MS);
+#ifdef CZ_TEST_HOOKS
+  if (getenv("CZ_TEST_CRASH_MODEL"))
+    cz_log(CZ_LOG_WARN, "test hook armed: jobs on this model crash the daemon", "model",
+           getenv("CZ_TEST_CRASH_MODEL"), NULL);
+#endif
   *out = w;
   return CZ_E_OK;
 }

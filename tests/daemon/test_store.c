@@ -780,7 +780,7 @@ static void test_recover(void) {
                "<null>");
   j = get_job(s, "job_spent");
   CHECK_EQ_STR(str_of(j, "state"), "failed");
-  CHECK_EQ_STR(str_of(j, "error_code"), "abandoned");
+  CHECK_EQ_STR(str_of(j, "error_code"), "worker_crash");
   CHECK(str_of(j, "error_message") != NULL);
   CHECK_EQ_INT(int_of(j, "finished_at"), 1000);
   json_decref(j);

@@ -152,7 +152,7 @@ cz_stop "$CZ_PID" KILL
 start
 JOB=$(job_json "$J4")
 is "after kill -9 a job out of attempts is failed, not run again" \
-  "$(jf "$JOB" '"\(.state) \(.attempts) \(.error.code) \(.artifact)"')" "failed 1 abandoned null"
+  "$(jf "$JOB" '"\(.state) \(.attempts) \(.error.code) \(.artifact)"')" "failed 1 worker_crash null"
 diag "error: $(jf "$JOB" .error.message)"
 check "restart log reports failed=1" grep -q 'msg=recovered .*failed=1 ' "$CZ_LOG"
 check "nothing left in DATA_DIR/tmp after the restart" dir_empty "$D/tmp"
