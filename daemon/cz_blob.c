@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* strerror_r returning char *, getrandom */
 #include "cz_blob.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -287,6 +288,53 @@ cz_err_code cz_blob_writer_commit(cz_blob_writer *w, char sha256_hex[65], uint64
   memcpy(sha256_hex, hex, 65);
   *bytes = size;
   return CZ_E_OK;
+}
+
+/* Sweep one fan-out directory blobs/xy/. */
+static cz_err_code sweep_fan(const char *dir, const char *fan,
+                             cz_err_code (*used)(void *, const char *, bool *, cz_error *),
+                             void *cls, int *removed, cz_error *err) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return sys_err(err, errno, "opendir", dir);
+  cz_err_code rc = CZ_E_OK;
+  struct dirent *de;
+  while (rc == CZ_E_OK && (errno = 0, de = readdir(d)) != NULL) {
+    /* only names this module publishes: 64 hex digits starting with the directory's two */
+    if (!is_sha256_hex(de->d_name) || strncmp(de->d_name, fan, 2) != 0) continue;
+    bool in_use = true;
+    if ((rc = used(cls, de->d_name, &in_use, err)) != CZ_E_OK || in_use) continue;
+    if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+      (*removed)++;
+    else if (errno != ENOENT)
+      rc = sys_err(err, errno, "unlink unreferenced blob in", dir);
+  }
+  if (rc == CZ_E_OK && de == NULL && errno != 0) rc = sys_err(err, errno, "readdir", dir);
+  closedir(d);
+  return rc;
+}
+
+cz_err_code cz_blob_sweep(cz_blob_store *bs,
+                          cz_err_code (*used)(void *cls, const char *sha256_hex, bool *is_used,
+                                              cz_error *err),
+                          void *cls, int *removed, cz_error *err) {
+  *removed = 0;
+  DIR *d = opendir(bs->blobs_dir);
+  if (d == NULL) return sys_err(err, errno, "opendir", bs->blobs_dir);
+  cz_err_code rc = CZ_E_OK;
+  struct dirent *de;
+  while (rc == CZ_E_OK && (errno = 0, de = readdir(d)) != NULL) {
+    const char *n = de->d_name;
+    char fan_dir[PATH_LEN];
+    if (strlen(n) != 2 || !isxdigit((unsigned char)n[0]) || !isxdigit((unsigned char)n[1]))
+      continue;
+    if (path_fmt(fan_dir, sizeof fan_dir, "%s/%s", bs->blobs_dir, n) != 0) continue;
+    struct stat st;
+    if (stat(fan_dir, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    rc = sweep_fan(fan_dir, n, used, cls, removed, err);
+  }
+  if (rc == CZ_E_OK && de == NULL && errno != 0) rc = sys_err(err, errno, "readdir", bs->blobs_dir);
+  closedir(d);
+  return rc;
 }
 
 cz_err_code cz_blob_remove(cz_blob_store *bs, const char *sha256_hex, cz_error *err) {

@@ -12,6 +12,7 @@
 #ifndef CZ_BLOB_H
 #define CZ_BLOB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cz_err.h"
@@ -50,6 +51,14 @@ cz_err_code cz_blob_writer_commit(cz_blob_writer *w, char sha256_hex[65], uint64
                                   cz_error *err);
 /* Close and unlink the temporary file. Safe to call after commit (no-op). */
 void cz_blob_writer_abort(cz_blob_writer *w);
+/* At start, before anything else uses the store: remove every published blob that used()
+ * says no row references (the remains of a process that died between publishing a blob and
+ * committing its row). Files under blobs/ not named like blobs are left alone. *removed
+ * counts the blobs removed; the first error from used() or the file system stops the sweep. */
+cz_err_code cz_blob_sweep(cz_blob_store *bs,
+                          cz_err_code (*used)(void *cls, const char *sha256_hex, bool *is_used,
+                                              cz_error *err),
+                          void *cls, int *removed, cz_error *err);
 /* Remove a published blob (when the last row that referenced it is gone). */
 cz_err_code cz_blob_remove(cz_blob_store *bs, const char *sha256_hex, cz_error *err);
 

@@ -160,6 +160,11 @@ static int fail(const cz_error *e) {
   return 1;
 }
 
+/* cz_blob_sweep's question, answered by the database. */
+static cz_err_code blob_used(void *store, const char *sha256_hex, bool *used, cz_error *err) {
+  return cz_store_blob_used(store, sha256_hex, used, err);
+}
+
 static cz_err_code open_state(const cz_config *cfg, cz_store **store, cz_blob_store **blobs,
                               cz_error *err) {
   char db[4200];
@@ -167,10 +172,13 @@ static cz_err_code open_state(const cz_config *cfg, cz_store **store, cz_blob_st
   cz_err_code rc = cz_store_open(db, store, err);
   if (rc) return rc;
   if ((rc = cz_blob_store_open(cfg->data_dir, blobs, err))) return rc;
-  int requeued, failed;
+  int requeued, failed, swept;
   if ((rc = cz_store_recover(*store, now_ms(), &requeued, &failed, err))) return rc;
+  /* after recover: a blob published by a job that then failed for good is unreferenced */
+  if ((rc = cz_blob_sweep(*blobs, blob_used, *store, &swept, err))) return rc;
   cz_log(CZ_LOG_INFO, "recovered", "requeued", CZ_LOG_INT(requeued), "failed",
-         CZ_LOG_INT(failed), "schema", CZ_LOG_INT(cz_store_schema_version(*store)), NULL);
+         CZ_LOG_INT(failed), "unreferenced_blobs_removed", CZ_LOG_INT(swept), "schema",
+         CZ_LOG_INT(cz_store_schema_version(*store)), NULL);
   return CZ_E_OK;
 }
 

@@ -292,6 +292,50 @@ static void test_open_removes_leftovers(void) {
   rm_rf(dd);
 }
 
+/* cz_blob_sweep's used() for the test: a blob is referenced when its hex is in the list. */
+static cz_err_code used_if_listed(void *cls, const char *hex, bool *used, cz_error *err) {
+  *used = false;
+  for (const char *const *k = cls; *k; k++)
+    if (strcmp(*k, hex) == 0) *used = true;
+  return CZ_E_OK;
+}
+
+static cz_err_code used_fails(void *cls, const char *hex, bool *used, cz_error *err) {
+  return cz_err_set(err, CZ_E_IO, "no database");
+}
+
+static void test_sweep_removes_unreferenced(void) {
+  char *dd = make_data_dir();
+  cz_blob_store *bs;
+  cz_error err = {0};
+  CHECK_EQ_INT(cz_blob_store_open(dd, &bs, &err), CZ_E_OK);
+  char keep[65], drop[65], p[4200], other[4200];
+  uint64_t bytes;
+  CHECK_EQ_INT(put_streamed(bs, (const unsigned char *)"keep", 4, keep, &bytes, &err), CZ_E_OK);
+  CHECK_EQ_INT(put_streamed(bs, (const unsigned char *)"drop", 4, drop, &bytes, &err), CZ_E_OK);
+  /* not named like a blob, or in the wrong fan-out directory: not ours, left alone */
+  pathf(other, sizeof other, "%s/blobs/%.2s/notes.txt", dd, keep);
+  write_plain_file(other, (const unsigned char *)"x", 1);
+  char misplaced[4200];
+  pathf(misplaced, sizeof misplaced, "%s/blobs/%.2s/%s", dd, keep, drop);
+  if (strncmp(keep, drop, 2) != 0) write_plain_file(misplaced, (const unsigned char *)"y", 1);
+
+  const char *listed[] = {keep, NULL};
+  int removed = -1;
+  CHECK_EQ_INT(cz_blob_sweep(bs, used_fails, NULL, &removed, &err), CZ_E_IO);
+  CHECK(access(cz_blob_path(bs, drop, p, sizeof p), F_OK) == 0); /* an error removes nothing */
+  CHECK_EQ_INT(cz_blob_sweep(bs, used_if_listed, listed, &removed, &err), CZ_E_OK);
+  CHECK_EQ_INT(removed, 1);
+  CHECK(access(cz_blob_path(bs, keep, p, sizeof p), F_OK) == 0);
+  CHECK(access(cz_blob_path(bs, drop, p, sizeof p), F_OK) != 0);
+  CHECK(access(other, F_OK) == 0);
+  if (strncmp(keep, drop, 2) != 0) CHECK(access(misplaced, F_OK) == 0);
+  CHECK_EQ_INT(cz_blob_sweep(bs, used_if_listed, listed, &removed, &err), CZ_E_OK);
+  CHECK_EQ_INT(removed, 0);
+  cz_blob_store_close(bs);
+  rm_rf(dd);
+}
+
 static void test_tmp_file_is_private(void) {
   char *dd = make_data_dir();
   cz_blob_store *bs;
@@ -486,6 +530,7 @@ int main(void) {
       CZ_TEST(test_abort_leaves_nothing),
       CZ_TEST(test_open_removes_leftovers),
       CZ_TEST(test_tmp_file_is_private),
+      CZ_TEST(test_sweep_removes_unreferenced),
       CZ_TEST(test_path_and_remove),
       CZ_TEST(test_undeclared_pwrite_is_caught),
       CZ_TEST(test_concurrent_identical_commits),
