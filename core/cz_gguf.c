@@ -243,7 +243,7 @@ static cz_err_code read_kvs(cz_model *m, reader *r, uint64_t n_kv, cz_error *err
 
 /* Offsets of the tensors relative to the data section, kept apart until it is located. */
 typedef struct {
-  uint64_t offset, end; /* end: set once the offset is known not to overflow */
+  uint64_t offset;
   size_t index;
 } tensor_pos;
 
@@ -334,23 +334,22 @@ static cz_err_code read_tensor_infos(cz_model *m, reader *r, uint64_t n, tensor_
 
 /* ---- data section ---- */
 
-static int cmp_pos(const void *a, const void *b) {
-  const tensor_pos *x = a, *y = b;
-  if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
-  if (x->end != y->end) return x->end < y->end ? -1 : 1;
-  return x->index < y->index ? -1 : x->index > y->index;
-}
-
-/* Each tensor lies inside the data section and no two share a byte; an empty tensor may sit
- * at either end of another but not strictly inside it. ggml demands more (offsets in info
- * order, each at the padded end of the previous); we accept any order. */
+/* ggml's rule (gguf.cpp): in info order, each tensor starts exactly at the padded end of the
+ * previous one, the first at 0. Anything else (gaps, another order, overlap) is refused with
+ * the offset ggml expected, so that every file we accept is one llama.cpp loads too. */
 static cz_err_code place_tensors(cz_model *m, const uint8_t *data, uint64_t data_size,
-                                 tensor_pos *pos, cz_error *err) {
-  size_t n = m->n_tensors;
-  for (size_t i = 0; i < n; i++) {
+                                 const tensor_pos *pos, cz_error *err) {
+  uint64_t expect = 0;
+  for (size_t i = 0; i < m->n_tensors; i++) {
     cz_tensor *t = &m->tensors[pos[i].index];
+    if (pos[i].offset != expect)
+      return cz_err_set(err, CZ_E_INVALID_OFFSETS,
+                        "tensor '%s': offset %llu, expected %llu (each tensor must start at the "
+                        "padded end of the previous one)", t->name,
+                        (unsigned long long)pos[i].offset, (unsigned long long)expect);
     uint64_t end = 0;
-    if (__builtin_add_overflow(pos[i].offset, t->nbytes, &end))
+    if (__builtin_add_overflow(pos[i].offset, t->nbytes, &end) ||
+        !cz__pad(end, m->alignment, &expect))
       return cz_err_set(err, CZ_E_INVALID_OFFSETS, "tensor '%s': offset + size overflows",
                         t->name);
     if (end > data_size)
@@ -358,18 +357,6 @@ static cz_err_code place_tensors(cz_model *m, const uint8_t *data, uint64_t data
                         "tensor '%s': data [%llu, %llu) runs past the end of the file", t->name,
                         (unsigned long long)pos[i].offset, (unsigned long long)end);
     t->data = data + pos[i].offset;
-    pos[i].end = end;
-  }
-  /* Sorted by offset then end, so that an empty tensor comes before a tensor starting at
-   * the same byte: a tensor overlaps another exactly when it starts before the furthest
-   * end seen so far. */
-  qsort(pos, n, sizeof *pos, cmp_pos);
-  uint64_t reach = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (pos[i].offset < reach)
-      return cz_err_set(err, CZ_E_INVALID_OFFSETS, "tensor '%s' overlaps another tensor",
-                        m->tensors[pos[i].index].name);
-    if (pos[i].end > reach) reach = pos[i].end;
   }
   return CZ_E_OK;
 }

@@ -1153,7 +1153,7 @@ static void test_gguf_bad_type(void) {
 
 static void test_gguf_tensor_beyond_end(void) {
   buf b = {0};
-  gguf_one(&b, "w", 1, (uint64_t[]){8}, CZ_TYPE_F32, 32, 32); /* past the end */
+  gguf_one(&b, "w", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0, 0); /* no data section at all */
   GGUF_EXPECT(&b, CZ_E_TRUNCATED);
   gguf_one(&b, "w", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0, 31); /* one byte short */
   GGUF_EXPECT(&b, CZ_E_TRUNCATED);
@@ -1183,26 +1183,45 @@ static void test_gguf_overlap(void) {
   GGUF_EXPECT(&b, CZ_E_INVALID_OFFSETS);
 }
 
-static void test_gguf_accepted_layouts(void) {
+/* ggml's placement rule: tensors in info order, each at the padded end of the previous one. */
+static void test_gguf_offset_rule(void) {
   buf b = {0};
-  gguf_head(&b, 3, 2, 0); /* out of order but disjoint: accepted, kept in info order */
+  gguf_head(&b, 3, 2, 0); /* in order, the second at the padded end of the first: accepted */
+  tinfo(&b, "a", 1, (uint64_t[]){4}, CZ_TYPE_F32, 0);
   tinfo(&b, "b", 1, (uint64_t[]){8}, CZ_TYPE_F32, 32);
-  tinfo(&b, "a", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0);
   b_pad(&b, 32);
   b_data(&b, 64);
   cz_model *m = NULL;
   CHECK_EQ_INT(open_bytes(b.p, b.n, 0, &m), CZ_E_OK);
-  CHECK(m && strcmp(m->tensors[0].name, "b") == 0 && m->tensors[0].data == m->tensors[1].data + 32);
+  CHECK(m && strcmp(m->tensors[1].name, "b") == 0 && m->tensors[1].data == m->tensors[0].data + 32);
   cz_model_close(m);
   b_free(&b);
-  gguf_head(&b, 3, 3, 0); /* empty tensors at the start and at the end of another */
+  gguf_head(&b, 3, 2, 0); /* the same bytes, infos in the other order: refused */
+  tinfo(&b, "b", 1, (uint64_t[]){8}, CZ_TYPE_F32, 32);
   tinfo(&b, "a", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0);
-  tinfo(&b, "e0", 2, (uint64_t[]){8, 0}, CZ_TYPE_F32, 0);
+  b_pad(&b, 32);
+  b_data(&b, 64);
+  GGUF_EXPECT(&b, CZ_E_INVALID_OFFSETS);
+  gguf_head(&b, 3, 2, 0); /* a gap of one alignment unit: refused */
+  tinfo(&b, "a", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0);
+  tinfo(&b, "b", 1, (uint64_t[]){8}, CZ_TYPE_F32, 64);
+  b_pad(&b, 32);
+  b_data(&b, 96);
+  GGUF_EXPECT(&b, CZ_E_INVALID_OFFSETS);
+  gguf_head(&b, 3, 3, 0); /* empty tensors take no room: both sit at the end of "a" */
+  tinfo(&b, "a", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0);
+  tinfo(&b, "e0", 2, (uint64_t[]){8, 0}, CZ_TYPE_F32, 32);
   tinfo(&b, "e1", 2, (uint64_t[]){0, 8}, CZ_TYPE_F32, 32);
   b_pad(&b, 32);
   b_data(&b, 32);
   GGUF_EXPECT(&b, CZ_E_OK);
-  gguf_head(&b, 3, 2, 0); /* but not inside it */
+  gguf_head(&b, 3, 2, 0); /* an empty tensor at the start of "a", which then starts at 0 */
+  tinfo(&b, "e", 2, (uint64_t[]){8, 0}, CZ_TYPE_F32, 0);
+  tinfo(&b, "a", 1, (uint64_t[]){8}, CZ_TYPE_F32, 0);
+  b_pad(&b, 32);
+  b_data(&b, 32);
+  GGUF_EXPECT(&b, CZ_E_OK);
+  gguf_head(&b, 3, 2, 0); /* an empty tensor inside "a": refused */
   tinfo(&b, "a", 1, (uint64_t[]){16}, CZ_TYPE_F32, 0);
   tinfo(&b, "e", 2, (uint64_t[]){8, 0}, CZ_TYPE_F32, 32);
   b_pad(&b, 32);
@@ -1513,7 +1532,7 @@ int main(void) {
       CZ_TEST(test_gguf_tensor_beyond_end),
       CZ_TEST(test_gguf_bad_offsets),
       CZ_TEST(test_gguf_overlap),
-      CZ_TEST(test_gguf_accepted_layouts),
+      CZ_TEST(test_gguf_offset_rule),
       CZ_TEST(test_layout_kv),
       CZ_TEST(test_layout_rejects),
       CZ_TEST(test_layout_alignment),

@@ -255,18 +255,19 @@ def g_cases():
         "w", "offset 16 with alignment 32")
     add("G8", gguf([ARCH], [tinfo("a", [16], T_F32, 0), tinfo("w", [8], T_F32, 32)],
                    W_DATA * 3), 422, "invalid_offsets", "-", "overlapping tensors")
-    add("G8", gguf([ARCH], [tinfo("w", [8], T_F32, 64)], W_DATA), 422, "truncated", "w",
+    add("G8", gguf([ARCH], [W], W_DATA[:16]), 422, "truncated", "w",
         "tensor beyond the end of the file")
     add("G8", gguf([ARCH], [tinfo("w", [8], T_F32, U64_MAX - 31)], W_DATA), 422,
-        "invalid_offsets", "w", "offset + size wraps")
+        "invalid_offsets", "w", "offset near 2^64, not where the data section starts")
     add("G8", gguf([ARCH], [tinfo("a", [0x7FFFFFFFFFFFFFC0], 24, 0),
                             tinfo("w", [0x7FFFFFFFFFFFFFC0], 24, 0x7FFFFFFFFFFFFFC0)], W_DATA),
         422, "truncated", "-", "DATA_MEM_SIZE_OVERFLOW pair (2 x 2^63-64 bytes of I8)")
-    # Policy (cz_gguf.c place_tensors, test_formats' test_gguf_accepted_layouts): tensors may
-    # be stored in any order and with gaps, as long as they are aligned, inside the file and
-    # disjoint. ggml's gguf.cpp demands each offset at the padded end of the previous tensor.
-    add("G8", gguf([ARCH], [tinfo("w", [8], T_F32, 64)], W_DATA * 3), 201, "-", "w",
-        "non-contiguous (a gap before the tensor): accepted by policy")
+    # ggml's gguf.cpp demands each offset at the padded end of the previous tensor, in info
+    # order (cz_gguf.c place_tensors; test_formats' test_gguf_offset_rule).
+    add("G8", gguf([ARCH], [tinfo("w", [8], T_F32, 64)], W_DATA * 3), 422, "invalid_offsets",
+        "w", "non-contiguous (a gap before the first tensor)")
+    add("G8", gguf([ARCH], [tinfo("b", [8], T_F32, 32), tinfo("a", [8], T_F32, 0)],
+                   W_DATA * 2), 422, "invalid_offsets", "b", "out of order (disjoint, but not in info order)")
     add("G9", gguf([ARCH, ARCH], [W], W_DATA), 422, "duplicate_key", "general.architecture",
         "a key twice")
     add("G9", gguf([ARCH], [W, tinfo("w", [8], T_F32, 32)], W_DATA * 2), 422,
