@@ -3,6 +3,7 @@
  * schema callback), plus the shape of the job body around the steps. */
 #include "cz_api_service.h"
 #include "cz_method.h"
+#include "cz_pipeline.h"
 
 /* The job body around the steps: what POST /v1/jobs accepts besides them. */
 static json_t *job_schema(void) {
@@ -11,9 +12,10 @@ static json_t *job_schema(void) {
       " {s:s, s:s, s:b, s:[s, s], s:s}]}",
       "params", "name", "model", "type", "string", "required", 1, "description",
       "id of an uploaded model (mdl_...)", "name", "steps", "type", "array", "required", 1,
-      "min_items", 1, "max_items", 1, "description",
+      "min_items", 1, "max_items", CZ_MAX_STEPS, "description",
       "the steps, in order; each an object with \"op\" and the parameters of one of the "
-      "methods (one quantize step: it produces the final bytes)", "name",
+      "methods, plus optional \"include\"/\"exclude\" glob lists. Transforms (prune, "
+      "factorize) come first; at most one encoding step (quantize or palettize), last", "name",
       "output.format", "type", "string", "required", 0, "enum", "gguf", "safetensors",
       "description",
       "file format of the artifact; default: the input's format when the method can write "

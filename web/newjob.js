@@ -193,10 +193,8 @@ export function newJobView(root, { query }) {
         step.method.summary ? h('p', { class: 'help' }, step.method.summary) : null,
         h('div', { class: 'field-row' }, step.method.params.map((p) => paramField(step, p, i))));
     }));
-    // a server that says more than one step may follow (max_items > 1, or none) gets "Add step";
-    // max_items 1 is not trusted while other ops than quantize exist to compose with it
-    const ops = new Set(methods.map((m) => m.op));
-    addStep.hidden = facts.maxSteps !== null && steps.length >= facts.maxSteps && ops.size < 2;
+    // "Add step" until the server's max_items for steps (none given: no limit shown)
+    addStep.hidden = facts.maxSteps !== null && steps.length >= facts.maxSteps;
     updateRecipe();
   }
 
