@@ -21,8 +21,6 @@
 #include "cz_pipeline.h"
 
 #define MAX_NAME_LEN 255        /* a model's display name, in bytes */
-#define DEFAULT_PAGE_SIZE 50
-#define MAX_PAGE_SIZE 1000      /* bounds one list response */
 
 /* ---- helpers ---- */
 
@@ -60,47 +58,6 @@ static json_t *time_json(json_t *ms) {
 }
 
 static json_t *col(json_t *row, const char *k) { return json_object_get(row, k); }
-
-/* Strict page_size and page_token parsing: a bad value is the client's error, not ignored. */
-static bool parse_page(cz_req *r, int *size, int64_t *before) {
-  const char *ps = cz_req_arg(r, "page_size"), *pt = cz_req_arg(r, "page_token");
-  *size = DEFAULT_PAGE_SIZE;
-  *before = 0;
-  char *end;
-  if (ps) {
-    errno = 0;
-    long v = strtol(ps, &end, 10);
-    if (errno || *end || end == ps || v < 1 || v > MAX_PAGE_SIZE) {
-      cz_reply_error(r, CZ_E_INVALID_ARGUMENT, "page_size must be an integer from 1 to %d",
-                     MAX_PAGE_SIZE);
-      return false;
-    }
-    *size = (int)v;
-  }
-  if (pt && *pt) {
-    errno = 0;
-    long long v = strtoll(pt, &end, 10);
-    if (errno || *end || v < 1) {
-      cz_reply_error(r, CZ_E_INVALID_ARGUMENT, "page_token is not one this server issued");
-      return false;
-    }
-    *before = v;
-  }
-  return true;
-}
-
-static json_t *page_json(const char *key, json_t *items, int64_t next) {
-  json_t *o = json_object();
-  json_object_set_new(o, key, items);
-  if (next) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, next);
-    json_object_set_new(o, "next_page_token", json_string(buf));
-  } else {
-    json_object_set_new(o, "next_page_token", json_null());
-  }
-  return o;
-}
 
 /* ---- health ---- */
 
@@ -298,7 +255,7 @@ static enum MHD_Result h_model_list(cz_req *r) {
   cz_api *api = r->app;
   int size;
   int64_t before, next;
-  if (!parse_page(r, &size, &before)) return MHD_YES;
+  if (!cz_page_parse(r, &api->page_key, CZ_PAGE_MODELS, NULL, 0, &size, &before)) return MHD_YES;
   json_t *rows;
   cz_error e = {0};
   if (cz_store_model_list(api->store, size, before, &rows, &next, &e)) return cz_reply_err(r, &e);
@@ -307,7 +264,7 @@ static enum MHD_Result h_model_list(cz_req *r) {
   json_t *row;
   json_array_foreach(rows, i, row) json_array_append_new(items, model_json(row));
   json_decref(rows);
-  return cz_reply_json(r, 200, page_json("models", items, next));
+  return cz_reply_json(r, 200, cz_page_json(&api->page_key, CZ_PAGE_MODELS, NULL, 0, "models", items, next));
 }
 
 static enum MHD_Result h_model_get(cz_req *r) {
@@ -483,26 +440,28 @@ static enum MHD_Result h_job_create(cz_req *r) {
 
 static enum MHD_Result h_job_list(cz_req *r) {
   cz_api *api = r->app;
-  int size;
-  int64_t before, next;
-  if (!parse_page(r, &size, &before)) return MHD_YES;
-  const char *state = cz_req_arg(r, "state");
+  const char *state = cz_req_arg(r, "state"), *model = cz_req_arg(r, "model");
   static const char *const states[] = {"queued", "running", "succeeded", "failed", "canceled", NULL};
   bool ok = state == NULL;
   for (int i = 0; !ok && states[i]; i++) ok = strcmp(states[i], state) == 0;
   if (!ok)
     return cz_reply_error(r, CZ_E_INVALID_ARGUMENT,
                           "state must be queued, running, succeeded, failed or canceled");
+  /* the token binds the filters: a next page under other filters would skip or repeat jobs */
+  const char *const filters[] = {state, model};
+  int size;
+  int64_t before, next;
+  if (!cz_page_parse(r, &api->page_key, CZ_PAGE_JOBS, filters, 2, &size, &before)) return MHD_YES;
   json_t *rows;
   cz_error e = {0};
-  if (cz_store_job_list(api->store, size, before, state, cz_req_arg(r, "model"), &rows, &next, &e))
+  if (cz_store_job_list(api->store, size, before, state, model, &rows, &next, &e))
     return cz_reply_err(r, &e);
   json_t *items = json_array();
   size_t i;
   json_t *row;
   json_array_foreach(rows, i, row) json_array_append_new(items, job_json(row));
   json_decref(rows);
-  return cz_reply_json(r, 200, page_json("jobs", items, next));
+  return cz_reply_json(r, 200, cz_page_json(&api->page_key, CZ_PAGE_JOBS, filters, 2, "jobs", items, next));
 }
 
 static enum MHD_Result h_job_cancel(cz_req *r) {

@@ -12,6 +12,7 @@
 
 #include "cz_blob.h"
 #include "cz_http.h"
+#include "cz_page.h"
 #include "cz_store.h"
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
   bool auth_required;          /* API tokens needed (cz_api_auth.c) */
   void (*wake)(void *cls);     /* tell the worker there is new work; any thread */
   void *wake_cls;
+  cz_page_key page_key;        /* MACs the page tokens of every list (cz_page.h) */
   atomic_int ready;            /* 1 once recovery has run and the worker is up */
 } cz_api;
 

@@ -17,8 +17,6 @@
 #include "cz_log.h"
 
 #define MAX_NAME_LEN 255       /* a calibration's display name, in bytes (as for models) */
-#define DEFAULT_PAGE_SIZE 50
-#define MAX_PAGE_SIZE 1000
 
 /* ---- helpers (the conventions of cz_api.c) ---- */
 
@@ -206,38 +204,12 @@ enum MHD_Result cz_api_calib_upload(cz_req *r, cz_upload_phase phase, const char
 
 /* ---- reading ---- */
 
-static bool parse_page(cz_req *r, int *size, int64_t *before) {
-  const char *ps = cz_req_arg(r, "page_size"), *pt = cz_req_arg(r, "page_token");
-  *size = DEFAULT_PAGE_SIZE;
-  *before = 0;
-  char *end;
-  if (ps) {
-    errno = 0;
-    long v = strtol(ps, &end, 10);
-    if (errno || *end || end == ps || v < 1 || v > MAX_PAGE_SIZE) {
-      cz_reply_error(r, CZ_E_INVALID_ARGUMENT, "page_size must be an integer from 1 to %d",
-                     MAX_PAGE_SIZE);
-      return false;
-    }
-    *size = (int)v;
-  }
-  if (pt && *pt) {
-    errno = 0;
-    long long v = strtoll(pt, &end, 10);
-    if (errno || *end || v < 1) {
-      cz_reply_error(r, CZ_E_INVALID_ARGUMENT, "page_token is not one this server issued");
-      return false;
-    }
-    *before = v;
-  }
-  return true;
-}
-
 enum MHD_Result cz_api_calib_list(cz_req *r) {
   cz_api *api = r->app;
   int size;
   int64_t before, next;
-  if (!parse_page(r, &size, &before)) return MHD_YES;
+  if (!cz_page_parse(r, &api->page_key, CZ_PAGE_CALIBRATIONS, NULL, 0, &size, &before))
+    return MHD_YES;
   json_t *rows;
   cz_error e = {0};
   if (cz_store_calibration_list(api->store, size, before, &rows, &next, &e))
@@ -247,15 +219,8 @@ enum MHD_Result cz_api_calib_list(cz_req *r) {
   json_t *row;
   json_array_foreach(rows, i, row) json_array_append_new(items, calib_json(row));
   json_decref(rows);
-  json_t *o = json_pack("{s:o}", "calibrations", items);
-  if (next) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, next);
-    json_object_set_new(o, "next_page_token", json_string(buf));
-  } else {
-    json_object_set_new(o, "next_page_token", json_null());
-  }
-  return cz_reply_json(r, 200, o);
+  return cz_reply_json(r, 200, cz_page_json(&api->page_key, CZ_PAGE_CALIBRATIONS, NULL, 0,
+                                             "calibrations", items, next));
 }
 
 enum MHD_Result cz_api_calib_get(cz_req *r) {

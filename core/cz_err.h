@@ -32,6 +32,7 @@
   X(QUEUE_FULL,                17, "queue_full",            503)         \
   X(UNAUTHENTICATED,           18, "unauthenticated",       401)         \
   X(PERMISSION_DENIED,         19, "permission_denied",     403)         \
+  X(INVALID_PAGE_TOKEN,        20, "invalid_page_token",    400)         \
   /* file format errors: 100..199 */                                    \
   X(UNKNOWN_FORMAT,           100, "unknown_format",        422)         \
   X(HEADER_TOO_SMALL,         101, "header_too_small",      422)         \

@@ -154,3 +154,55 @@ int cz_sha256_file(int fd, char hex[65]) {
   cz_sha256_hex(digest, hex);
   return 0;
 }
+
+/* ---- HMAC (RFC 2104): H((K ^ opad) || H((K ^ ipad) || m)) ---- */
+
+void cz_hmac_sha256_init(cz_hmac *h, const void *key, size_t key_len) {
+  uint8_t k[64] = {0};
+  if (key_len > sizeof k) {
+    cz_sha256 c;
+    cz_sha256_init(&c);
+    cz_sha256_update(&c, key, key_len);
+    cz_sha256_final(&c, k);  /* 32 bytes, the rest stays zero */
+  } else if (key_len > 0) {
+    memcpy(k, key, key_len);
+  }
+  uint8_t ipad[64];
+  for (int i = 0; i < 64; i++) {
+    ipad[i] = k[i] ^ 0x36;
+    h->opad_key[i] = k[i] ^ 0x5c;
+  }
+  cz_sha256_init(&h->inner);
+  cz_sha256_update(&h->inner, ipad, sizeof ipad);
+  memset(k, 0, sizeof k);
+  memset(ipad, 0, sizeof ipad);
+}
+
+void cz_hmac_sha256_update(cz_hmac *h, const void *data, size_t len) {
+  cz_sha256_update(&h->inner, data, len);
+}
+
+void cz_hmac_sha256_final(cz_hmac *h, uint8_t out[32]) {
+  uint8_t ih[32];
+  cz_sha256_final(&h->inner, ih);
+  cz_sha256 outer;
+  cz_sha256_init(&outer);
+  cz_sha256_update(&outer, h->opad_key, sizeof h->opad_key);
+  cz_sha256_update(&outer, ih, sizeof ih);
+  cz_sha256_final(&outer, out);
+  memset(h, 0, sizeof *h);  /* the padded key does not outlive the MAC */
+}
+
+void cz_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                    uint8_t out[32]) {
+  cz_hmac h;
+  cz_hmac_sha256_init(&h, key, key_len);
+  cz_hmac_sha256_update(&h, data, len);
+  cz_hmac_sha256_final(&h, out);
+}
+
+int cz_mac_equal(const uint8_t *a, const uint8_t *b, size_t len) {
+  uint8_t d = 0;
+  for (size_t i = 0; i < len; i++) d |= (uint8_t)(a[i] ^ b[i]);
+  return d == 0;
+}

@@ -21,4 +21,20 @@ void cz_sha256_hex(const uint8_t digest[32], char hex[65]);
 /* Hash a whole file by reading it in bounded chunks; returns 0 or -errno. */
 int cz_sha256_file(int fd, char hex[65]);
 
+/* HMAC-SHA256 (RFC 2104 with SHA-256, FIPS 198-1): keys longer than the 64-byte block are
+ * hashed first, as the RFC says. Streaming form for messages built in parts (a webhook's
+ * "id.timestamp.body"); the one-shot form for the rest. */
+typedef struct {
+  cz_sha256 inner;
+  uint8_t opad_key[64];  /* key XOR 0x5c, kept for the outer hash at the end */
+} cz_hmac;
+
+void cz_hmac_sha256_init(cz_hmac *h, const void *key, size_t key_len);
+void cz_hmac_sha256_update(cz_hmac *h, const void *data, size_t len);
+void cz_hmac_sha256_final(cz_hmac *h, uint8_t out[32]);
+void cz_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                    uint8_t out[32]);
+/* Constant-time comparison of two MACs (no early exit that would leak a matching prefix). */
+int cz_mac_equal(const uint8_t *a, const uint8_t *b, size_t len);
+
 #endif

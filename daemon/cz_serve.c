@@ -220,6 +220,11 @@ int cz_serve_main(int argc, char **argv) {
                    .auth_required = strcmp(cfg.auth, "on") == 0 ||
                                     (strcmp(cfg.auth, "auto") == 0 && !loopback(cfg.listen_addr)),
                    .wake = wake_worker, .wake_cls = &s};
+  if (!cz_page_key_init(&s.api.page_key)) {
+    cz_err_set(&e, CZ_E_INTERNAL, "no random bytes for the page-token key: %s", strerror(errno));
+    rc = fail(&e);
+    goto out;
+  }
   cz_http_limits lim = {(unsigned)cfg.idle_timeout, (unsigned)cfg.max_connections,
                         (unsigned)cfg.max_connections_per_ip, (size_t)cfg.max_header_bytes,
                         (unsigned)cfg.request_deadline, cfg.min_upload_rate, cz_api_authorize,

@@ -1,8 +1,10 @@
-/* test_sha256: cz_sha256 against NIST's example vectors and the system's sha256sum. */
+/* test_sha256: cz_sha256 against NIST's example vectors and the system's sha256sum; HMAC-SHA256
+ * against RFC 4231; cz_base64 against RFC 4648. */
 #include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
 
+#include "cz_base64.h"
 #include "cz_sha256.h"
 #include "cz_test.h"
 
@@ -135,10 +137,99 @@ static void test_file_bad_fd(void) {
   CHECK(cz_sha256_file(-1, hex) < 0);
 }
 
+/* RFC 4231 section 4: HMAC-SHA-256 test cases 1-7 (case 5 is truncated to 128 bits there).
+ * Keys and data given as (byte, count) runs or text, exactly as the RFC lists them. */
+static void test_hmac_rfc4231(void) {
+  uint8_t k_0b[20], k_aa20[20], k_0c[20], k_aa131[131], d_dd[50], d_cd[50], k_seq[25];
+  memset(k_0b, 0x0b, sizeof k_0b);
+  memset(k_aa20, 0xaa, sizeof k_aa20);
+  memset(k_0c, 0x0c, sizeof k_0c);
+  memset(k_aa131, 0xaa, sizeof k_aa131);
+  memset(d_dd, 0xdd, sizeof d_dd);
+  memset(d_cd, 0xcd, sizeof d_cd);
+  for (int i = 0; i < 25; i++) k_seq[i] = (uint8_t)(i + 1);
+  static const char t6[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+  static const char t7[] =
+      "This is a test using a larger than block-size key and a larger than block-size data. "
+      "The key needs to be hashed before being used by the HMAC algorithm.";
+  const struct {
+    const void *key;
+    size_t klen;
+    const void *data;
+    size_t dlen;
+    const char *mac;
+  } v[] = {
+      {k_0b, 20, "Hi There", 8,
+       "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+      {"Jefe", 4, "what do ya want for nothing?", 28,
+       "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+      {k_aa20, 20, d_dd, 50, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
+      {k_seq, 25, d_cd, 50, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+      {k_0c, 20, "Test With Truncation", 20, "a3b6167473100ee06e0c796c2955552b"},
+      {k_aa131, 131, t6, sizeof t6 - 1,
+       "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+      {k_aa131, 131, t7, sizeof t7 - 1,
+       "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    uint8_t mac[32];
+    char hex[65];
+    cz_hmac_sha256(v[i].key, v[i].klen, v[i].data, v[i].dlen, mac);
+    cz_sha256_hex(mac, hex);
+    hex[strlen(v[i].mac)] = '\0'; /* case 5 compares the leftmost 128 bits only */
+    CHECK_EQ_STR(hex, v[i].mac);
+    /* the streaming form, one byte at a time, gives the same MAC */
+    cz_hmac h;
+    uint8_t mac2[32];
+    cz_hmac_sha256_init(&h, v[i].key, v[i].klen);
+    for (size_t j = 0; j < v[i].dlen; j++) cz_hmac_sha256_update(&h, (const uint8_t *)v[i].data + j, 1);
+    cz_hmac_sha256_final(&h, mac2);
+    CHECK(cz_mac_equal(mac, mac2, 32));
+  }
+  uint8_t a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 5};
+  CHECK(cz_mac_equal(a, a, 4));
+  CHECK(!cz_mac_equal(a, b, 4));
+}
+
+/* RFC 4648 section 10 vectors, both alphabets, and the decoder's refusals. */
+static void test_base64(void) {
+  static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+  static const char *const std[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+  static const char *const url[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+  for (int i = 0; i < 7; i++) {
+    char out[CZ_BASE64_ENCODED_LEN(6)];
+    uint8_t dec[8];
+    size_t n;
+    cz_base64_encode(in[i], strlen(in[i]), false, out);
+    CHECK_EQ_STR(out, std[i]);
+    cz_base64_encode(in[i], strlen(in[i]), true, out);
+    CHECK_EQ_STR(out, url[i]);
+    CHECK(cz_base64_decode(std[i], strlen(std[i]), false, dec, sizeof dec, &n));
+    CHECK(n == strlen(in[i]) && memcmp(dec, in[i], n) == 0);
+    CHECK(cz_base64_decode(url[i], strlen(url[i]), true, dec, sizeof dec, &n));
+    CHECK(n == strlen(in[i]) && memcmp(dec, in[i], n) == 0);
+  }
+  static const uint8_t hi[3] = {0xfb, 0xff, 0xbf};
+  char out[8];
+  cz_base64_encode(hi, 3, false, out);
+  CHECK_EQ_STR(out, "+/+/");
+  cz_base64_encode(hi, 3, true, out);
+  CHECK_EQ_STR(out, "-_-_");
+  uint8_t dec[8];
+  size_t n;
+  static const char *const bad_std[] = {"Zg=", "Zg", "Zh==", "Z===", "Zm9v\n", "Zm=v", "-_-_"};
+  for (size_t i = 0; i < sizeof bad_std / sizeof bad_std[0]; i++)
+    CHECK(!cz_base64_decode(bad_std[i], strlen(bad_std[i]), false, dec, sizeof dec, &n));
+  static const char *const bad_url[] = {"Zg==", "Z", "Zh", "+/+/", "Zm9v!"};
+  for (size_t i = 0; i < sizeof bad_url / sizeof bad_url[0]; i++)
+    CHECK(!cz_base64_decode(bad_url[i], strlen(bad_url[i]), true, dec, sizeof dec, &n));
+  CHECK(!cz_base64_decode("Zm9vYmFy", 8, false, dec, 5, &n));  /* does not fit */
+}
+
 int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_nist_vectors),     CZ_TEST(test_million_a), CZ_TEST(test_streaming_chunks),
-      CZ_TEST(test_file_vs_sha256sum), CZ_TEST(test_file_bad_fd),
+      CZ_TEST(test_file_vs_sha256sum), CZ_TEST(test_file_bad_fd), CZ_TEST(test_hmac_rfc4231), CZ_TEST(test_base64),
   };
   return cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -103,8 +103,34 @@ for ps in 0 1001 -1 abc 2x ''; do
   req GET "/v1/models?page_size=$ps"
   expect_error "page_size='$ps'" 400 invalid_argument
 done
+# page tokens are opaque and MAC-protected: a made-up, old-style (plain seq), tampered or
+# other list's token is 400 invalid_page_token, never a page
+case $TOKEN in
+  *[!A-Za-z0-9_-]*|'') not_ok "next_page_token is base64url: '$TOKEN'" ;;
+  *) is "next_page_token is 46 base64url characters, not the cursor itself" "${#TOKEN}" 46 ;;
+esac
 req GET "/v1/models?page_token=abc"
-expect_error "page_token=abc" 400 invalid_argument
+expect_error "page_token=abc" 400 invalid_page_token
+req GET "/v1/models?page_size=2&page_token=2"
+expect_error "a plain seq number as page_token" 400 invalid_page_token
+# flip_char TOKEN POS: TOKEN with the character at POS (0-based) replaced by another one
+flip_char() {
+  awk -v s="$1" -v p="$2" 'BEGIN { r = substr(s, p + 1, 1) == "A" ? "B" : "A"
+                                    printf "%s%s%s", substr(s, 1, p), r, substr(s, p + 2) }'
+}
+for pos in 0 1 4 12 20 30 44; do
+  req GET "/v1/models?page_size=2&page_token=$(flip_char "$TOKEN" $pos)"
+  expect_error "the token with character $pos changed" 400 invalid_page_token
+done
+req GET "/v1/models?page_size=2&page_token=${TOKEN}AA"
+expect_error "the token with bytes appended" 400 invalid_page_token
+req GET "/v1/jobs?page_size=2&page_token=$TOKEN"
+expect_error "a models token on the jobs list" 400 invalid_page_token
+req GET "/v1/calibrations?page_size=2&page_token=$TOKEN"
+expect_error "a models token on the calibrations list" 400 invalid_page_token
+req GET "/v1/models?page_size=2&page_token=$TOKEN"
+is "the untouched token still gives the next page" "$R_STATUS $(jf "$R_BODY" '[.models[].name] | join(",")')" "200 p1"
+MODELS_TOKEN=$TOKEN
 
 # delete
 req DELETE "/v1/models/$P2"
@@ -318,6 +344,21 @@ req GET "/v1/jobs?page_size=1"
 T1=$(jf "$R_BODY" '.next_page_token // empty')
 req GET "/v1/jobs?page_size=1&page_token=$T1"
 is "jobs page 2 of page_size=1 is the second newest" "$(jf "$R_BODY" '[.jobs[].id] | join(" ")')" "$(job_ids | cut -d' ' -f2)"
+# the token binds the filters of its first page
+req GET "/v1/jobs?page_size=1&state=succeeded"
+TS=$(jf "$R_BODY" '.next_page_token // empty')
+req GET "/v1/jobs?page_size=1&state=succeeded&page_token=$TS"
+is "state=succeeded page 2 with its own token" "$R_STATUS $(jf "$R_BODY" '[.jobs[].id] | join(" ")')" \
+  "200 $(job_ids '&state=succeeded' | cut -d' ' -f2)"
+for other in "state=failed" "" "state=succeeded&model=$NAN_MODEL" "model=$NAN_MODEL"; do
+  req GET "/v1/jobs?page_size=1&$other&page_token=$TS"
+  expect_error "a state=succeeded token used with '$other'" 400 invalid_page_token
+done
+req GET "/v1/jobs?page_size=1&state=succeeded&page_token=$T1"
+expect_error "an unfiltered token used with state=succeeded" 400 invalid_page_token
+# a token of daemon 1 (another process, another key) is refused by daemon 2
+req GET "/v1/models?page_size=2&page_token=$MODELS_TOKEN"
+expect_error "a page token from before the restart" 400 invalid_page_token
 
 check "no temporary file left on daemon 2" dir_empty "$DATA/tmp"
 cz_stop "$CZ_PID"
