@@ -1,7 +1,7 @@
 /* methods-bench: the kernels of the whole-tensor methods on LLM-sized matrices.
  *
  *   methods-bench svd M N RANK     full SVD (sgesdd) vs randomized SVD (oversample 10, power
- *                                  iterations 2): seconds and Frobenius error of the rank-RANK
+ *                                  iterations 4, the method's defaults): seconds and Frobenius error of the rank-RANK
  *                                  truncation, rSVD's against the optimum from the full SVD
  *   methods-bench kmeans M N BITS  palettization codebook of an F16-rounded M x N Gaussian
  *                                  tensor with 0.5 % outliers: exact DP vs Lloyd/k-means++,
@@ -9,7 +9,7 @@
  *
  * The test matrix of `svd` is W = G1 diag(d) G2 + 0.01 * noise, G1 [M x 512], G2 [512 x N]
  * Gaussian, d_i = (1 + i)^-0.7: a decaying spectrum over a flat floor, as LLM weights have.
- * OpenBLAS runs on one thread (as compressd does).
+ * OpenBLAS runs on one thread and on the kernels compressd picks (as compressd does).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cz_blas.h"
 #include "cz_linalg.h"
 #include "cz_type.h"
 
@@ -79,7 +80,7 @@ static int bench_svd(int64_t m, int64_t n, int64_t r) {
   float *vr = malloc(sizeof(float) * (size_t)(r * n));
   t0 = now();
   const int over = getenv("RSVD_OVERSAMPLE") ? atoi(getenv("RSVD_OVERSAMPLE")) : 10;
-  const int iters = getenv("RSVD_POWER_ITERS") ? atoi(getenv("RSVD_POWER_ITERS")) : 2;
+  const int iters = getenv("RSVD_POWER_ITERS") ? atoi(getenv("RSVD_POWER_ITERS")) : 4;
   if (cz_rsvd(w, m, n, r, over, iters, 0, ur, sr, vr, &err)) return fprintf(stderr, "rsvd: %s\n", err.msg), 1;
   double t_r = now() - t0;
   double e_r = trunc_error(w, ur, r, sr, vr, m, n, r);
@@ -125,7 +126,9 @@ static int bench_kmeans(int64_t m, int64_t n, int bits) {
 }
 
 int main(int argc, char **argv) {
+  cz_blas_pick_core(argv); /* the kernels compressd runs on (daemon/cz_blas.h) */
   openblas_set_num_threads(1);
+  printf("openblas kernels: %s\n", cz_blas_core());
   if (argc == 5 && !strcmp(argv[1], "svd")) return bench_svd(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]));
   if (argc == 5 && !strcmp(argv[1], "kmeans")) return bench_kmeans(atoll(argv[2]), atoll(argv[3]), atoi(argv[4]));
   fprintf(stderr, "usage: methods-bench svd M N RANK | kmeans M N BITS\n");

@@ -1,6 +1,8 @@
 /* cz_serve: wires the store, blob store, worker and HTTP API into the running daemon. */
 #include "cz_serve.h"
 
+#include "cz_blas.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -273,7 +275,7 @@ int cz_serve_main(int argc, char **argv) {
   fflush(stdout);
   cz_log(CZ_LOG_INFO, "listening", "addr", host, "port", CZ_LOG_INT(cz_http_port(s.http)),
          "data_dir", cfg.data_dir, "workers", CZ_LOG_INT(cfg.workers), "tokens",
-         s.api.auth_required ? "required" : "not required", NULL);
+         s.api.auth_required ? "required" : "not required", "blas_core", cz_blas_core(), NULL);
   notify("READY=1");
   s.watchdog_on = watchdog_start(s.loop, &s.watchdog);
   if (s.watchdog_on) notify("WATCHDOG=1");

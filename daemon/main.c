@@ -13,6 +13,7 @@
 #include "cz_model.h"
 #include "cz_pipeline.h"
 #include "cz_api_service.h"
+#include "cz_blas.h"
 #include "cz_serve.h"
 #include "cz_token.h"
 #include "cz_sha256.h"
@@ -269,6 +270,10 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  /* the commands that run BLAS (and version, which names its kernels): first, as it may
+   * re-execute the program */
+  if (!strcmp(argv[1], "serve") || !strcmp(argv[1], "compress") || !strcmp(argv[1], "version"))
+    cz_blas_pick_core(argv);
   if (!strcmp(argv[1], "serve")) return cz_serve_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "compress")) return compress_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "decompress")) return decompress_main(argc - 2, argv + 2);
@@ -279,6 +284,7 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
     printf("compressd %s\n", CZ_VERSION);
+    printf("openblas kernels: %s\n", cz_blas_core());
     return 0;
   }
   if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
