@@ -33,7 +33,7 @@ fi
 DIR=${METHODS_BENCH_DIR:-/tmp/compressd-methods-bench}
 mkdir -p "$DIR"
 # shellcheck disable=SC2046
-cc -std=gnu11 -O2 -I"$top/core" bench/methods-bench.c "$BUILD/libczdaemon.a" "$BUILD/libczcore.a" \
+cc -std=gnu11 -O2 -I"$top/core" -I"$top/daemon" bench/methods-bench.c "$BUILD/libczdaemon.a" "$BUILD/libczcore.a" \
   $(pkg-config --libs jansson lapacke openblas) -lpthread -lm -o "$DIR/methods-bench"
 
 echo "== kernels"
