@@ -116,4 +116,30 @@ void cz_q6_K_from_f32(const float *src, void *dst, int64_t n);
 size_t cz_q6_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix);
 
+/* The K-quant file path in its two implementations (cz_<t>_quantize takes the AVX2 one when
+ * the CPU has AVX2): the scalar encoders, and their AVX2 twins, which run eight sub-blocks at
+ * once, one per lane, and write the same bytes for finite input. Exposed for tests and
+ * benchmarks; the _avx2 ones return false, writing nothing, when the build or the CPU has no
+ * AVX2. */
+size_t cz_q2_K_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q3_K_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q4_K_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q5_K_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q6_K_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+bool cz_q2_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q3_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q4_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q5_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q6_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+
 #endif

@@ -728,6 +728,8 @@ static void q5k_decode(const q5k_block *b, float *y) {
 /* Reference (qw NULL: weights x²) and weighted (qw used directly as the weights, as ggml's
  * quantize_row_q6_K_impl does) share everything: signed sub-block scales by fit_symmetric,
  * quantized to int8 against the one of largest magnitude. */
+static void q6k_pack(const int8_t *L, q6k_block *y);
+
 static void q6k_encode_with(const float *x, const float *qw, q6k_block *y) {
   int8_t L[QK];
   float scales[16];
@@ -758,8 +760,12 @@ static void q6k_encode_with(const float *x, const float *qw, q6k_block *y) {
     for (int i = 0; i < 16; i++)
       L[16 * j + i] = (int8_t)(clampi(cz_nearest_int(x[16 * j + i] / d), -32, 31) + 32);
   }
-  /* per 128: ql byte l holds elements l (low) and l+64 (high), byte l+32 holds l+32 and
-   * l+96; qh byte l holds the top 2 bits of l, l+32, l+64, l+96 */
+  q6k_pack(L, y);
+}
+
+/* per 128: ql byte l holds elements l (low) and l+64 (high), byte l+32 holds l+32 and l+96;
+ * qh byte l holds the top 2 bits of l, l+32, l+64, l+96 */
+static void q6k_pack(const int8_t *L, q6k_block *y) {
   for (int j = 0; j < QK; j += 128) {
     uint8_t *ql = y->ql + j / 2, *qh = y->qh + j / 4;
     for (int l = 0; l < 32; l++) {
@@ -800,13 +806,620 @@ static void q6k_decode(const q6k_block *b, float *y) {
   }
 }
 
+/* ---- AVX2 twins of the encoders ------------------------------------------------------------ */
+
+/* The searches above spend nearly all of a K-quant's time in short serial float reductions
+ * (Σw·l, Σw·l², Σw·l·x, Σw·err over 16 or 32 elements, for every candidate scale), each one a
+ * chain of dependent additions. The twins run eight sub-blocks at once, one per AVX2 lane:
+ * element i of the eight sub-blocks sits in one vector (a transposed copy), and every lane
+ * performs its sub-block's scalar operations in the scalar order, with compares and blends
+ * where the scalar code branches. No reduction crosses lanes, there are no fused multiply-adds
+ * (target avx2 only, and -ffp-contract=off), and division and square root are IEEE-exact in
+ * both, so every lane computes the scalar code's floats bit for bit. The per-super-block steps
+ * (sub-block scales to 6/8 bits, fit_positive, the fp16 conversions, packing) stay scalar.
+ * Finite input only (the pipeline rejects anything else). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define CZ_AVX2 __attribute__((target("avx2")))
+
+static bool have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+
+CZ_AVX2 static inline __m256i v_nearest(__m256 f) {
+  const __m256 v = _mm256_add_ps(f, _mm256_set1_ps(12582912.f));
+  return _mm256_sub_epi32(
+      _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x007fffff)),
+      _mm256_set1_epi32(0x00400000));
+}
+
+CZ_AVX2 static inline __m256i v_clamp(__m256i v, int lo, int hi) {
+  return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
+}
+
+CZ_AVX2 static inline __m256 v_abs(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+CZ_AVX2 static inline __m256 v_gt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+CZ_AVX2 static inline __m256 v_lt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+
+/* t[i] lane j = x[stride·j + i] for i < n: element i of eight sub-blocks of stride floats. */
+CZ_AVX2 static inline void v_transpose(const float *x, int n, int stride, __m256 *t) {
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(stride));
+  for (int i = 0; i < n; i++) t[i] = _mm256_i32gather_ps(x + i, idx, 4);
+}
+
+/* L[stride·j + i] = lane j of l[i] + add. */
+CZ_AVX2 static inline void v_untranspose8(const __m256i *l, int n, int stride, int add,
+                                          uint8_t *L) {
+  int32_t t[32][8];
+  for (int i = 0; i < n; i++) _mm256_storeu_si256((__m256i *)t[i], l[i]);
+  for (int j = 0; j < 8; j++)
+    for (int i = 0; i < n; i++) L[stride * j + i] = (uint8_t)(t[i][j] + add);
+}
+
+/* fit_affine for eight sub-blocks of n, one per lane: the same floats, levels in l[]. */
+CZ_AVX2 static void fit_affine8(int n, int nmax, const __m256 *x, const __m256 *w, __m256i *l,
+                                float *scale_out, float *neg_min_out, float rmin, float rdelta,
+                                int nstep, bool mad) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 min = x[0], max = x[0];
+  __m256 sum_w = w[0];
+  __m256 sum_x = _mm256_mul_ps(sum_w, x[0]);
+  for (int i = 1; i < n; i++) {
+    min = _mm256_blendv_ps(min, x[i], v_lt(x[i], min));
+    max = _mm256_blendv_ps(max, x[i], v_gt(x[i], max));
+    sum_w = _mm256_add_ps(sum_w, w[i]);
+    sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(w[i], x[i]));
+  }
+  min = _mm256_blendv_ps(min, zero, v_gt(min, zero));
+  const __m256 min0 = min;
+  const __m256 flat = _mm256_cmp_ps(max, min, _CMP_LE_OQ); /* the scalar's early return */
+  const __m256 fnmax = _mm256_set1_ps((float)nmax);
+  __m256 iscale = _mm256_div_ps(fnmax, _mm256_sub_ps(max, min));
+  __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+  __m256 best_err = zero;
+  for (int i = 0; i < n; i++) {
+    l[i] = v_clamp(v_nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min))), 0, nmax);
+    __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l[i])), min), x[i]);
+    diff = mad ? v_abs(diff) : _mm256_mul_ps(diff, diff);
+    best_err = _mm256_add_ps(best_err, _mm256_mul_ps(w[i], diff));
+  }
+  __m256i cand[32];
+  for (int is = 0; is <= nstep; is++) {
+    iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * is + nmax), _mm256_sub_ps(max, min));
+    __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    for (int i = 0; i < n; i++) {
+      cand[i] = v_clamp(v_nearest(_mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min))), 0, nmax);
+      const __m256 lf = _mm256_cvtepi32_ps(cand[i]);
+      const __m256 wl = _mm256_mul_ps(w[i], lf);
+      sum_l = _mm256_add_ps(sum_l, wl);
+      sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, lf));
+      sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, x[i]));
+    }
+    const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+    const __m256 ok = v_gt(D, zero);
+    if (_mm256_movemask_ps(ok) == 0) continue;
+    __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
+    __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
+    const __m256 mpos = v_gt(m, zero);
+    m = _mm256_blendv_ps(m, zero, mpos);
+    s = _mm256_blendv_ps(s, _mm256_div_ps(sum_xl, sum_l2), mpos);
+    __m256 err = zero;
+    for (int i = 0; i < n; i++) {
+      __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s, _mm256_cvtepi32_ps(cand[i])), m), x[i]);
+      diff = mad ? v_abs(diff) : _mm256_mul_ps(diff, diff);
+      err = _mm256_add_ps(err, _mm256_mul_ps(w[i], diff));
+    }
+    const __m256 take = _mm256_and_ps(ok, v_lt(err, best_err));
+    if (_mm256_movemask_ps(take) == 0) continue;
+    const __m256i takei = _mm256_castps_si256(take);
+    for (int i = 0; i < n; i++) l[i] = _mm256_blendv_epi8(l[i], cand[i], takei);
+    best_err = _mm256_blendv_ps(best_err, err, take);
+    scale = _mm256_blendv_ps(scale, s, take);
+    min = _mm256_blendv_ps(min, m, take);
+  }
+  const __m256i flati = _mm256_castps_si256(flat);
+  for (int i = 0; i < n; i++) l[i] = _mm256_andnot_si256(flati, l[i]);
+  scale = _mm256_blendv_ps(scale, zero, flat);
+  min = _mm256_blendv_ps(min, min0, flat);
+  _mm256_storeu_ps(scale_out, scale);
+  _mm256_storeu_ps(neg_min_out, _mm256_xor_ps(min, _mm256_set1_ps(-0.0f)));
+}
+
+/* The first element of largest magnitude of each lane (fit_symmetric's and fit_q3's anchor). */
+CZ_AVX2 static inline void v_signed_absmax(int n, const __m256 *x, __m256 *max, __m256 *amax) {
+  __m256 mx = _mm256_setzero_ps(), am = _mm256_setzero_ps();
+  for (int i = 0; i < n; i++) {
+    const __m256 ax = v_abs(x[i]);
+    const __m256 gt = v_gt(ax, am);
+    am = _mm256_blendv_ps(am, ax, gt);
+    mx = _mm256_blendv_ps(mx, x[i], gt);
+  }
+  *max = mx;
+  *amax = am;
+}
+
+/* sym_levels for eight lanes; w NULL means x². */
+CZ_AVX2 static inline void sym_levels8(int n, int nmax, const __m256 *x, const __m256 *w,
+                                       __m256 iscale, __m256i *l, __m256 *sumlx, __m256 *suml2) {
+  __m256 slx = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps();
+  for (int i = 0; i < n; i++) {
+    l[i] = v_clamp(v_nearest(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
+    const __m256 lf = _mm256_cvtepi32_ps(l[i]);
+    const __m256 wi = w ? w[i] : _mm256_mul_ps(x[i], x[i]);
+    slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(wi, x[i]), lf));
+    sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(wi, lf), lf));
+  }
+  *sumlx = slx;
+  *suml2 = sl2;
+}
+
+/* fit_symmetric for eight lanes; l[] gets the stored levels (l + nmax, or 0 for a zero lane). */
+CZ_AVX2 static void fit_symmetric8(int n, int nmax, const __m256 *x, const __m256 *w,
+                                   __m256i *l, float *scale_out) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 max, amax;
+  v_signed_absmax(n, x, &max, &amax);
+  const __m256 tiny = v_lt(amax, _mm256_set1_ps(ZERO_EPS));
+  __m256 sumlx, suml2;
+  sym_levels8(n, nmax, x, w, _mm256_div_ps(_mm256_set1_ps((float)-nmax), max), l, &sumlx, &suml2);
+  __m256 scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2),
+                                  _mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ));
+  __m256 best = _mm256_mul_ps(scale, sumlx);
+  __m256i cand[32];
+  for (int is = -9; is <= 9; is++) {
+    if (is == 0) continue;
+    const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-(nmax + 0.1f * is)), max);
+    sym_levels8(n, nmax, x, w, iscale, cand, &sumlx, &suml2);
+    const __m256 take = _mm256_and_ps(v_gt(suml2, zero), v_gt(_mm256_mul_ps(sumlx, sumlx),
+                                                                 _mm256_mul_ps(best, suml2)));
+    if (_mm256_movemask_ps(take) == 0) continue;
+    const __m256i takei = _mm256_castps_si256(take);
+    for (int i = 0; i < n; i++) l[i] = _mm256_blendv_epi8(l[i], cand[i], takei);
+    const __m256 s = _mm256_div_ps(sumlx, suml2);
+    scale = _mm256_blendv_ps(scale, s, take);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(s, sumlx), take);
+  }
+  const __m256i tinyi = _mm256_castps_si256(tiny);
+  for (int i = 0; i < n; i++)
+    l[i] = _mm256_andnot_si256(tinyi, _mm256_add_epi32(l[i], _mm256_set1_epi32(nmax)));
+  _mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, tiny));
+}
+
+/* fit_q3 for eight lanes. A lane whose sweep changed nothing stops in the scalar code; here it
+ * may run more sweeps, which change nothing either (same state, same decisions). */
+CZ_AVX2 static void fit_q3_8(int n, int nmax, const __m256 *x, __m256i *l, float *scale_out) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 max, amax;
+  v_signed_absmax(n, x, &max, &amax);
+  const __m256 tiny = v_lt(amax, _mm256_set1_ps(ZERO_EPS));
+  const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
+  __m256 sumlx = zero, suml2 = zero, wx[16], lf[16];
+  for (int i = 0; i < n; i++) {
+    l[i] = v_clamp(v_nearest(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
+    lf[i] = _mm256_cvtepi32_ps(l[i]);
+    const __m256 w = _mm256_mul_ps(x[i], x[i]);
+    wx[i] = _mm256_mul_ps(w, x[i]);
+    sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], lf[i]));
+    suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf[i]), lf[i]));
+  }
+  for (int sweep = 0; sweep < 5; sweep++) {
+    int changed = 0;
+    for (int i = 0; i < n; i++) {
+      const __m256 w = _mm256_mul_ps(x[i], x[i]);
+      __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx[i], lf[i]));
+      const __m256 pos = v_gt(slx, zero);
+      if (_mm256_movemask_ps(pos) == 0) continue;
+      __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf[i]), lf[i]));
+      const __m256i nl = v_clamp(v_nearest(_mm256_div_ps(_mm256_mul_ps(x[i], sl2), slx)), -nmax, nmax - 1);
+      const __m256 nlf = _mm256_cvtepi32_ps(nl);
+      const __m256 differs = _mm256_castsi256_ps(
+          _mm256_xor_si256(_mm256_cmpeq_epi32(nl, l[i]), _mm256_set1_epi32(-1)));
+      slx = _mm256_add_ps(slx, _mm256_mul_ps(wx[i], nlf));
+      sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, nlf), nlf));
+      const __m256 better = v_gt(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
+                                 _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2));
+      const __m256 take = _mm256_and_ps(_mm256_and_ps(pos, differs), _mm256_and_ps(v_gt(sl2, zero), better));
+      if (_mm256_movemask_ps(take) == 0) continue;
+      changed = 1;
+      l[i] = _mm256_blendv_epi8(l[i], nl, _mm256_castps_si256(take));
+      lf[i] = _mm256_blendv_ps(lf[i], nlf, take);
+      sumlx = _mm256_blendv_ps(sumlx, slx, take);
+      suml2 = _mm256_blendv_ps(suml2, sl2, take);
+    }
+    if (!changed) break;
+  }
+  const __m256i tinyi = _mm256_castps_si256(tiny);
+  for (int i = 0; i < n; i++)
+    l[i] = _mm256_andnot_si256(tinyi, _mm256_add_epi32(l[i], _mm256_set1_epi32(nmax)));
+  const __m256 scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2), v_gt(suml2, zero));
+  _mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, tiny));
+}
+
+/* L[i] = clamp(nearest((x[i] + dm) / d), lo, hi) + add for n (a multiple of 8) elements:
+ * the element-wise re-rounding with a decoded scale, as the scalar finish steps write it.
+ * dm = 0 stands for the scalar's plain x / d: x + 0.0f is x for every x but -0.0, and
+ * -0.0 / d and +0.0 / d round to the same level. */
+CZ_AVX2 static inline void v_reround(const float *x, int n, float dm, float d, int lo, int hi,
+                                     int add, uint8_t *L) {
+  const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(dm);
+  for (int i = 0; i < n; i += 8) {
+    __m256i q = v_clamp(v_nearest(_mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + i), vm), vd)), lo, hi);
+    q = _mm256_add_epi32(q, _mm256_set1_epi32(add));
+    int32_t t[8];
+    _mm256_storeu_si256((__m256i *)t, q);
+    for (int k = 0; k < 8; k++) L[i + k] = (uint8_t)t[k];
+  }
+}
+
+/* ---- q2_K ---- */
+
+CZ_AVX2 static void q2k_finish_avx2(const float *x, uint8_t *L, q2k_block *y) {
+  for (int j = 0; j < 16; j++) {
+    const float d = h2f(y->d) * (y->scales[j] & 0xF);
+    if (!d) continue;
+    const float dm = h2f(y->dmin) * (y->scales[j] >> 4);
+    v_reround(x + 16 * j, 16, dm, d, 0, 3, 0, L + 16 * j);
+  }
+  pack_2bit(L, y->qs);
+}
+
+/* The sixteen sub-block fits of q2_K, eight at a time; w == NULL means |x|. */
+CZ_AVX2 static void q2k_fits_avx2(const float *x, const float *w, float *scales, float *mins,
+                                  uint8_t *L, float rmin, float rdelta, int nstep, bool mad) {
+  for (int g = 0; g < 2; g++) {
+    __m256 xt[16], wt[16];
+    __m256i l[16];
+    v_transpose(x + 128 * g, 16, 16, xt);
+    if (w)
+      v_transpose(w + 128 * g, 16, 16, wt);
+    else
+      for (int i = 0; i < 16; i++) wt[i] = v_abs(xt[i]);
+    fit_affine8(16, 3, xt, wt, l, scales + 8 * g, mins + 8 * g, rmin, rdelta, nstep, mad);
+    v_untranspose8(l, 16, 16, 0, L + 128 * g);
+  }
+}
+
+CZ_AVX2 static void q2k_encode_avx2(const float *x, q2k_block *y) {
+  uint8_t L[QK];
+  float scales[16], mins[16];
+  float max_scale = 0, max_min = 0;
+  q2k_fits_avx2(x, NULL, scales, mins, L, -0.5f, 0.1f, 15, true);
+  for (int j = 0; j < 16; j++) {
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  if (max_scale > 0) {
+    const float iscale = 15.f / max_scale;
+    for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)cz_nearest_int(iscale * scales[j]);
+    y->d = cz_fp32_to_fp16(max_scale / 15.f);
+  } else {
+    memset(y->scales, 0, sizeof y->scales);
+    y->d = cz_fp32_to_fp16(0.f);
+  }
+  if (max_min > 0) {
+    const float iscale = 15.f / max_min;
+    for (int j = 0; j < 16; j++)
+      y->scales[j] |= (uint8_t)(cz_nearest_int(iscale * mins[j]) << 4);
+    y->dmin = cz_fp32_to_fp16(max_min / 15.f);
+  } else {
+    y->dmin = cz_fp32_to_fp16(0.f);
+  }
+  q2k_finish_avx2(x, L, y);
+}
+
+/* Weights qw·sqrt(σ² + x²) for a super-block (element-wise, as the scalar loops), and their
+ * sums per sub-block of sub in element order. */
+CZ_AVX2 static void weights_avx2(const float *x, const float *qw, float sigma2, int sub,
+                                 float *w, float *sw) {
+  const __m256 s2 = _mm256_set1_ps(sigma2);
+  for (int i = 0; i < QK; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(w + i, _mm256_mul_ps(_mm256_loadu_ps(qw + i),
+                                          _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(v, v)))));
+  }
+  for (int j = 0; j < QK / sub; j++) {
+    float sumw = 0;
+    for (int i = 0; i < sub; i++) sumw += w[sub * j + i];
+    sw[j] = sumw;
+  }
+}
+
+CZ_AVX2 static void q2k_encode_weighted_avx2(const float *x, const float *qw, q2k_block *y) {
+  uint8_t L[QK], Ls[16], Lm[16];
+  float w[QK], sw[16], scales[16], mins[16];
+  weights_avx2(x, qw, sum_squares(x, QK) / QK, 16, w, sw);
+  q2k_fits_avx2(x, w, scales, mins, L, -0.9f, 0.05f, 36, false);
+  const float dm = fit_positive(16, 15, scales, sw, Ls);
+  const float mm = fit_positive(16, 15, mins, sw, Lm);
+  y->d = cz_fp32_to_fp16(dm);
+  y->dmin = cz_fp32_to_fp16(mm);
+  for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+  q2k_finish_avx2(x, L, y);
+}
+
+/* ---- q3_K ---- */
+
+CZ_AVX2 static void q3k_finish_avx2(const float *x, int8_t *L, q3k_block *y) {
+  for (int j = 0; j < 16; j++) {
+    const int8_t s = (int8_t)q3k_get_scale(y->scales, j);
+    const float d = h2f(y->d) * s;
+    if (!d) continue;
+    v_reround(x + 16 * j, 16, 0.0f, d, -4, 3, 4, (uint8_t *)L + 16 * j);
+  }
+  uint8_t low[QK];
+  memset(y->hmask, 0, sizeof y->hmask);
+  for (int j = 0; j < QK; j++) {
+    int l = L[j];
+    if (l > 3) {
+      y->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+      l -= 4;
+    }
+    low[j] = (uint8_t)l;
+  }
+  pack_2bit(low, y->qs);
+}
+
+CZ_AVX2 static void q3k_encode_avx2(const float *x, q3k_block *y) {
+  int8_t L[QK];
+  float scales[16];
+  float max_scale = 0, amax = 0;
+  for (int g = 0; g < 2; g++) {
+    __m256 xt[16];
+    __m256i l[16];
+    v_transpose(x + 128 * g, 16, 16, xt);
+    fit_q3_8(16, 4, xt, l, scales + 8 * g);
+    v_untranspose8(l, 16, 16, 0, (uint8_t *)L + 128 * g);
+  }
+  for (int j = 0; j < 16; j++) {
+    const float a = fabsf(scales[j]);
+    if (a > amax) {
+      amax = a;
+      max_scale = scales[j];
+    }
+  }
+  memset(y->scales, 0, sizeof y->scales);
+  if (max_scale) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; j++) {
+      const int8_t l = (int8_t)cz_nearest_int(iscale * scales[j]);
+      q3k_put_scale(y->scales, j, clampi(l, -32, 31) + 32);
+    }
+    y->d = cz_fp32_to_fp16(1 / iscale);
+  } else {
+    y->d = cz_fp32_to_fp16(0.f);
+  }
+  q3k_finish_avx2(x, L, y);
+}
+
+CZ_AVX2 static void q3k_encode_weighted_avx2(const float *x, const float *qw, q3k_block *y) {
+  int8_t L[QK], Ls[16];
+  float w[QK], sw[16], scales[16];
+  weights_avx2(x, qw, 2 * sum_squares(x, QK) / QK, 16, w, sw);
+  for (int g = 0; g < 2; g++) {
+    __m256 xt[16], wt[16];
+    __m256i l[16];
+    v_transpose(x + 128 * g, 16, 16, xt);
+    v_transpose(w + 128 * g, 16, 16, wt);
+    fit_symmetric8(16, 4, xt, wt, l, scales + 8 * g);
+    v_untranspose8(l, 16, 16, 0, (uint8_t *)L + 128 * g);
+  }
+  memset(y->scales, 0, sizeof y->scales);
+  const float d_block = fit_symmetric(16, 32, scales, sw, Ls);
+  for (int j = 0; j < 16; j++) q3k_put_scale(y->scales, j, Ls[j]);
+  y->d = cz_fp32_to_fp16(d_block);
+  q3k_finish_avx2(x, L, y);
+}
+
+/* ---- q4_K and q5_K ---- */
+
+CZ_AVX2 static void k45_search_avx2(const float *x, int nmax, float rmin, int nstep, uint8_t *L,
+                                    k45_head *h) {
+  __m256 xt[32], wt[32];
+  __m256i l[32];
+  float scales[8], mins[8];
+  float max_scale = 0, max_min = 0;
+  v_transpose(x, 32, 32, xt);
+  __m256 sum_x2 = _mm256_setzero_ps();
+  for (int i = 0; i < 32; i++) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[i], xt[i]));
+  const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.f)));
+  for (int i = 0; i < 32; i++) wt[i] = _mm256_add_ps(av_x, v_abs(xt[i]));
+  fit_affine8(32, nmax, xt, wt, l, scales, mins, rmin, 0.1f, nstep, false);
+  v_untranspose8(l, 32, 32, 0, L);
+  for (int j = 0; j < 8; j++) {
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < 8; j++) {
+    uint8_t ls = (uint8_t)cz_nearest_int(inv_scale * scales[j]);
+    uint8_t lm = (uint8_t)cz_nearest_int(inv_min * mins[j]);
+    ls = ls < 63 ? ls : 63;
+    lm = lm < 63 ? lm : 63;
+    k4_put(h->scales, j, ls, lm);
+  }
+  h->d = cz_fp32_to_fp16(max_scale / 63.f);
+  h->dmin = cz_fp32_to_fp16(max_min / 63.f);
+}
+
+CZ_AVX2 static void k45_search_weighted_avx2(const float *x, const float *qw, int nmax,
+                                             bool clamp63, uint8_t *L, k45_head *h) {
+  __m256 xt[32], wt[32];
+  __m256i l[32];
+  float w[QK], sw[8], scales[8], mins[8];
+  uint8_t Ls[8], Lm[8];
+  weights_avx2(x, qw, 2 * sum_squares(x, QK) / QK, 32, w, sw);
+  v_transpose(x, 32, 32, xt);
+  v_transpose(w, 32, 32, wt);
+  fit_affine8(32, nmax, xt, wt, l, scales, mins, -0.9f, 0.05f, 36, false);
+  v_untranspose8(l, 32, 32, 0, L);
+  const float d_block = fit_positive(8, 63, scales, sw, Ls);
+  const float m_block = fit_positive(8, 63, mins, sw, Lm);
+  for (int j = 0; j < 8; j++) {
+    uint8_t ls = Ls[j], lm = Lm[j];
+    if (clamp63) {
+      ls = ls < 63 ? ls : 63;
+      lm = lm < 63 ? lm : 63;
+    }
+    k4_put(h->scales, j, ls, lm);
+  }
+  h->d = cz_fp32_to_fp16(d_block);
+  h->dmin = cz_fp32_to_fp16(m_block);
+}
+
+CZ_AVX2 static void k45_requantize_avx2(const float *x, int nmax, const k45_head *h, uint8_t *L) {
+  for (int j = 0; j < 8; j++) {
+    uint8_t sc, m;
+    k4_get(h->scales, j, &sc, &m);
+    const float d = h2f(h->d) * sc;
+    if (!d) continue;
+    v_reround(x + 32 * j, 32, h2f(h->dmin) * m, d, 0, nmax, 0, L + 32 * j);
+  }
+}
+
+CZ_AVX2 static void q4k_encode_avx2(const float *x, q4k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search_avx2(x, 15, -1.f, 20, L, &h);
+  k45_requantize_avx2(x, 15, &h, L);
+  q4k_store(&h, L, y);
+}
+
+CZ_AVX2 static void q4k_encode_weighted_avx2(const float *x, const float *qw, q4k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search_weighted_avx2(x, qw, 15, false, L, &h);
+  k45_requantize_avx2(x, 15, &h, L);
+  q4k_store(&h, L, y);
+}
+
+CZ_AVX2 static void q5k_encode_avx2(const float *x, q5k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search_avx2(x, 31, -0.5f, 15, L, &h);
+  k45_requantize_avx2(x, 31, &h, L);
+  q5k_store(&h, L, y);
+}
+
+CZ_AVX2 static void q5k_encode_weighted_avx2(const float *x, const float *qw, q5k_block *y) {
+  uint8_t L[QK];
+  k45_head h = {0};
+  k45_search_weighted_avx2(x, qw, 31, true, L, &h);
+  k45_requantize_avx2(x, 31, &h, L);
+  q5k_store(&h, L, y);
+}
+
+/* ---- q6_K ---- */
+
+CZ_AVX2 static void q6k_encode_with_avx2(const float *x, const float *qw, q6k_block *y) {
+  int8_t L[QK];
+  float scales[16];
+  float max_scale = 0, max_abs = 0;
+  for (int g = 0; g < 2; g++) {
+    __m256 xt[16], wt[16];
+    __m256i l[16];
+    v_transpose(x + 128 * g, 16, 16, xt);
+    if (qw) v_transpose(qw + 128 * g, 16, 16, wt);
+    fit_symmetric8(16, 32, xt, qw ? wt : NULL, l, scales + 8 * g);
+    v_untranspose8(l, 16, 16, 0, (uint8_t *)L + 128 * g);
+  }
+  for (int ib = 0; ib < 16; ib++) {
+    const float a = fabsf(scales[ib]);
+    if (a > max_abs) {
+      max_abs = a;
+      max_scale = scales[ib];
+    }
+  }
+  if (max_abs < ZERO_EPS) {
+    memset(y, 0, sizeof *y);
+    y->d = cz_fp32_to_fp16(0.f);
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  y->d = cz_fp32_to_fp16(1 / iscale);
+  for (int ib = 0; ib < 16; ib++) {
+    const int v = cz_nearest_int(iscale * scales[ib]);
+    y->scales[ib] = (int8_t)(127 < v ? 127 : v);
+  }
+  for (int j = 0; j < 16; j++) {
+    const float d = h2f(y->d) * y->scales[j];
+    if (!d) continue;
+    v_reround(x + 16 * j, 16, 0.0f, d, -32, 31, 32, (uint8_t *)L + 16 * j);
+  }
+  q6k_pack(L, y);
+}
+
+CZ_AVX2 static void q6k_encode_avx2(const float *x, q6k_block *y) { q6k_encode_with_avx2(x, NULL, y); }
+
+CZ_AVX2 static void q6k_encode_weighted_avx2(const float *x, const float *qw, q6k_block *y) {
+  q6k_encode_with_avx2(x, qw, y);
+}
+
+/* void-pointer wrappers for k_quantize_rows */
+#define CZ_K_AVX2_WRAP(tn, blk, enc, enc_weighted)                                            \
+  CZ_AVX2 static void tn##_enc_avx2(const float *x, void *y) { enc##_avx2(x, (blk *)y); }    \
+  CZ_AVX2 static void tn##_encw_avx2(const float *x, const float *qw, void *y) {              \
+    enc_weighted##_avx2(x, qw, (blk *)y);                                                     \
+  }
+CZ_K_AVX2_WRAP(q2_K, q2k_block, q2k_encode, q2k_encode_weighted)
+CZ_K_AVX2_WRAP(q3_K, q3k_block, q3k_encode, q3k_encode_weighted)
+CZ_K_AVX2_WRAP(q4_K, q4k_block, q4k_encode, q4k_encode_weighted)
+CZ_K_AVX2_WRAP(q5_K, q5k_block, q5k_encode, q5k_encode_weighted)
+CZ_K_AVX2_WRAP(q6_K, q6k_block, q6k_encode, q6k_encode_weighted)
+#undef CZ_K_AVX2_WRAP
+#define CZ_K_AVX2_ENC(tn) tn##_enc_avx2
+#define CZ_K_AVX2_ENCW(tn) tn##_encw_avx2
+#else
+static bool have_avx2(void) { return false; }
+#define CZ_K_AVX2_ENC(tn) NULL
+#define CZ_K_AVX2_ENCW(tn) NULL
+#endif
+
 /* ---- row entry points ---------------------------------------------------------------------- */
 
-/* Blocks go through an aligned local copy: quantized bytes in a file buffer need not be
- * 2-byte aligned. quantize: without an imatrix ggml runs the reference over all rows (blocks
- * are independent, so row by row is the same); with one, the weighted encoder per block, the
- * imatrix indexed by the column. */
+typedef void (*k_encode_fn)(const float *x, void *y);
+typedef void (*k_encode_weighted_fn)(const float *x, const float *qw, void *y);
+
+/* Room for one block of any K type, aligned for its fp16 fields. */
+typedef union {
+  q2k_block q2;
+  q3k_block q3;
+  q4k_block q4;
+  q5k_block q5;
+  q6k_block q6;
+} k_any_block;
+
+/* nrows rows through one pair of encoders. Blocks go through an aligned local copy: quantized
+ * bytes in a file buffer need not be 2-byte aligned. Without an imatrix ggml runs the
+ * reference over all rows (blocks are independent, so row by row is the same); with one, the
+ * weighted encoder per block, the imatrix indexed by the column. */
+static size_t k_quantize_rows(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                              const float *imatrix, size_t blk, k_encode_fn enc,
+                              k_encode_weighted_fn enc_weighted) {
+  k_any_block b;
+  const size_t row = (size_t)(n_per_row / QK) * blk;
+  unsigned char *d = dst;
+  for (int64_t r = 0; r < nrows; r++) {
+    const float *x = src + r * n_per_row;
+    unsigned char *out = d + (size_t)r * row;
+    for (int64_t i = 0; i < n_per_row / QK; i++) {
+      if (imatrix == NULL)
+        enc(x + i * QK, &b);
+      else
+        enc_weighted(x + i * QK, imatrix + i * QK, &b);
+      memcpy(out + (size_t)i * blk, &b, blk);
+    }
+  }
+  return (size_t)nrows * row;
+}
+
+/* quantize: the AVX2 twin when the CPU has AVX2, else the scalar encoders. */
 #define CZ_K_ROW_FUNCS(tn, blk, enc, enc_weighted, dec)                                      \
+  static void tn##_enc(const float *x, void *y) { enc(x, (blk *)y); }                         \
+  static void tn##_encw(const float *x, const float *qw, void *y) {                          \
+    enc_weighted(x, qw, (blk *)y);                                                           \
+  }                                                                                          \
   void cz_##tn##_to_f32(const void *src, float *dst, int64_t n) {                            \
     const unsigned char *s = src;                                                            \
     for (int64_t i = 0; i < n / QK; i++) {                                                   \
@@ -823,24 +1436,23 @@ static void q6k_decode(const q6k_block *b, float *y) {
       memcpy(d + i * (int64_t)sizeof b, &b, sizeof b);                                       \
     }                                                                                        \
   }                                                                                          \
+  size_t cz_##tn##_quantize_scalar(const float *src, void *dst, int64_t nrows,               \
+                                   int64_t n_per_row, const float *imatrix) {                \
+    return k_quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk), tn##_enc,       \
+                           tn##_encw);                                                       \
+  }                                                                                          \
+  bool cz_##tn##_quantize_avx2(const float *src, void *dst, int64_t nrows,                   \
+                               int64_t n_per_row, const float *imatrix) {                    \
+    if (!have_avx2()) return false;                                                          \
+    k_quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk), CZ_K_AVX2_ENC(tn),     \
+                    CZ_K_AVX2_ENCW(tn));                                                     \
+    return true;                                                                             \
+  }                                                                                          \
   size_t cz_##tn##_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,   \
                             const float *imatrix) {                                          \
-    const size_t row = (size_t)(n_per_row / QK) * sizeof(blk);                               \
-    unsigned char *d = dst;                                                                  \
-    for (int64_t r = 0; r < nrows; r++) {                                                    \
-      const float *x = src + r * n_per_row;                                                  \
-      unsigned char *out = d + (size_t)r * row;                                              \
-      if (imatrix == NULL) {                                                                 \
-        cz_##tn##_from_f32(x, out, n_per_row);                                               \
-        continue;                                                                            \
-      }                                                                                      \
-      for (int64_t i = 0; i < n_per_row / QK; i++) {                                         \
-        blk b;                                                                               \
-        enc_weighted(x + i * QK, imatrix + i * QK, &b);                                      \
-        memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);                                   \
-      }                                                                                      \
-    }                                                                                        \
-    return (size_t)nrows * row;                                                              \
+    if (cz_##tn##_quantize_avx2(src, dst, nrows, n_per_row, imatrix))                        \
+      return (size_t)nrows * (size_t)(n_per_row / QK) * sizeof(blk);                         \
+    return cz_##tn##_quantize_scalar(src, dst, nrows, n_per_row, imatrix);                   \
   }
 
 CZ_K_ROW_FUNCS(q2_K, q2k_block, q2k_encode, q2k_encode_weighted, q2k_decode)

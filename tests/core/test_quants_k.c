@@ -2,7 +2,11 @@
  *
  * Golden rows (tests/data/ggml-quants.safetensors): for every type and distribution, the
  * file-writing quantizer without and with the distribution's importance weights gives ggml's
- * bytes, and decoding those bytes gives ggml's floats bit for bit. Whole model
+ * bytes, in both its scalar and its AVX2 implementation, and decoding those bytes gives
+ * ggml's floats bit for bit. AVX2 twins: on rows of many distributions (Gaussian with
+ * outliers, uniform, heavy-tailed, one-signed, sparse with zeros of both signs, flat and
+ * extreme sub-blocks, integer grids), with and without importance weights (some of them
+ * zero), the AVX2 encoders write the scalar encoders' bytes. Whole model
  * (tests/data/tiny-llama-manifest.json, llama-quantize's outputs): the pipeline's
  * {"op":"quantize","type":T} output, and the kernels called directly with the tiny model's
  * imatrix, give the sha256 llama-quantize recorded for every tensor of that type.
@@ -12,6 +16,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <strings.h>
@@ -20,6 +25,7 @@
 
 #include "cz_model.h"
 #include "cz_pipeline.h"
+#include "cz_quants.h"
 #include "cz_sha256.h"
 #include "cz_test.h"
 #include "cz_type.h"
@@ -94,6 +100,27 @@ static void sha256_hex_of(const void *data, size_t n, char hex[65]) {
 /* golden rows                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The two implementations of a K type's file path (cz_quants.h). */
+typedef struct {
+  cz_type type;
+  size_t (*scalar)(const float *, void *, int64_t, int64_t, const float *);
+  bool (*avx2)(const float *, void *, int64_t, int64_t, const float *);
+} k_impl;
+
+static const k_impl K_IMPLS[] = {
+    {CZ_TYPE_Q2_K, cz_q2_K_quantize_scalar, cz_q2_K_quantize_avx2},
+    {CZ_TYPE_Q3_K, cz_q3_K_quantize_scalar, cz_q3_K_quantize_avx2},
+    {CZ_TYPE_Q4_K, cz_q4_K_quantize_scalar, cz_q4_K_quantize_avx2},
+    {CZ_TYPE_Q5_K, cz_q5_K_quantize_scalar, cz_q5_K_quantize_avx2},
+    {CZ_TYPE_Q6_K, cz_q6_K_quantize_scalar, cz_q6_K_quantize_avx2},
+};
+
+static const k_impl *k_impl_of(cz_type t) {
+  for (size_t i = 0; i < sizeof K_IMPLS / sizeof K_IMPLS[0]; i++)
+    if (K_IMPLS[i].type == t) return &K_IMPLS[i];
+  abort();
+}
+
 /* quantize (NULL or the imatrix) == <type>.<dist>[.imatrix].quant; to_f32 of those bytes ==
  * .dequant bit for bit. Without an imatrix, from_f32 (the _ref) must give the same bytes. */
 static void check_golden(cz_type type, const char *dist, bool weighted) {
@@ -121,6 +148,16 @@ static void check_golden(cz_type type, const char *dist, bool weighted) {
   uint8_t *q = malloc(nbytes);
   CHECK_EQ_INT(tr->quantize(x, q, ROWS, COLS, weighted ? im : NULL), nbytes);
   check_same_bytes(qname, q, tq->data, nbytes, tr->type_size);
+  /* both implementations of the file path, whichever the dispatch picks on this CPU */
+  const k_impl *ki = k_impl_of(type);
+  memset(q, 0, nbytes);
+  CHECK_EQ_INT(ki->scalar(x, q, ROWS, COLS, weighted ? im : NULL), nbytes);
+  check_same_bytes("scalar", q, tq->data, nbytes, tr->type_size);
+  if (__builtin_cpu_supports("avx2")) {
+    memset(q, 0, nbytes);
+    CHECK(ki->avx2(x, q, ROWS, COLS, weighted ? im : NULL));
+    check_same_bytes("avx2", q, tq->data, nbytes, tr->type_size);
+  }
   if (!weighted) {
     memset(q, 0, nbytes);
     for (int r = 0; r < ROWS; r++) tr->from_f32(x + r * COLS, q + r * row, COLS);
@@ -175,6 +212,105 @@ static void test_unaligned(void) {
     free(b);
   }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* AVX2 twins against the scalar encoders                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+enum { AVX_COLS = 1024, AVX_ROWS = 48, AVX_N = AVX_COLS * AVX_ROWS, N_AVX_DISTS = 9 };
+
+static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
+static double rng_unit(void) { /* xorshift64*, in (0, 1) */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return ((double)((rng_state * 2685821657736338717ULL) >> 11) + 0.5) / 9007199254740992.0;
+}
+static double rng_gauss(void) {
+  return sqrt(-2.0 * log(rng_unit())) * cos(6.283185307179586 * rng_unit());
+}
+
+/* Distribution d over n floats. The last ones aim at the lanes' branches: sub-blocks (of 16)
+ * that are flat, all zero of either sign, one-signed, a lone outlier, subnormal, very large
+ * or very small, on an integer grid (rounding ties). */
+static void fill_dist(int d, float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const double g = rng_gauss();
+    switch (d) {
+      case 0: x[i] = (float)(g * 0.02 * (rng_unit() < 0.005 ? 10 : 1)); break;
+      case 1: x[i] = (float)(rng_unit() * 2 - 1); break;
+      case 2: x[i] = (float)(g / (rng_unit() + 0.01) * 1e-3); break; /* heavy tails */
+      case 3: x[i] = (float)fabs(g); break;
+      case 4: x[i] = (float)-fabs(g * 3); break;
+      case 5: x[i] = rng_unit() < 0.85 ? (rng_unit() < 0.5 ? 0.0f : -0.0f) : (float)g; break;
+      case 6: x[i] = (float)((int)(rng_unit() * 9) - 4); break;
+      default: x[i] = (float)g; break;
+    }
+  }
+  if (d < 7) return;
+  for (int64_t b = 0; b < n / 16; b++) {
+    float *y = x + 16 * b;
+    const int pos = (int)(rng_unit() * 16);
+    switch ((b + (d == 8 ? 5 : 0)) % 11) {
+      case 0: for (int j = 0; j < 16; j++) y[j] = 0.0f; break;
+      case 1: for (int j = 0; j < 16; j++) y[j] = (j % 3) ? -0.0f : 0.0f; break;
+      case 2: for (int j = 0; j < 16; j++) y[j] = 0.375f; break;
+      case 3: for (int j = 0; j < 16; j++) y[j] = -2.5f; break;
+      case 4: for (int j = 0; j < 16; j++) y[j] = 0.0f; y[pos] = (float)rng_gauss(); break;
+      case 5: for (int j = 0; j < 16; j++) y[j] *= 1e-39f; break;
+      case 6: for (int j = 0; j < 16; j++) y[j] *= 1e12f; break;
+      case 7: for (int j = 0; j < 16; j++) y[j] *= 1e-17f; break;
+      case 8: y[pos] *= 1000.0f; break;
+      case 9: for (int j = 0; j < 16; j++) y[j] = fabsf(y[j]) + 1.0f; break;
+      default: break; /* plain Gaussian */
+    }
+  }
+}
+
+/* Importance weights: none (NULL), positive, or a quarter of them zero. */
+static const float *fill_importance(int variant, float *im) {
+  if (variant == 0) return NULL;
+  for (int j = 0; j < AVX_COLS; j++)
+    im[j] = variant == 2 && rng_unit() < 0.25 ? 0.0f : (float)(0.05 + 3 * rng_unit());
+  return im;
+}
+
+static void check_avx2_type(cz_type t) {
+  const k_impl *ki = k_impl_of(t);
+  const char *name = cz_type_get(t)->name;
+  static float x[AVX_N], im[AVX_COLS];
+  static uint8_t a[AVX_N], b[AVX_N + 1];
+  const size_t nbytes = AVX_ROWS * (size_t)cz_type_row_size(t, AVX_COLS);
+  if (!__builtin_cpu_supports("avx2")) {
+    CHECK(!ki->avx2(x, b, 1, AVX_COLS, NULL)); /* it must decline */
+    printf("# no AVX2 on this CPU: only the fallback checked\n");
+    return;
+  }
+  size_t blocks = 0;
+  for (int d = 0; d < N_AVX_DISTS; d++) {
+    fill_dist(d, x, AVX_N);
+    for (int v = 0; v < 3; v++) {
+      const float *imp = fill_importance(v, im);
+      char what[96];
+      snprintf(what, sizeof what, "%s avx2, distribution %d, %s", name, d,
+               v == 0 ? "no importance" : v == 1 ? "importance" : "importance with zeros");
+      memset(a, 0x11, sizeof a);
+      memset(b, 0x22, sizeof b);
+      CHECK_EQ_INT(ki->scalar(x, a, AVX_ROWS, AVX_COLS, imp), nbytes);
+      CHECK(ki->avx2(x, b + 1, AVX_ROWS, AVX_COLS, imp)); /* an odd destination too */
+      check_same_bytes(what, b + 1, a, nbytes, cz_type_get(t)->type_size);
+      CHECK(b[0] == 0x22 && b[nbytes + 1] == 0x22); /* nothing written around */
+      blocks += nbytes / cz_type_get(t)->type_size;
+    }
+  }
+  printf("# %s: %zu super-blocks compared\n", name, blocks);
+}
+
+static void test_avx2_q2_K(void) { check_avx2_type(CZ_TYPE_Q2_K); }
+static void test_avx2_q3_K(void) { check_avx2_type(CZ_TYPE_Q3_K); }
+static void test_avx2_q4_K(void) { check_avx2_type(CZ_TYPE_Q4_K); }
+static void test_avx2_q5_K(void) { check_avx2_type(CZ_TYPE_Q5_K); }
+static void test_avx2_q6_K(void) { check_avx2_type(CZ_TYPE_Q6_K); }
 
 /* ------------------------------------------------------------------------------------------ */
 /* whole model: llama-quantize's manifest                                                      */
@@ -443,6 +579,8 @@ int main(void) {
   static const cz_test_case cases[] = {
       GOLDEN_TYPE_ROWS(q2_K),        GOLDEN_TYPE_ROWS(q3_K),     GOLDEN_TYPE_ROWS(q4_K),
       GOLDEN_TYPE_ROWS(q5_K),        GOLDEN_TYPE_ROWS(q6_K),     CZ_TEST(test_unaligned),
+      CZ_TEST(test_avx2_q2_K),       CZ_TEST(test_avx2_q3_K),    CZ_TEST(test_avx2_q4_K),
+      CZ_TEST(test_avx2_q5_K),       CZ_TEST(test_avx2_q6_K),
       CZ_TEST(test_pipeline_q2_K),   CZ_TEST(test_pipeline_q3_K), CZ_TEST(test_pipeline_q4_K),
       CZ_TEST(test_pipeline_q5_K),   CZ_TEST(test_pipeline_q6_K), CZ_TEST(test_imatrix_Q2_K),
       CZ_TEST(test_imatrix_Q6_K),    CZ_TEST(test_imatrix_Q4_K_M), CZ_TEST(test_every_run_direct),
