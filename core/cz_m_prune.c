@@ -410,6 +410,7 @@ static void fill_out_like(cz_wt *o, const cz_wt *in) {
   o->rows = in->rows;
   o->cols = in->cols;
   o->importance = in->importance;
+  o->importance_rows = in->importance_rows;
 }
 
 static cz_err_code transform_mask(const prune_params *p, const cz_wctx *ctx, const cz_wt *in,
@@ -440,8 +441,9 @@ static cz_err_code transform_mask(const prune_params *p, const cz_wctx *ctx, con
       int64_t k = llround(p->sparsity * (double)in->cols);
       for (int64_t r = 0; r < in->rows; r++) {
         float *row = x + r * in->cols;
+        const float *imp = cz_wt_importance_row(in, r);
         for (int64_t j = 0; j < in->cols; j++)
-          score[j] = p->kind == P_WANDA ? fabs((double)row[j]) * sqrt((double)in->importance[j])
+          score[j] = p->kind == P_WANDA ? fabs((double)row[j]) * sqrt((double)imp[j])
                                         : fabs((double)row[j]);
         if (p->by_nm) mask_nm_row(row, score, in->cols, p->n, p->m);
         else mask_lowest_row(row, score, in->cols, k, tmp);

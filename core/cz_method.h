@@ -56,9 +56,10 @@ typedef struct {
  * architecture and on the tensor's position among its kind), the output format, the
  * importance matrix of the job if any, and per-run state from plan_begin. */
 typedef struct cz_imatrix cz_imatrix;
-/* Importance of the input columns of tensor `name`: E[x_j^2] for j < ncols (the imatrix
- * values), or NULL when the calibration has no entry for it or its length differs. */
-typedef const float *(*cz_importance_fn)(const void *ud, const char *name, int64_t ncols);
+/* Importance of the input columns of tensor `name`: E[x_j^2], n values (the imatrix values:
+ * ne[0] of them, or ne[0] per expert for a stack of experts), or NULL when the calibration
+ * has no entry for it or its length is not n. */
+typedef const float *(*cz_importance_fn)(const void *ud, const char *name, int64_t n);
 typedef struct {
   const cz_model *model;
   size_t index;               /* of the tensor in model->tensors */
@@ -95,11 +96,19 @@ typedef struct {
   cz_type raw_type;           /* raw tensors: type and bytes */
   uint8_t *raw;
   uint64_t raw_bytes;
-  const float *importance;    /* E[x_j^2] per column (cols of them), NULL if unknown */
+  const float *importance;    /* E[x_j^2] per column (cols of them), NULL if unknown; */
+  int64_t importance_rows;    /* 0: one vector for every row; k > 0: one per k rows (a stack
+                               * of experts [n_expert][k][cols] has one per expert) */
   bool sparse;                /* holds pruned zeros: a later encoder keeps zero exact */
   const cz_method *layout;    /* a storage layout a transform chose (sparse formats), which */
   const void *layout_params;  /* replaces the final encoding of this tensor; NULL: none */
 } cz_wt;
+
+/* The importance of row r's columns (cols values), or NULL when w has none. */
+static inline const float *cz_wt_importance_row(const cz_wt *w, int64_t r) {
+  if (w->importance == NULL || w->importance_rows <= 0) return w->importance;
+  return w->importance + (r / w->importance_rows) * w->cols;
+}
 
 /* Context of a whole-tensor call, for the input tensor the work came from. */
 typedef struct {

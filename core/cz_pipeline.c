@@ -305,11 +305,11 @@ json_t *cz_recipe_normalized(const cz_recipe *r) {
 cz_format cz_recipe_format(const cz_recipe *r) { return r->format; }
 
 /* The job's importance matrix as the whole-tensor methods' lookup: a weight's values when
- * there is one per input column. */
-static const float *imatrix_importance(const void *ud, const char *name, int64_t ncols) {
-  int64_t n = 0;
-  const float *v = cz_imatrix_find(ud, name, &n);
-  return v && n == ncols ? v : NULL;
+ * there are n of them. */
+static const float *imatrix_importance(const void *ud, const char *name, int64_t n) {
+  int64_t have = 0;
+  const float *v = cz_imatrix_find(ud, name, &have);
+  return v && have == n ? v : NULL;
 }
 
 void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im) {
@@ -904,8 +904,17 @@ static void wt_of_input(const cz_run *run, size_t i, cz_wt *w) {
   for (int d = 1; d < t->n_dims; d++) w->rows *= t->ne[d];
   if (cz_tensor_nelements(t) == 0) w->rows = w->cols = 0;
   const cz_recipe *r = run->recipe;
-  w->importance = r->importance && w->cols > 0 ? r->importance(r->importance_ud, t->name, w->cols)
-                                               : NULL;
+  if (!r->importance || w->cols == 0) return;
+  /* a stack of experts [n_expert][ne[1]][ne[0]]: llama.cpp's imatrix holds one vector per
+   * expert, each row reads its own expert's */
+  if (t->n_dims == 3 && t->ne[2] > 1) {
+    w->importance = r->importance(r->importance_ud, t->name, w->cols * t->ne[2]);
+    if (w->importance) {
+      w->importance_rows = t->ne[1];
+      return;
+    }
+  }
+  w->importance = r->importance(r->importance_ud, t->name, w->cols);
 }
 
 /* Does step k select w? *why (static) says why not when a method refused it (NULL when the
@@ -1387,10 +1396,11 @@ static cz_err_code recompose(const cz_run *run, wwork *ww, cz_error *err) {
   return CZ_E_OK;
 }
 
-static void measure(tensor_state *s, const float *x, const double *y, int64_t rows, int64_t cols,
-                    const float *imp) {
+static void measure(tensor_state *s, const float *x, const double *y, const cz_wt *w) {
+  const int64_t rows = w->rows, cols = w->cols;
   double r2 = 0, e2 = 0, mx = 0, dot = 0, g2 = 0, aw = 0;
-  for (int64_t i = 0; i < rows; i++)
+  for (int64_t i = 0; i < rows; i++) {
+    const float *imp = cz_wt_importance_row(w, i);
     for (int64_t j = 0; j < cols; j++) {
       double a = x[i * cols + j], b = y[i * cols + j], d = a - b;
       r2 += a * a;
@@ -1400,6 +1410,7 @@ static void measure(tensor_state *s, const float *x, const double *y, int64_t ro
       if (fabs(d) > mx) mx = fabs(d);
       if (imp) aw += (double)imp[j] * d * d;
     }
+  }
   s->stat.sum_ref2 = r2;
   s->stat.sum_err2 = e2;
   s->stat.max_abs = mx;
@@ -1407,7 +1418,7 @@ static void measure(tensor_state *s, const float *x, const double *y, int64_t ro
   s->sum_dot = dot;
   s->sum_got2 = g2;
   s->aw_err = aw;
-  s->has_aw = imp != NULL;
+  s->has_aw = w->importance != NULL;
 }
 
 static cz_err_code whole_tensor(cz_run *run, size_t i, cz_error *err) {
@@ -1438,7 +1449,7 @@ static cz_err_code whole_tensor(cz_run *run, size_t i, cz_error *err) {
   }
   if (!rc) rc = recompose(run, &ww, err);
   if (!rc) {
-    measure(s, x, ww.items[0].dec, w0.rows, w0.cols, w0.importance);
+    measure(s, x, ww.items[0].dec, &w0);
     s->node = ww.items[0].node;
     ww.items[0].node = NULL;
     atomic_fetch_add(&run->tensors_done, 1);

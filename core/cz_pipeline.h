@@ -70,7 +70,7 @@ void cz_recipe_set_imatrix(cz_recipe *r, const cz_imatrix *im);
  * NULL. By default the imatrix's values of a weight when it has one per input column; this
  * replaces that (tests, other calibration sources; fn NULL goes back to the imatrix). ud is
  * borrowed like the imatrix. */
-typedef const float *(*cz_importance_fn)(const void *ud, const char *name, int64_t ncols);
+typedef const float *(*cz_importance_fn)(const void *ud, const char *name, int64_t n);
 void cz_recipe_set_importance(cz_recipe *r, cz_importance_fn fn, const void *ud);
 
 /* Plan: decide every tensor, build the output layout. input_sha256 (hex, may be NULL) and

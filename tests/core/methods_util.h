@@ -172,7 +172,8 @@ static inline void job_free(job *j) {
   memset(j, 0, sizeof *j);
 }
 
-/* Importance for the tests: one array for every tensor whose column count matches. */
+/* Importance for the tests: one array for every tensor whose column count (or column count
+ * times experts) matches. */
 typedef struct {
   const float *v;
   int64_t n;

@@ -540,6 +540,82 @@ static void test_prune_gguf(void) {
   cz_model_close(in);
 }
 
+/* Wanda on a stack of experts [4][24][32]: llama.cpp's imatrix has one vector per expert
+ * (4 x 32 values), and each row is scored with its own expert's, computed here. The
+ * activation-weighted error is recomputed from the output with the same per-expert weights. */
+static cz_model *experts_model(const char *file, const t_tensor *t, int64_t experts) {
+  char path[512];
+  tmp_path(path, sizeof path, file);
+  cz_error err = {0};
+  cz_layout *l = cz_layout_new(CZ_FORMAT_SAFETENSORS);
+  int64_t ne[CZ_MAX_DIMS] = {t->cols, t->rows / experts, experts, 1};
+  bool ok = l && cz_layout_add_tensor(l, t->name, CZ_TYPE_F32, 3, ne, &err) == CZ_E_OK &&
+            cz_layout_finish(l, &err) == CZ_E_OK;
+  int fd = ok ? open(path, O_RDWR | O_CREAT | O_TRUNC, 0644) : -1;
+  ok = ok && fd >= 0 && cz_layout_write_frame(l, fd, &err) == CZ_E_OK;
+  size_t nb = sizeof(float) * (size_t)t_n(t);
+  ok = ok && pwrite(fd, t->v, nb, (off_t)l->tensors[0].file_offset) == (ssize_t)nb;
+  if (fd >= 0) close(fd);
+  cz_layout_free(l);
+  CHECK(ok);
+  return ok ? t_open(path) : NULL;
+}
+
+static void test_wanda_experts(void) {
+  enum { E = 4, R = 24, C = 32 };
+  t_tensor t = {"blk.0.ffn_up_exps.weight", CZ_TYPE_F32, E * R, C, NULL};
+  t_fill_normal(&t, 0.1, 21);
+  cz_model *in = experts_model("wanda_exps.safetensors", &t, E);
+  float *e = malloc(sizeof(float) * E * C);
+  t_seed(78);
+  for (int j = 0; j < E * C; j++) e[j] = (float)exp(2.0 * t_normal());
+  t_importance im = {e, E * C};
+  job j;
+  if (in && run_job_im(in, "{\"steps\":[{\"op\":\"prune\",\"method\":\"wanda\",\"n\":2,\"m\":4}]}",
+                       "wanda_exps.out.safetensors", RUN_EXEC2, &im, &j) == CZ_E_OK) {
+    float *o = t_read(j.out, t.name, NULL);
+    double *score = malloc(sizeof(double) * (size_t)t_n(&t));
+    for (int64_t i = 0; i < t_n(&t); i++) {
+      int64_t row = i / C, ex = row / R;
+      score[i] = fabs((double)t.v[i]) * sqrt((double)e[ex * C + i % C]);
+    }
+    if (o) check_nm(t.v, o, score, (int64_t)E * R, C, 2, 4);
+    double aw = 0;
+    for (int64_t i = 0; o && i < t_n(&t); i++) {
+      double d = (double)t.v[i] - o[i];
+      aw += (double)e[(i / C / R) * C + i % C] * d * d;
+    }
+    const json_t *rt = report_tensor(j.report, t.name);
+    CHECK(json_object_get(rt, "note") == NULL || json_is_null(json_object_get(rt, "note")));
+    double got = json_number_value(json_object_get(rt, "act_weighted_err"));
+    CHECK(o != NULL && fabs(got - aw) <= 1e-9 * fmax(1, aw));
+    if (fabs(got - aw) > 1e-9 * fmax(1, aw)) printf("# act_weighted_err %.17g, recomputed %.17g\n", got, aw);
+    free(score);
+    free(o);
+  } else {
+    job_ok(&j);
+  }
+  job_free(&j);
+  /* one vector for all experts (C values) is not llama.cpp's layout for experts, but a
+   * column-count match still applies to every row */
+  t_importance shared = {e, C};
+  if (in && run_job_im(in, "{\"steps\":[{\"op\":\"prune\",\"method\":\"wanda\",\"n\":2,\"m\":4}]}",
+                       "wanda_exps2.out.safetensors", RUN_EXEC2, &shared, &j) == CZ_E_OK) {
+    float *o = t_read(j.out, t.name, NULL);
+    double *score = malloc(sizeof(double) * (size_t)t_n(&t));
+    for (int64_t i = 0; i < t_n(&t); i++) score[i] = fabs((double)t.v[i]) * sqrt((double)e[i % C]);
+    if (o) check_nm(t.v, o, score, (int64_t)E * R, C, 2, 4);
+    free(score);
+    free(o);
+  } else {
+    job_ok(&j);
+  }
+  job_free(&j);
+  free(e);
+  free(t.v);
+  cz_model_close(in);
+}
+
 /* Wanda from the job's importance matrix (llama-imatrix's GGUF): the pipeline looks each
  * weight up by name; masks checked against scores computed here from the same values. */
 static void test_wanda_imatrix(void) {
@@ -794,7 +870,7 @@ int main(void) {
       CZ_TEST(test_magnitude_exact), CZ_TEST(test_global),          CZ_TEST(test_nm_exhaustive),
       CZ_TEST(test_wanda),           CZ_TEST(test_structured),      CZ_TEST(test_sparse_layouts),
       CZ_TEST(test_prune_then_int8), CZ_TEST(test_prune_gguf),      CZ_TEST(test_validation),
-      CZ_TEST(test_selectors_direct), CZ_TEST(test_wanda_imatrix),
+      CZ_TEST(test_selectors_direct), CZ_TEST(test_wanda_imatrix), CZ_TEST(test_wanda_experts),
       CZ_TEST(test_decompress_untrusted),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
