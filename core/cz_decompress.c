@@ -3,6 +3,8 @@
  * 4.3 and 4.6 describe. */
 #include "cz_decompress.h"
 
+#include "cz_quant_ct.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -154,6 +156,63 @@ static cz_err_code leaf_palette(ctx *c, const json_t *node, mat *out, const char
   return CZ_E_OK;
 }
 
+/* Reads R and C from an I64 [2] weight_shape tensor and checks them against the node's shape. */
+static bool shape_pair(ctx *c, const json_t *node, const char *key, const char *where,
+                       int64_t *R, int64_t *C, cz_err_code *rc) {
+  const json_t *shape = json_object_get(node, "shape");
+  const cz_tensor *st = tensor_ref(c, node, key, where, rc);
+  int64_t r2, c2;
+  if (!st) return false;
+  if (json_array_size(shape) != 2 || !json_dim(shape, 0, R) || !json_dim(shape, 1, C) ||
+      cz_tensor_nelements(st) != 2 || !read_i64(st, 0, &r2) || !read_i64(st, 1, &c2) ||
+      r2 != *R || c2 != *C) {
+    *rc = bad(c, where, "the shape and the weight_shape tensor disagree");
+    return false;
+  }
+  return true;
+}
+
+/* pack-quantized (4.9): (q - zp) * scale per group, q and zp packed into int32 words. */
+static cz_err_code leaf_packq(ctx *c, const json_t *node, mat *out, const char *where) {
+  cz_err_code rc;
+  const cz_tensor *pk = tensor_ref(c, node, "packed", where, &rc);
+  if (!pk) return rc;
+  const cz_tensor *sc = tensor_ref(c, node, "scale", where, &rc);
+  if (!sc) return rc;
+  const bool sym = json_is_true(json_object_get(node, "symmetric"));
+  const cz_tensor *zp = NULL;
+  if (!sym && !(zp = tensor_ref(c, node, "zero_point", where, &rc))) return rc;
+  int64_t R, C;
+  if (!shape_pair(c, node, "weight_shape", where, &R, &C, &rc)) return rc;
+  const int64_t b = json_integer_value(json_object_get(node, "bits"));
+  const int64_t G = json_integer_value(json_object_get(node, "group_size"));
+  if ((b != 2 && b != 3 && b != 4 && b != 8) || G < 1 || C % G != 0)
+    return bad(c, where, "pack-quantized needs bits 2, 3, 4 or 8 and a group_size dividing C");
+  const int64_t pf = 32 / b, NG = C / G, PW = (C + pf - 1) / pf, ZW = (R + pf - 1) / pf;
+  if (pk->type != CZ_TYPE_I32 || sc->type != CZ_TYPE_F32 || (PW && R > INT64_MAX / PW) ||
+      cz_tensor_nelements(pk) != R * PW || cz_tensor_nelements(sc) != R * NG ||
+      (zp && (zp->type != CZ_TYPE_I32 || cz_tensor_nelements(zp) != ZW * NG)))
+    return bad(c, where, "the packed, scale or zero_point tensor does not have the sizes of 4.9");
+  if ((rc = alloc_mat(c, out, R, C, where)) || c->dry) return rc;
+  const int off = 1 << (b - 1);
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t j = 0; j < C; j++) {
+      const int64_t g = j / G;
+      float s;
+      memcpy(&s, sc->data + 4 * (r * NG + g), 4);
+      int z = 0;
+      if (zp) {
+        /* the zero points are packed along the rows: word (r / pf, g), field r % pf */
+        uint32_t w;
+        memcpy(&w, zp->data + 4 * ((r / pf) * NG + g), 4);
+        z = (int)((w >> (b * (r % pf))) & ((1u << b) - 1)) - off;
+      }
+      const int q = (int)cz_qct_unpack(pk->data + 4 * r * PW, j, (int)b) - off;
+      out->v[r * C + j] = (float)(q - z) * s;
+    }
+  return CZ_E_OK;
+}
+
 /* sparse-bitmask (4.2) and sparse-24-bitmask (4.3): set bits of each row, in column order,
  * take the stored values in order. */
 static cz_err_code leaf_sparse(ctx *c, const json_t *node, mat *out, bool two_four,
@@ -298,6 +357,7 @@ static cz_err_code eval(ctx *c, const json_t *node, mat *out, const char *where,
   if (enc && strcmp(enc, "plain") == 0) return leaf_plain(c, node, out, where);
   if (enc && strcmp(enc, "int8") == 0) return leaf_int8(c, node, out, where);
   if (enc && strcmp(enc, "palette") == 0) return leaf_palette(c, node, out, where);
+  if (enc && strcmp(enc, "pack-quantized") == 0) return leaf_packq(c, node, out, where);
   if (enc && strcmp(enc, "sparse-bitmask") == 0) return leaf_sparse(c, node, out, false, where);
   if (enc && strcmp(enc, "sparse-24-bitmask") == 0) return leaf_sparse(c, node, out, true, where);
   if (tf && strcmp(tf, "lowrank") == 0) return node_lowrank(c, node, out, where, depth);

@@ -15,6 +15,7 @@ extern const cz_method cz_m_prune_wanda;
 extern const cz_method cz_m_factorize_svd;
 extern const cz_method cz_m_factorize_rsvd;
 extern const cz_method cz_m_palettize;
+extern const cz_method cz_m_quantize_int_packed;
 
 static const cz_method *const registry[] = {
     &cz_m_quantize_gguf,    /* id 1 */
@@ -26,6 +27,7 @@ static const cz_method *const registry[] = {
     &cz_m_factorize_svd,    /* id 7 */
     &cz_m_factorize_rsvd,   /* id 8 */
     &cz_m_palettize,        /* id 9 */
+    &cz_m_quantize_int_packed, /* id 10 */
 };
 #define REGISTRY_LEN ((int)(sizeof registry / sizeof registry[0]))
 

@@ -81,7 +81,7 @@ typedef enum {
   CZ_METHOD_TENSOR = 2,     /* whole-tensor final encoder (encode_tensor) */
 } cz_method_kind;
 
-#define CZ_WT_MAX 4           /* tensors one transform or whole-tensor encoding may produce */
+#define CZ_WT_MAX 5           /* tensors one transform or whole-tensor encoding may produce */
 #define CZ_WT_NAME (CZ_MAX_NAME + 64)
 
 /* A tensor in flight in whole-tensor mode: float32, row-major [rows][cols] with ne[0] = cols
@@ -208,6 +208,11 @@ struct cz_method {
   cz_err_code (*encode_tensor)(const void *params, const cz_wctx *ctx, const cz_wt *in,
                                cz_wenc *enc, double *y, json_t *info, json_t **node,
                                cz_error *err);
+  /* Optional (final encoding steps with a compressed-tensors layout): the step's part of the
+   * "quantization_config" a safetensors output records in __metadata__ (docs/formats.md
+   * 4.12): {"format", "config_groups"} (new reference). The pipeline adds quant_method,
+   * quantization_status and the ignore list. NULL: no quantization_config. */
+  json_t *(*quant_config)(const void *params);
 };
 
 /* The registry (for GET /v1/methods) and lookup of the row for a step. */

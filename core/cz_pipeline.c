@@ -414,6 +414,33 @@ static int dominant_ftype(const cz_run *run) {
   return best < 0 ? -1 : llama_ftypes[best].ftype;
 }
 
+/* "quantization_config" (docs/formats.md 4.12): compressed-tensors' block, with the modules
+ * the final step left unquantized (2-D "<module>.weight" tensors stored otherwise) in
+ * "ignore". Whole-tensor mode only (the methods with quant_config are whole-tensor encoders). */
+static cz_err_code quant_config_metadata(cz_run *run, cz_error *err) {
+  json_t *qc = run->enc->method->quant_config(run->enc->params);
+  if (!qc) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  json_t *ignore = json_array();
+  for (size_t i = 0; i < run->n_tensors; i++) {
+    const tensor_state *s = &run->ts[i];
+    const char *name = s->in->name, *enc = NULL;
+    size_t len = strlen(name);
+    if (s->in->n_dims != 2 || len <= 7 || strcmp(name + len - 7, ".weight") != 0) continue;
+    if (s->touched && s->node) enc = json_string_value(json_object_get(s->node, "encoding"));
+    if (enc && strcmp(enc, "plain") != 0 && strcmp(enc, "raw") != 0) continue;
+    json_array_append_new(ignore, json_stringn(name, len - 7));
+  }
+  json_object_set_new(qc, "quant_method", json_string("compressed-tensors"));
+  json_object_set_new(qc, "quantization_status", json_string("compressed"));
+  json_object_set_new(qc, "ignore", ignore);
+  char *txt = json_dumps(qc, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(qc);
+  if (!txt) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  cz_err_code rc = cz_layout_set_meta(run->layout, "quantization_config", txt, err);
+  free(txt);
+  return rc;
+}
+
 static cz_err_code layout_metadata(cz_run *run, cz_error *err) {
   cz_layout *l = run->layout;
   cz_err_code rc = CZ_E_OK;
@@ -442,6 +469,7 @@ static cz_err_code layout_metadata(cz_run *run, cz_error *err) {
       !(rc = cz_layout_set_meta(l, "compressd.recipe", rs, err)) && run->input_sha256[0])
     rc = cz_layout_set_meta(l, "compressd.source_sha256", run->input_sha256, err);
   free(rs);
+  if (!rc && run->enc && run->enc->method->quant_config) rc = quant_config_metadata(run, err);
   return rc;
 }
 

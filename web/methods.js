@@ -123,11 +123,15 @@ export function normalizeMethods(answer) {
   return out.length ? out : BUILTIN;
 }
 
-// The method that would handle a recipe step (matching op, then an enum parameter's value).
+// The method that would handle a recipe step (matching op, every key of the step one of its
+// parameters, then an enum parameter's value): {"op":"quantize","scheme":"int4"} is not
+// quantize.gguf's, which has no "scheme".
 export function methodForStep(methods, step) {
   const same = methods.filter((m) => m.op === step.op);
+  const generic = new Set(['op', 'include', 'exclude']);
   for (const m of same) {
-    const ok = m.params.every((p) => !p.enum || step[p.name] === undefined || p.enum.includes(step[p.name]));
+    const known = Object.keys(step).every((k) => generic.has(k) || m.params.some((p) => p.name === k));
+    const ok = known && m.params.every((p) => !p.enum || step[p.name] === undefined || p.enum.includes(step[p.name]));
     if (ok) return m;
   }
   return same[0] || null;

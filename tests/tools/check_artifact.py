@@ -309,8 +309,73 @@ def decode_layout(art, node, ck, what, used):
             ck.fail("%s: %d values stored, %d used" % (what, len(vals), v))
             return None
         return out, rows, cols
+    if enc == "pack-quantized":
+        return decode_pack_quantized(art, node, ck, what, used)
     ck.fail("%s: unknown encoding %r" % (what, enc))
     return None
+
+
+def _words(art, t):
+    """An I32 tensor's words as unsigned 32-bit integers (little-endian in the file)."""
+    raw = gguf_read.tensor_bytes(art, t)
+    return struct.unpack("<%dI" % (len(raw) // 4), raw)
+
+
+def _f32(vals):
+    """Round each double to float32, as the C code's float arithmetic does."""
+    return array("f", vals).tolist()
+
+
+def decode_pack_quantized(art, node, ck, what, used):
+    """docs/formats.md 4.9, written from the description (compressed-tensors pack_to_int32):
+    32 // bits fields per int32 word, field i at bit bits * i, each the signed value plus
+    2^(bits-1); weights packed along the row, zero points along the column of groups; value =
+    (q - zp) * scale in float32. Also checks the quantization_config block (4.12)."""
+    names = [node.get(k) for k in ("packed", "scale", "weight_shape")]
+    ts = [_tensor(art, n, ck, used, what) for n in names]
+    sym = node.get("symmetric")
+    zt = None if sym else _tensor(art, node.get("zero_point"), ck, used, what)
+    if None in ts or (not sym and zt is None):
+        return None
+    pt, stt, sht = ts
+    bits, group = node.get("bits"), node.get("group_size")
+    rows, cols = _i64(art, sht)
+    if [rows, cols] != node.get("shape") or bits not in (2, 3, 4, 8) or cols % group:
+        ck.fail("%s: pack-quantized node %r does not fit weight_shape %r" % (what, node, [rows, cols]))
+        return None
+    pf = 32 // bits
+    pw, ng, off, mask = (cols + pf - 1) // pf, cols // group, 1 << (bits - 1), (1 << bits) - 1
+    for t, dt, shape in ((pt, "I32", [rows, pw]), (stt, "F32", [rows, ng]),
+                         (sht, "I64", [2])) + (() if sym else ((zt, "I32", [(rows + pf - 1) // pf, ng]),)):
+        ck.equal("%s: %s dtype" % (what, t.name), t.type, dt)
+        ck.equal("%s: %s shape" % (what, t.name), t.shape, shape)
+    words = _words(art, pt)
+    scales = gguf_read.decode(art, stt)
+    zw = _words(art, zt) if zt is not None else None
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            g = c // group
+            q = ((words[r * pw + c // pf] >> (bits * (c % pf))) & mask) - off
+            z = 0 if zw is None else ((zw[(r // pf) * ng + g] >> (bits * (r % pf))) & mask) - off
+            out.append((q - z) * scales[r * ng + g])
+        # padding fields of the row's last word are zero
+        last = words[r * pw + pw - 1] if pw else 0
+        for i in range(cols - (pw - 1) * pf, pf):
+            if (last >> (bits * i)) & mask:
+                ck.fail("%s: row %d has a non-zero padding field" % (what, r))
+                return None
+    qc = json.loads(art.metadata.get("quantization_config", "null") or "null")
+    wanted = {"num_bits": bits, "type": "int", "symmetric": bool(sym),
+              "strategy": "channel" if group == cols and qc and
+              qc.get("config_groups", {}).get("group_0", {}).get("weights", {}).get("strategy") == "channel"
+              else "group"}
+    got = (qc or {}).get("config_groups", {}).get("group_0", {}).get("weights", {})
+    if (qc or {}).get("format") != "pack-quantized" or (qc or {}).get("quant_method") != "compressed-tensors" \
+            or any(got.get(k) != v for k, v in wanted.items()) \
+            or (wanted["strategy"] == "group" and got.get("group_size") != group):
+        ck.fail("%s: quantization_config %r does not describe %r" % (what, qc, node))
+    return _f32(out), rows, cols
 
 
 def stored_layouts(art):

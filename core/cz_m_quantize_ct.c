@@ -1,0 +1,261 @@
+/* cz_m_quantize_ct: the safetensors quantization schemes in compressed-tensors' layout:
+ * integers of 2, 3, 4 or 8 bits per group or per channel, symmetric or asymmetric, packed into
+ * int32 as compressed-tensors' pack_to_int32 does ("pack-quantized", optionally with HQQ's
+ * data-free zero-point optimization); NF4 (bitsandbytes' code values, absmax per block,
+ * optional double quantization of the absmax); FP8 E4M3 with one scale per output channel or
+ * per 128x128 block ("float-quantized"). Whole-tensor encoders (CZ_METHOD_TENSOR): each
+ * writes its tensors, its decoded values and a layout leaf (docs/formats.md 4.9-4.11).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cz_method.h"
+#include "cz_quant_ct.h"
+
+/* ==== shared ==== */
+
+static bool scheme_is(const json_t *step, const char *const *names) {
+  const char *s = json_string_value(json_object_get(step, "scheme"));
+  for (int i = 0; s && names[i]; i++)
+    if (strcmp(s, names[i]) == 0) return true;
+  return false;
+}
+
+/* Only 2-D matrices: compressed-tensors' weight_shape and its packing are defined for
+ * [out, in] Linear weights. Embeddings are quantized like any matrix (as int8 does). */
+static const char *refuse_2d(const cz_wt *w, bool named) {
+  const char *why = cz_method_wt_refuse(w, named, true);
+  if (why) return why;
+  if (w->n_dims != 2) return "not a 2-D matrix (compressed-tensors layouts are [out, in])";
+  return NULL;
+}
+
+static bool st_only(const void *params, cz_format f) { return f == CZ_FORMAT_SAFETENSORS; }
+
+static void set_out(cz_wenc *enc, int k, cz_type type, int64_t ne0, int64_t ne1, int n_dims,
+                    void *data, uint64_t nbytes) {
+  enc->t[k].type = type;
+  enc->t[k].n_dims = n_dims;
+  enc->t[k].ne[0] = ne0, enc->t[k].ne[1] = ne1, enc->t[k].ne[2] = enc->t[k].ne[3] = 1;
+  enc->t[k].data = data;
+  enc->t[k].nbytes = nbytes;
+}
+
+/* "<name>_<suffix>" for every output, in order; false if a name does not fit. */
+static bool name_outs(cz_wenc *enc, const char *name, const char *const *suffixes, int n) {
+  for (int k = 0; k < n; k++)
+    if (!cz_suffixed_name(enc->t[k].name, sizeof enc->t[k].name, name, "_", suffixes[k]))
+      return false;
+  enc->n = n;
+  return true;
+}
+
+static void free_outs(cz_wenc *enc, int n) {
+  for (int k = 0; k < n; k++) {
+    free(enc->t[k].data);
+    enc->t[k].data = NULL;
+  }
+}
+
+static int64_t *shape_tensor(int64_t R, int64_t C) {
+  int64_t *s = malloc(2 * sizeof *s);
+  if (s) s[0] = R, s[1] = C;
+  return s;
+}
+
+/* ==== quantize.int_packed (id 10): pack-quantized integers ==== */
+
+static const char *const int_schemes[] = {"int2", "int3", "int4", "int8", NULL};
+static const int int_bits[] = {2, 3, 4, 8};
+enum { GR_GROUP, GR_CHANNEL };
+static const char *const int_gran[] = {"group", "channel", NULL};
+
+typedef struct {
+  int bits;
+  int64_t group_size;  /* 0: one group per row (channel) */
+  bool symmetric;
+  bool hqq;
+} int_params;
+
+static bool int_match(const json_t *step) { return scheme_is(step, int_schemes); }
+static void plain_free(void *p) { free(p); }
+
+static cz_err_code int_parse(const json_t *step, int idx, void **out, cz_error *err) {
+  static const char *const keys[] = {"op", "scheme", "granularity", "group_size", "symmetric",
+                                     "hqq", NULL};
+  cz_err_code rc = cz_param_keys(step, idx, keys, err);
+  if (rc) return rc;
+  int scheme, gran;
+  int64_t gs;
+  bool g_gs, sym, g_sym, hqq;
+  if ((rc = cz_param_enum(step, idx, "scheme", int_schemes, 0, &scheme, err)) ||
+      (rc = cz_param_enum(step, idx, "granularity", int_gran, GR_GROUP, &gran, err)) ||
+      (rc = cz_param_int(step, idx, "group_size", 32, 128, 128, &gs, &g_gs, err)) ||
+      (rc = cz_param_bool(step, idx, "hqq", false, &hqq, NULL, err)) ||
+      (rc = cz_param_bool(step, idx, "symmetric", !hqq, &sym, &g_sym, err)))
+    return rc;
+  if (gs != 32 && gs != 64 && gs != 128)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER, "steps[%d].group_size must be 32, 64 or 128",
+                      idx);
+  if (g_gs && gran == GR_CHANNEL)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].group_size applies only with \"granularity\": \"group\"", idx);
+  if (hqq && sym)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].hqq optimizes the zero point: it needs \"symmetric\": false", idx);
+  if (hqq && int_bits[scheme] == 8)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].hqq: only for int2, int3 and int4 (8 bits gain nothing)", idx);
+  int_params *p = calloc(1, sizeof *p);
+  if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  p->bits = int_bits[scheme];
+  p->group_size = gran == GR_CHANNEL ? 0 : gs;
+  p->symmetric = sym;
+  p->hqq = hqq;
+  *out = p;
+  return CZ_E_OK;
+}
+
+static json_t *int_describe(const void *params) {
+  const int_params *p = params;
+  char scheme[8];
+  snprintf(scheme, sizeof scheme, "int%d", p->bits);
+  json_t *d = json_pack("{s:s, s:s, s:s, s:b, s:b}", "op", "quantize", "scheme", scheme,
+                        "granularity", p->group_size ? "group" : "channel", "symmetric",
+                        p->symmetric, "hqq", p->hqq);
+  if (p->group_size) json_object_set_new(d, "group_size", json_integer(p->group_size));
+  return d;
+}
+
+static const char *int_refuse(const void *params, const cz_wt *w, bool named) {
+  const int_params *p = params;
+  const char *why = refuse_2d(w, named);
+  if (why) return why;
+  if (p->group_size && w->cols % p->group_size != 0)
+    return p->group_size == 32   ? "row length is not a multiple of the group size 32"
+           : p->group_size == 64 ? "row length is not a multiple of the group size 64"
+                                 : "row length is not a multiple of the group size 128";
+  return NULL;
+}
+
+static cz_err_code int_encode(const void *params, const cz_wctx *ctx, const cz_wt *in,
+                              cz_wenc *enc, double *y, json_t *info, json_t **node,
+                              cz_error *err) {
+  const int_params *p = params;
+  const int b = p->bits, pf = 32 / b;
+  const int64_t R = in->rows, C = in->cols, G = p->group_size ? p->group_size : C;
+  const int64_t NG = C / G, PW = (C + pf - 1) / pf, ZW = (R + pf - 1) / pf;
+  const int nout = p->symmetric ? 3 : 4;
+  static const char *const sfx_sym[] = {"packed", "scale", "shape"};
+  static const char *const sfx_asym[] = {"packed", "scale", "zero_point", "shape"};
+  int32_t *packed = calloc((size_t)(R * PW), sizeof *packed);
+  float *scale = malloc(sizeof(float) * (size_t)(R * NG));
+  int32_t *zpk = p->symmetric ? NULL : calloc((size_t)(ZW * NG), sizeof *zpk);
+  int64_t *shape = shape_tensor(R, C);
+  int8_t *q = malloc((size_t)G);
+  float *yg = malloc(sizeof(float) * (size_t)G);
+  int64_t improved = 0;
+  if (!packed || !scale || (!p->symmetric && !zpk) || !shape || !q || !yg) {
+    free(packed), free(scale), free(zpk), free(shape), free(q), free(yg);
+    return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  }
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t g = 0; g < NG; g++) {
+      const float *x = in->f + r * C + g * G;
+      int zp;
+      float s;
+      cz_qct_group_rtn(x, G, b, p->symmetric, &s, &zp, q);
+      if (p->hqq) improved += cz_qct_group_hqq(x, G, b, &s, &zp, q, NULL);
+      scale[r * NG + g] = s;
+      cz_qct_dequant(q, G, s, zp, yg);
+      for (int64_t j = 0; j < G; j++) {
+        const int64_t c = g * G + j;
+        packed[r * PW + c / pf] |= (int32_t)((uint32_t)(q[j] + (1 << (b - 1))) << (b * (c % pf)));
+        y[r * C + c] = yg[j];
+      }
+      if (zpk) zpk[(r / pf) * NG + g] |= (int32_t)((uint32_t)(zp + (1 << (b - 1))) << (b * (r % pf)));
+    }
+  free(q);
+  free(yg);
+  const char *const *sfx = p->symmetric ? sfx_sym : sfx_asym;
+  set_out(enc, 0, CZ_TYPE_I32, PW, R, 2, packed, sizeof(int32_t) * (uint64_t)(R * PW));
+  set_out(enc, 1, CZ_TYPE_F32, NG, R, 2, scale, sizeof(float) * (uint64_t)(R * NG));
+  if (zpk) set_out(enc, 2, CZ_TYPE_I32, NG, ZW, 2, zpk, sizeof(int32_t) * (uint64_t)(ZW * NG));
+  set_out(enc, nout - 1, CZ_TYPE_I64, 2, 1, 1, shape, 2 * sizeof(int64_t));
+  if (!name_outs(enc, in->name, sfx, nout)) {
+    free_outs(enc, nout);
+    enc->n = 0;
+    return cz_err_set(err, CZ_E_UNSUPPORTED_INPUT, "tensor %s: name too long", in->name);
+  }
+  json_object_set_new(info, "groups", json_integer(R * NG));
+  if (p->hqq) json_object_set_new(info, "hqq_groups_improved", json_integer(improved));
+  *node = json_pack("{s:s, s:i, s:I, s:b, s:[I, I], s:s, s:s, s:s}", "encoding",
+                    "pack-quantized", "bits", b, "group_size", (json_int_t)G, "symmetric",
+                    p->symmetric, "shape", (json_int_t)R, (json_int_t)C, "packed",
+                    enc->t[0].name, "scale", enc->t[1].name, "weight_shape",
+                    enc->t[nout - 1].name);
+  if (zpk) json_object_set_new(*node, "zero_point", json_string(enc->t[2].name));
+  return CZ_E_OK;
+}
+
+/* compressed-tensors' quantization_config for this step (the pipeline adds quant_method,
+ * quantization_status and ignore). */
+static json_t *int_quant_config(const void *params) {
+  const int_params *p = params;
+  json_t *w = json_pack("{s:i, s:s, s:b, s:s, s:b}", "num_bits", p->bits, "type", "int",
+                        "symmetric", p->symmetric, "strategy", p->group_size ? "group" : "channel",
+                        "dynamic", 0);
+  json_object_set_new(w, "group_size", p->group_size ? json_integer(p->group_size) : json_null());
+  if (p->hqq) json_object_set_new(w, "observer", json_string("hqq"));
+  else json_object_set_new(w, "observer", json_string("minmax"));
+  return json_pack("{s:s, s:{s:{s:[s], s:o, s:n, s:n}}}", "format", "pack-quantized",
+                   "config_groups", "group_0", "targets", "Linear", "weights", w,
+                   "input_activations", "output_activations");
+}
+
+static json_t *int_schema(void) {
+  json_t *p = json_array();
+  json_array_append_new(p, cz_schema_param("scheme", "string", true, NULL,
+                                           json_pack("[s, s, s, s]", "int2", "int3", "int4", "int8"),
+                                           NAN, NAN, "integer width of every weight"));
+  json_array_append_new(p, cz_schema_param("granularity", "string", false, json_string("group"),
+                                           json_pack("[s, s]", "group", "channel"), NAN, NAN,
+                                           "one scale (and zero point) per group_size consecutive "
+                                           "weights of a row, or per output channel (row)"));
+  json_array_append_new(p, cz_schema_param("group_size", "integer", false, json_integer(128),
+                                           json_pack("[i, i, i]", 32, 64, 128), 32, 128,
+                                           "weights per group (granularity group); the row "
+                                           "length must be a multiple of it"));
+  json_array_append_new(p, cz_schema_param("symmetric", "boolean", false, NULL, NULL, NAN, NAN,
+                                           "true (default without hqq): scale = max|w| / "
+                                           "(2^(bits-1) - 1), no zero point; false: scale = "
+                                           "(max - min) / (2^bits - 1) and an integer zero point"));
+  json_array_append_new(p, cz_schema_param("hqq", "boolean", false, json_false(), NULL, NAN, NAN,
+                                           "asymmetric int2/int3/int4: optimize each group's zero "
+                                           "point with HQQ's half-quadratic solver (no data "
+                                           "needed); kept only where it lowers HQQ's objective"));
+  cz_schema_add_selectors(p);
+  return json_pack("{s:o, s:[s], s:s}", "params", p, "output_formats", "safetensors", "layout",
+                   "compressed-tensors pack-quantized");
+}
+
+const cz_method cz_m_quantize_int_packed = {
+    .id = 10,
+    .name = "quantize.int_packed",
+    .op = "quantize",
+    .summary = "int2/int3/int4/int8 per group (32/64/128) or per channel, symmetric or "
+               "asymmetric (optionally HQQ-optimized zero points), packed into int32 as "
+               "compressed-tensors pack-quantized (safetensors)",
+    .match = int_match,
+    .parse = int_parse,
+    .free_params = plain_free,
+    .describe = int_describe,
+    .supports_format = st_only,
+    .kind = CZ_METHOD_TENSOR,
+    .refuse = int_refuse,
+    .encode_tensor = int_encode,
+    .schema = int_schema,
+    .quant_config = int_quant_config,
+};

@@ -1,0 +1,173 @@
+/* cz_quant_ct: integer-group, HQQ and NF4 kernels of the safetensors schemes (see the header). */
+#include "cz_quant_ct.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- integer groups ---- */
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Codes for a given scale and zero point (scale > 0). */
+static void quant_with(const float *x, int64_t n, int qmin, int qmax, float scale, int zp,
+                       int8_t *q) {
+  for (int64_t i = 0; i < n; i++) {
+    /* x / scale is finite (the pipeline refuses non-finite input) and |x / scale| is at most
+     * 2^bits in this module's scales, so the int conversion cannot overflow */
+    float v = roundf(x[i] / scale);
+    q[i] = (int8_t)clampi((int)v + zp, qmin, qmax);
+  }
+}
+
+void cz_qct_group_rtn(const float *x, int64_t n, int bits, bool symmetric, float *scale, int *zp,
+                      int8_t *q) {
+  const int qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
+  float s;
+  int z = 0;
+  if (symmetric) {
+    float amax = 0;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    s = amax / (float)qmax;
+  } else {
+    /* zero stays inside the range so that it is exact (compressed-tensors' observers) */
+    float lo = 0, hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+      lo = fminf(lo, x[i]);
+      hi = fmaxf(hi, x[i]);
+    }
+    s = (hi - lo) / (float)((1 << bits) - 1);
+    if (s > 0) z = clampi((int)roundf((float)qmin - lo / s), qmin, qmax);
+  }
+  *scale = s;
+  *zp = s > 0 ? z : 0;
+  if (!(s > 0)) {
+    memset(q, 0, (size_t)n);
+    *scale = 0;
+    return;
+  }
+  quant_with(x, n, qmin, qmax, s, *zp, q);
+}
+
+void cz_qct_dequant(const int8_t *q, int64_t n, float scale, int zp, float *y) {
+  for (int64_t i = 0; i < n; i++) y[i] = (float)(q[i] - zp) * scale;
+}
+
+#define HQQ_P 0.7       /* lp norm of the error: p < 1 models outliers (hyper-Laplacian) */
+#define HQQ_BETA 10.0   /* initial penalty of the half-quadratic split */
+#define HQQ_KAPPA 1.01  /* beta grows by this factor every iteration */
+#define HQQ_ITERS 20    /* hqq's default for the legacy solver */
+/* Scale search: HQQ_SCALE_STEPS + 1 scales from HQQ_SCALE_LO to HQQ_SCALE_HI times the RTN
+ * scale (hqq's v2 searches +-5 %; low bit widths gain from clipping more). */
+#define HQQ_SCALE_LO 0.70
+#define HQQ_SCALE_HI 1.05
+#define HQQ_SCALE_STEPS 35
+
+double cz_qct_hqq_objective(const float *x, const float *y, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += pow(fabs((double)x[i] - (double)y[i]), HQQ_P);
+  return s;
+}
+
+/* Objective of (scale, integer zp) on x, with the codes written to q. */
+static double eval_zp(const float *x, int64_t n, int qmin, int qmax, float scale, int zp,
+                      int8_t *q) {
+  quant_with(x, n, qmin, qmax, scale, zp, q);
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float y = (float)(q[i] - zp) * scale;
+    s += pow(fabs((double)x[i] - (double)y), HQQ_P);
+  }
+  return s;
+}
+
+/* The zero point of a scale that keeps [lo, hi] in range (the RTN formula). */
+static int zp_for(float lo, float s, int qmin, int qmax) {
+  return clampi((int)roundf((float)qmin - lo / s), qmin, qmax);
+}
+
+int cz_qct_group_hqq(const float *x, int64_t n, int bits, float *scale, int *zp, int8_t *q,
+                     double obj[2]) {
+  const int qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
+  int8_t *tq = malloc((size_t)n);
+  if (!(*scale > 0) || !tq) {  /* a constant-zero group is exact already */
+    free(tq);
+    if (obj) obj[0] = obj[1] = 0;
+    return 0;
+  }
+  float lo = 0;
+  for (int64_t i = 0; i < n; i++) lo = fminf(lo, x[i]);
+  const double rtn = eval_zp(x, n, qmin, qmax, *scale, *zp, tq);
+  double best = rtn;
+  float best_s = *scale;
+  int best_zp = *zp;
+  /* 1. the scale: HQQ v2's grid search, widened downwards (clipping the extremes pays at 2 and
+   * 3 bits), in HQQ's objective; for each scale the RTN zero point and its neighbours */
+  for (int k = 0; k <= HQQ_SCALE_STEPS; k++) {
+    const float sc = *scale * (float)(HQQ_SCALE_LO + (HQQ_SCALE_HI - HQQ_SCALE_LO) * k / HQQ_SCALE_STEPS);
+    const int z0 = zp_for(lo, sc, qmin, qmax);
+    for (int z = z0 - 1; z <= z0 + 1; z++) {
+      if (z < qmin || z > qmax) continue;
+      double o = eval_zp(x, n, qmin, qmax, sc, z, tq);
+      if (o < best) best = o, best_s = sc, best_zp = z;
+    }
+  }
+  /* 2. the zero point: HQQ's half-quadratic solver at that scale. It works with the inverse
+   * scale, Wq = round(W * si + z), Wr = (Wq - z) / si, and a real z; every rounded z it passes
+   * is tried */
+  const double si = 1.0 / (double)best_s;
+  double z = best_zp, beta = HQQ_BETA, best_err = INFINITY;
+  for (int it = 0; it < HQQ_ITERS; it++) {
+    double err = 0, zsum = 0;
+    for (int64_t i = 0; i < n; i++) {
+      double wq = fmin(fmax(nearbyint(x[i] * si + z), qmin), qmax);
+      double wr = (wq - z) / si, e = x[i] - wr, ae = fabs(e);
+      /* generalized soft threshold: shrink_p(e) = sign(e) relu(|e| - |e|^(p-1) / beta) */
+      double we = ae > 0 ? fmax(ae - pow(ae, HQQ_P - 1) / beta, 0) * (e < 0 ? -1 : 1) : 0;
+      zsum += wq - (x[i] - we) * si;
+      err += ae;
+    }
+    err /= (double)n;
+    if (!(err < best_err)) break;  /* hqq's early stop */
+    best_err = err;
+    z = zsum / (double)n;
+    beta *= HQQ_KAPPA;
+    int zi = clampi((int)nearbyint(fmin(fmax(z, qmin - 1.0), qmax + 1.0)), qmin, qmax);
+    if (zi == best_zp) continue;
+    double o = eval_zp(x, n, qmin, qmax, best_s, zi, tq);
+    if (o < best) best = o, best_zp = zi;
+  }
+  free(tq);
+  int changed = best_zp != *zp || best_s != *scale;
+  *zp = best_zp;
+  *scale = best_s;
+  quant_with(x, n, qmin, qmax, best_s, best_zp, q);
+  if (obj) obj[0] = rtn, obj[1] = best;
+  return changed;
+}
+
+unsigned cz_qct_unpack(const uint8_t *words, int64_t i, int bits) {
+  const int pf = 32 / bits;
+  const uint8_t *w = words + 4 * (i / pf);
+  uint32_t v = (uint32_t)w[0] | (uint32_t)w[1] << 8 | (uint32_t)w[2] << 16 | (uint32_t)w[3] << 24;
+  return (v >> (bits * (i % pf))) & ((1u << bits) - 1);
+}
+
+/* ---- NF4 ---- */
+
+const float cz_nf4_code[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
+};
+
+int cz_nf4_index(float v) {
+  if (v > 1.0f) v = 1.0f;
+  if (v < -1.0f) v = -1.0f;
+  /* bucketize against the midpoints (float32, as torch computes them): the first midpoint
+   * >= v gives the index, so a value on a midpoint goes to the lower code */
+  int k = 0;
+  while (k < 15 && v > (cz_nf4_code[k] + cz_nf4_code[k + 1]) / 2.0f) k++;
+  return k;
+}

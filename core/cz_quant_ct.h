@@ -1,0 +1,60 @@
+/* cz_quant_ct: numeric kernels of the safetensors quantization schemes (docs/formats.md
+ * 4.9-4.11): integer groups (round to nearest, HQQ), NF4 code values, and the int32 packing of
+ * compressed-tensors. Shared by the encoders (cz_m_quantize_ct.c), the decoder
+ * (cz_decompress.c), the tests and the bench, so that every one of them computes the same
+ * values from the same definition.
+ *
+ * Thread: pure functions on caller-owned buffers; safe from any thread.
+ */
+#ifndef CZ_QUANT_CT_H
+#define CZ_QUANT_CT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- integer groups ---- */
+
+/* Round-to-nearest quantization of one group of n weights to signed `bits`-bit integers
+ * q in [-2^(bits-1), 2^(bits-1) - 1], decoded as (q - zp) * scale:
+ *   symmetric:  scale = max|x| / (2^(bits-1) - 1), zp = 0
+ *   asymmetric: lo = min(min x, 0), hi = max(max x, 0), scale = (hi - lo) / (2^bits - 1),
+ *               zp = clamp(roundf(qmin - lo / scale), qmin, qmax)
+ *   q = clamp(roundf(x / scale) + zp, qmin, qmax); a zero scale gives q = zp = 0.
+ * All in float32 (roundf: half away from zero). */
+void cz_qct_group_rtn(const float *x, int64_t n, int bits, bool symmetric, float *scale, int *zp,
+                      int8_t *q);
+
+/* y[i] = (float)(q[i] - zp) * scale. */
+void cz_qct_dequant(const int8_t *q, int64_t n, float scale, int zp, float *y);
+
+/* HQQ's objective of a decoding: sum |x - y|^0.7 (in double). */
+double cz_qct_hqq_objective(const float *x, const float *y, int64_t n);
+
+/* HQQ-style data-free optimization of an asymmetric group, in HQQ's objective (sum |error|^0.7,
+ * mobiusml/hqq). compressed-tensors stores an integer zero point, so the grid is always the
+ * multiples of the scale and HQQ's real-valued zero point cannot be kept as it is. Two stages:
+ * (1) HQQ v2's scale search, widened: 36 scales from 0.70 to 1.05 times the RTN scale, each
+ * with the RTN zero point and its two neighbours; (2) HQQ's half-quadratic solver (legacy:
+ * p = 0.7, beta = 10, kappa = 1.01, at most 20 iterations, early stop when the mean |error|
+ * stops improving) on the zero point at the chosen scale, every rounded zero point it passes
+ * tried. The best candidate in the objective is kept, the RTN start included: never worse
+ * than RTN in that objective. In: *scale, *zp, q from cz_qct_group_rtn (asymmetric). Out: the
+ * chosen scale, zero point and codes (round to nearest for them). Returns 1 if it changed
+ * them, else 0. obj (may be NULL): {RTN objective, final objective}. */
+int cz_qct_group_hqq(const float *x, int64_t n, int bits, float *scale, int *zp, int8_t *q,
+                     double obj[2]);
+
+/* Element i of a row packed as compressed-tensors pack_to_int32 does: 32 / bits values per
+ * little-endian int32 word, value i in bits (i % pf) * bits of word i / pf. Returns the stored
+ * unsigned field (signed value + 2^(bits-1) for the integer schemes). */
+unsigned cz_qct_unpack(const uint8_t *words, int64_t i, int bits);
+
+/* ---- NF4 ---- */
+
+/* bitsandbytes' 16 NF4 code values, ascending (quant-formats.md 3). */
+extern const float cz_nf4_code[16];
+/* Index of the code value nearest to v (v is clamped to [-1, 1]); a value exactly halfway
+ * between two codes takes the lower index (bitsandbytes' bucketize). */
+int cz_nf4_index(float v);
+
+#endif

@@ -1,0 +1,345 @@
+/* test_quant_ct: the safetensors quantization schemes (quantize.int_packed, nf4): closed-form
+ * groups, compressed-tensors' int32 packing checked word by word, HQQ never worse than round
+ * to nearest in its own objective, NF4's nearest code by brute force, and artifacts decoded
+ * here from the format description (docs/formats.md 4.9-4.12) against the report. */
+#include "methods_util.h"
+
+#include "cz_quant_ct.h"
+
+/* Field i of a row of little-endian int32 words, as docs/formats.md 4.9 states it (written
+ * here again, not cz_qct_unpack). */
+static unsigned field(const uint8_t *row, int64_t i, int bits) {
+  const int64_t pf = 32 / bits, w = i / pf;
+  uint32_t v = 0;
+  for (int k = 0; k < 4; k++) v |= (uint32_t)row[4 * w + k] << (8 * k);
+  return (v >> (bits * (i % pf))) & ((1u << bits) - 1);
+}
+
+static const char *meta(const cz_model *m, const char *key) {
+  for (size_t i = 0; m && i < m->n_meta; i++)
+    if (strcmp(m->meta_keys[i], key) == 0) return m->meta_values[i];
+  return NULL;
+}
+
+/* asymmetric int4 of known values: lo -0.5, hi 7, scale 0.5 exactly, zp -7 */
+static void test_asym_int4_closed_form(void) {
+  const float x[8] = {-0.5f, 0, 0.2f, 1.0f, 3.3f, 7.0f, 6.74f, -0.26f};
+  const int8_t want_q[8] = {-8, -7, -7, -5, 0, 7, 6, -8};
+  const float want_y[8] = {-0.5f, 0, 0, 1.0f, 3.5f, 7.0f, 6.5f, -0.5f};
+  int8_t q[8];
+  float s, y[8];
+  int zp;
+  cz_qct_group_rtn(x, 8, 4, false, &s, &zp, q);
+  CHECK(s == 0.5f);
+  CHECK_EQ_INT(zp, -7);
+  cz_qct_dequant(q, 8, s, zp, y);
+  for (int i = 0; i < 8; i++) {
+    CHECK_EQ_INT(q[i], want_q[i]);
+    CHECK(y[i] == want_y[i]);
+  }
+  /* symmetric int3: amax 0.9, scale 0.9 / 3 */
+  const float x3[4] = {0.9f, -0.3f, 0.31f, -0.0f};
+  cz_qct_group_rtn(x3, 4, 3, true, &s, &zp, q);
+  CHECK(s == 0.9f / 3.0f);
+  CHECK_EQ_INT(zp, 0);
+  CHECK_EQ_INT(q[0], 3);
+  CHECK_EQ_INT(q[1], -1);
+  CHECK_EQ_INT(q[2], 1);
+  CHECK_EQ_INT(q[3], 0);
+  /* an all-zero group: scale 0, codes 0 */
+  const float z[4] = {0, 0, 0, 0};
+  cz_qct_group_rtn(z, 4, 4, false, &s, &zp, q);
+  CHECK(s == 0 && zp == 0 && q[0] == 0 && q[3] == 0);
+  /* compressed-tensors' docstring example: 8 bits, [1, 2] -> 129 | 130 << 8 = 33409 */
+  const uint8_t w[4] = {0x81, 0x82, 0, 0};
+  CHECK_EQ_INT(33409, 0x8281);
+  CHECK_EQ_INT(cz_qct_unpack(w, 0, 8), 129);
+  CHECK_EQ_INT(cz_qct_unpack(w, 1, 8), 130);
+  CHECK_EQ_INT(cz_qct_unpack(w, 2, 8), 0);
+}
+
+/* The independent objective: sum |x - y|^0.7 in double. */
+static double objective(const float *x, const float *y, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += pow(fabs((double)x[i] - (double)y[i]), 0.7);
+  return s;
+}
+
+static void test_hqq_never_worse(void) {
+  t_seed(11);
+  int improved = 0, groups = 0;
+  static const int bits[] = {2, 3, 4};
+  static const int sizes[] = {32, 64, 128};
+  float x[128], y0[128], y1[128];
+  int8_t q0[128], q1[128];
+  for (int trial = 0; trial < 300; trial++) {
+    const int b = bits[trial % 3], n = sizes[(trial / 3) % 3];
+    for (int i = 0; i < n; i++) {
+      x[i] = (float)(0.02 * t_normal());
+      if (t_unit() < 0.03) x[i] *= 8;  /* outliers, where HQQ's p < 1 matters */
+      if (trial % 7 == 0) x[i] = fabsf(x[i]) + 0.01f;  /* one-signed groups */
+    }
+    float s0, s1;
+    int z0, z1;
+    cz_qct_group_rtn(x, n, b, false, &s0, &z0, q0);
+    s1 = s0, z1 = z0;
+    memcpy(q1, q0, (size_t)n);
+    double obj[2];
+    cz_qct_group_hqq(x, n, b, &s1, &z1, q1, obj);
+    cz_qct_dequant(q0, n, s0, z0, y0);
+    cz_qct_dequant(q1, n, s1, z1, y1);
+    const double o0 = objective(x, y0, n), o1 = objective(x, y1, n);
+    CHECK(o1 <= o0);
+    CHECK_NEAR(obj[0], o0, 1e-9);
+    CHECK_NEAR(obj[1], o1, 1e-9);
+    /* the codes are round to nearest for the chosen scale and zero point */
+    const int qmin = -(1 << (b - 1)), qmax = (1 << (b - 1)) - 1;
+    for (int i = 0; i < n; i++) {
+      int want = (int)roundf(x[i] / s1) + z1;
+      want = want < qmin ? qmin : want > qmax ? qmax : want;
+      if (q1[i] != want) {
+        CHECK_EQ_INT(q1[i], want);
+        break;
+      }
+    }
+    groups++;
+    improved += o1 < o0;
+  }
+  printf("# HQQ lowered the objective in %d of %d groups, never raised it\n", improved, groups);
+  CHECK(improved > groups / 10);
+}
+
+static void test_nf4_nearest(void) {
+  /* brute force: the nearest code of clamp(v), the lower one on a tie */
+  t_seed(3);
+  int bad = 0;
+  for (int i = 0; i < 20000; i++) {
+    float v = (float)(t_unit() * 2.4 - 1.2);
+    float c = v > 1 ? 1 : v < -1 ? -1 : v;
+    int best = 0;
+    for (int k = 1; k < 16; k++)
+      if (fabs((double)c - cz_nf4_code[k]) < fabs((double)c - cz_nf4_code[best])) best = k;
+    bad += cz_nf4_index(v) != best;
+  }
+  CHECK_EQ_INT(bad, 0);
+  for (int k = 0; k < 16; k++) CHECK_EQ_INT(cz_nf4_index(cz_nf4_code[k]), k);
+  /* a value exactly on a midpoint goes to the lower code (bitsandbytes' bucketize) */
+  for (int k = 0; k < 15; k++)
+    CHECK_EQ_INT(cz_nf4_index((cz_nf4_code[k] + cz_nf4_code[k + 1]) / 2.0f), k);
+  CHECK(cz_nf4_code[7] == 0.0f && cz_nf4_code[0] == -1.0f && cz_nf4_code[15] == 1.0f);
+}
+
+/* A [2, 32] tensor whose rows repeat the closed-form group: the packed words, scales, zero
+ * points, weight_shape and quantization_config are known exactly. */
+static void test_int4_artifact_bytes(void) {
+  const float g[8] = {-0.5f, 0, 0.2f, 1.0f, 3.3f, 7.0f, 6.74f, -0.26f};
+  t_tensor t = {"blk.0.ffn_up.weight", CZ_TYPE_F32, 2, 32, malloc(64 * sizeof(float))};
+  for (int i = 0; i < 64; i++) t.v[i] = g[i % 8];
+  cz_model *in = t_model("i4.safetensors", &t, 1);
+  job j;
+  if (in && run_job(in, "{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"group_size\":32,"
+                        "\"symmetric\":false}]}", "i4.out.safetensors", &j) == CZ_E_OK) {
+    const cz_tensor *pk = cz_model_find(j.out, "blk.0.ffn_up.weight_packed");
+    const cz_tensor *sc = cz_model_find(j.out, "blk.0.ffn_up.weight_scale");
+    const cz_tensor *zp = cz_model_find(j.out, "blk.0.ffn_up.weight_zero_point");
+    const cz_tensor *sh = cz_model_find(j.out, "blk.0.ffn_up.weight_shape");
+    CHECK(pk && sc && zp && sh && !cz_model_find(j.out, "blk.0.ffn_up.weight"));
+    if (pk && sc && zp && sh) {
+      CHECK_EQ_INT(pk->type, CZ_TYPE_I32);
+      CHECK_EQ_INT(pk->ne[0], 4);
+      CHECK_EQ_INT(pk->ne[1], 2);
+      for (int w = 0; w < 8; w++) {
+        uint32_t v;
+        memcpy(&v, pk->data + 4 * w, 4);
+        CHECK_EQ_INT(v, 0x0EF83110u);  /* nibbles 0 1 1 3 8 f e 0, first value lowest */
+      }
+      float s;
+      memcpy(&s, sc->data, 4);
+      CHECK(s == 0.5f && sc->type == CZ_TYPE_F32 && cz_tensor_nelements(sc) == 2);
+      uint32_t z;
+      memcpy(&z, zp->data, 4);
+      CHECK_EQ_INT(z, 0x11u);  /* zp -7 + 8 = 1 for rows 0 and 1, packed down the column */
+      CHECK_EQ_INT(zp->ne[0], 1);
+      CHECK_EQ_INT(zp->ne[1], 1);
+      int64_t d[2];
+      memcpy(d, sh->data, 16);
+      CHECK(sh->type == CZ_TYPE_I64 && d[0] == 2 && d[1] == 32);
+    }
+    json_t *qc = json_loads(meta(j.out, "quantization_config") ? meta(j.out, "quantization_config") : "", 0, NULL);
+    json_t *w = json_object_get(json_object_get(json_object_get(qc, "config_groups"), "group_0"), "weights");
+    CHECK_EQ_STR(json_string_value(json_object_get(qc, "format")), "pack-quantized");
+    CHECK_EQ_STR(json_string_value(json_object_get(qc, "quant_method")), "compressed-tensors");
+    CHECK_EQ_INT(json_integer_value(json_object_get(w, "num_bits")), 4);
+    CHECK_EQ_INT(json_integer_value(json_object_get(w, "group_size")), 32);
+    CHECK_EQ_STR(json_string_value(json_object_get(w, "strategy")), "group");
+    CHECK(json_is_false(json_object_get(w, "symmetric")));
+    CHECK_EQ_INT(json_array_size(json_object_get(qc, "ignore")), 0);
+    json_decref(qc);
+    /* decoded: 3.3 -> 3.5, 6.74 -> 6.5, 0.2 -> 0, -0.26 -> -0.5 */
+    double e2 = 8 * (0.2 * 0.2 + 0.2 * 0.2 + 0.24 * 0.24 + 0.24 * 0.24), r2 = 0;
+    for (int i = 0; i < 8; i++) r2 += 8.0 * g[i] * g[i];
+    CHECK_NEAR(rnum(report_tensor(j.report, t.name), "rel_l2"), sqrt(e2 / r2), 1e-5);
+    CHECK_EQ_STR(json_string_value(json_object_get(report_tensor(j.report, t.name), "output_type")),
+                 "pack-quantized");
+  } else {
+    job_ok(&j);
+  }
+  job_free(&j);
+  cz_model_close(in);
+  free(t.v);
+}
+
+/* Random matrices under every width and granularity: each group decoded here; each code is
+ * round-to-nearest for its group's stored scale and zero point; the scale and zero point are
+ * the closed forms of docs/formats.md 4.9 (RTN) or, with HQQ, a zero point no worse in HQQ's
+ * objective; the report's rel_l2 is recomputed. A matrix whose rows do not split into groups
+ * stays dense (ignore lists it). */
+static void test_int_schemes(void) {
+  t_tensor ts[2] = {{"blk.0.attn_q.weight", CZ_TYPE_F16, 24, 256, NULL},
+                    {"blk.0.attn_k.weight", CZ_TYPE_F16, 8, 40, NULL}};
+  t_fill_normal(&ts[0], 0.05, 21);
+  t_fill_normal(&ts[1], 0.05, 22);
+  cz_model *in = t_model("ints.safetensors", ts, 2);
+  static const struct {
+    const char *step;
+    int bits;
+    int64_t group;  /* 0: channel */
+    bool sym, hqq;
+  } cases[] = {
+      {"\"scheme\":\"int2\",\"group_size\":32", 2, 32, true, false},
+      {"\"scheme\":\"int3\",\"group_size\":64,\"symmetric\":false", 3, 64, false, false},
+      {"\"scheme\":\"int4\"", 4, 128, true, false},
+      {"\"scheme\":\"int4\",\"group_size\":64,\"symmetric\":false", 4, 64, false, false},
+      {"\"scheme\":\"int8\",\"granularity\":\"channel\"", 8, 0, true, false},
+      {"\"scheme\":\"int8\",\"group_size\":32,\"symmetric\":false", 8, 32, false, false},
+      {"\"scheme\":\"int4\",\"group_size\":64,\"hqq\":true", 4, 64, false, true},
+      {"\"scheme\":\"int3\",\"group_size\":64,\"hqq\":true", 3, 64, false, true},
+      {"\"scheme\":\"int2\",\"group_size\":32,\"hqq\":true", 2, 32, false, true},
+  };
+  const int64_t R = 24, C = 256;
+  for (size_t k = 0; in && k < sizeof cases / sizeof cases[0]; k++) {
+    char recipe[256];
+    snprintf(recipe, sizeof recipe, "{\"steps\":[{\"op\":\"quantize\",%s}]}", cases[k].step);
+    job j;
+    if (run_job(in, recipe, "ints.out.safetensors", &j) != CZ_E_OK) {
+      job_ok(&j);
+      job_free(&j);
+      continue;
+    }
+    const int b = cases[k].bits, pf = 32 / b, off = 1 << (b - 1);
+    const int64_t G = cases[k].group ? cases[k].group : C, NG = C / G, PW = (C + pf - 1) / pf;
+    const cz_tensor *pk = cz_model_find(j.out, "blk.0.attn_q.weight_packed");
+    const cz_tensor *sc = cz_model_find(j.out, "blk.0.attn_q.weight_scale");
+    const cz_tensor *zp = cz_model_find(j.out, "blk.0.attn_q.weight_zero_point");
+    CHECK(pk && sc && (cases[k].sym ? zp == NULL : zp != NULL));
+    const bool k_dense = cases[k].group != 0;  /* 40 columns: no whole groups, stays dense */
+    CHECK((cz_model_find(j.out, "blk.0.attn_k.weight") != NULL) == k_dense);
+    if (!pk || !sc || (!cases[k].sym && !zp) || cz_tensor_nelements(pk) != R * PW ||
+        cz_tensor_nelements(sc) != R * NG) {
+      printf("# case %s: missing or mis-sized tensors\n", cases[k].step);
+      cz_test_failures++;
+      job_free(&j);
+      continue;
+    }
+    double e2 = 0, r2 = 0;
+    int bad_code = 0, bad_scale = 0, worse = 0;
+    const int qmin = -off, qmax = off - 1;
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t g = 0; g < NG; g++) {
+        float s;
+        memcpy(&s, sc->data + 4 * (r * NG + g), 4);
+        int z = 0;
+        if (zp) {
+          uint32_t w;
+          memcpy(&w, zp->data + 4 * ((r / pf) * NG + g), 4);
+          z = (int)((w >> (b * (r % pf))) & ((1u << b) - 1)) - off;
+        }
+        const float *x = ts[0].v + r * C + g * G;
+        /* the closed forms */
+        float lo = 0, hi = 0, amax = 0;
+        for (int64_t i = 0; i < G; i++)
+          lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]), amax = fmaxf(amax, fabsf(x[i]));
+        float ws = cases[k].sym ? amax / (float)(off - 1) : (hi - lo) / (float)((1 << b) - 1);
+        int wz = cases[k].sym ? 0 : (int)roundf((float)qmin - lo / ws);
+        wz = wz < qmin ? qmin : wz > qmax ? qmax : wz;
+        bad_scale += !cases[k].hqq && (s != ws || z != wz);
+        double o_rtn = 0, o_got = 0;
+        for (int64_t i = 0; i < G; i++) {
+          const int64_t c = g * G + i;
+          int q = (int)field(pk->data + 4 * r * PW, c, b) - off;
+          int want = (int)roundf(x[i] / s) + z;
+          want = want < qmin ? qmin : want > qmax ? qmax : want;
+          bad_code += q != want;
+          int qr = (int)roundf(x[i] / ws) + wz;
+          qr = qr < qmin ? qmin : qr > qmax ? qmax : qr;
+          const float y = (float)(q - z) * s, yr = (float)(qr - wz) * ws;
+          o_got += pow(fabs((double)x[i] - y), 0.7);
+          o_rtn += pow(fabs((double)x[i] - yr), 0.7);
+          e2 += ((double)x[i] - y) * ((double)x[i] - y);
+          r2 += (double)x[i] * x[i];
+        }
+        worse += o_got > o_rtn * (1 + 1e-12);
+      }
+    if (bad_code || bad_scale || worse)
+      printf("# %s: %d codes not nearest, %d scales/zero points off, %d groups worse than RTN\n",
+             cases[k].step, bad_code, bad_scale, worse);
+    CHECK_EQ_INT(bad_code + bad_scale + worse, 0);
+    const json_t *rt = report_tensor(j.report, ts[0].name);
+    CHECK_NEAR(rnum(rt, "rel_l2"), sqrt(e2 / r2), 1e-6);
+    CHECK_EQ_INT(rnum(rt, "bytes_out"), 4 * (R * PW + R * NG + (zp ? ((R + pf - 1) / pf) * NG : 0)) + 16);
+    printf("# %s: rel_l2 %.4f\n", cases[k].step, sqrt(e2 / r2));
+    json_t *qc = json_loads(meta(j.out, "quantization_config") ? meta(j.out, "quantization_config") : "", 0, NULL);
+    if (k_dense)
+      CHECK_EQ_STR(json_string_value(json_array_get(json_object_get(qc, "ignore"), 0)), "blk.0.attn_k");
+    else
+      CHECK_EQ_INT(json_array_size(json_object_get(qc, "ignore")), 0);
+    json_decref(qc);
+    job_free(&j);
+  }
+  cz_model_close(in);
+  free(ts[0].v);
+  free(ts[1].v);
+}
+
+static void test_validation(void) {
+  t_tensor t = {"blk.0.attn_q.weight", CZ_TYPE_F32, 8, 64, NULL};
+  t_fill_normal(&t, 1, 3);
+  cz_model *in = t_model("val.safetensors", &t, 1);
+  static const struct {
+    const char *recipe;
+    cz_err_code code;
+    const char *field;
+  } cases[] = {
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int5\"}]}", CZ_E_UNKNOWN_METHOD, "steps[0]"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"group_size\":48}]}", CZ_E_INVALID_PARAMETER, "steps[0].group_size"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"group_size\":256}]}", CZ_E_INVALID_PARAMETER, "steps[0].group_size"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"granularity\":\"channel\",\"group_size\":32}]}", CZ_E_INVALID_PARAMETER, "steps[0].group_size"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"hqq\":true,\"symmetric\":true}]}", CZ_E_INVALID_PARAMETER, "steps[0].hqq"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int8\",\"hqq\":true}]}", CZ_E_INVALID_PARAMETER, "steps[0].hqq"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"bits\":4}]}", CZ_E_INVALID_PARAMETER, "steps[0].bits"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\"}],\"output\":{\"format\":\"gguf\"}}", CZ_E_INVALID_RECIPE, "output.format"},
+  };
+  for (size_t i = 0; in && i < sizeof cases / sizeof cases[0]; i++) {
+    job j;
+    cz_err_code rc = run_job(in, cases[i].recipe, "val.out.safetensors", &j);
+    if (rc != cases[i].code || !strstr(j.err.msg, cases[i].field))
+      printf("# %s: got %s \"%s\"\n", cases[i].recipe, cz_err_name(rc), j.err.msg);
+    CHECK_EQ_INT(rc, cases[i].code);
+    CHECK_CONTAINS(j.err.msg, cases[i].field);
+    job_free(&j);
+  }
+  cz_model_close(in);
+  free(t.v);
+}
+
+int main(void) {
+  tmp_setup("test_quant_ct");
+  static const cz_test_case cases[] = {
+      CZ_TEST(test_asym_int4_closed_form), CZ_TEST(test_hqq_never_worse),
+      CZ_TEST(test_nf4_nearest),           CZ_TEST(test_int4_artifact_bytes),
+      CZ_TEST(test_int_schemes),           CZ_TEST(test_validation),
+  };
+  int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
+  tmp_cleanup();
+  return rc;
+}
