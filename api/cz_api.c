@@ -45,15 +45,18 @@ static void new_id(const char *prefix, char *out, size_t len) {
     n += snprintf(out + n, len - (size_t)n, "%02x", b[i]);
 }
 
-static json_t *time_json(json_t *ms) {
-  if (!json_is_integer(ms)) return json_null();
-  int64_t v = json_integer_value(ms);
+void cz_api_time_iso(int64_t v, char *buf, size_t cap) {
   time_t s = (time_t)(v / 1000);
   struct tm tm;
   gmtime_r(&s, &tm);
+  snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(v % 1000));
+}
+
+static json_t *time_json(json_t *ms) {
+  if (!json_is_integer(ms)) return json_null();
   char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(v % 1000));
+  cz_api_time_iso(json_integer_value(ms), buf, sizeof buf);
   return json_string(buf);
 }
 
@@ -322,6 +325,8 @@ static json_t *job_json(json_t *row) {
   json_object_set_new(links, "self", json_string(buf));
   snprintf(buf, sizeof buf, "/v1/jobs/%s:cancel", id);
   json_object_set_new(links, "cancel", json_string(buf));
+  snprintf(buf, sizeof buf, "/v1/jobs/%s/log", id);
+  json_object_set_new(links, "log", json_string(buf));
   cz_api_job_links(o, row, links);
   if (json_is_string(col(row, "artifact_sha256"))) {
     json_object_set_new(o, "artifact",
@@ -491,6 +496,7 @@ static const cz_route routes[] = {
     {"POST", "/v1/jobs/{id}:retry", cz_api_job_retry, NULL, NULL},
     {"GET", "/v1/jobs/{id}/artifact", cz_api_job_artifact, NULL, NULL},
     {"GET", "/v1/jobs/{id}/report", cz_api_job_report, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/log", cz_api_job_log, NULL, NULL},
     {"GET", "/v1/models/{id}/file", cz_api_model_file, NULL, NULL},
     {"GET", "/v1/methods", cz_api_methods, NULL, NULL},
     {"GET", "/v1/openapi.json", cz_api_openapi, NULL, NULL},

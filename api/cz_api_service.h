@@ -10,6 +10,8 @@
  *   cz_api_openapi.c    GET /v1/openapi.json (api/openapi.json, built in); the route listing
  *   cz_api_metrics.c    GET /metrics (Prometheus text format)
  *   cz_api_auth.c       API tokens (Authorization: Bearer), the authorize hook of cz_http
+ *   cz_api_log.c        GET /v1/jobs/{id}/log (the job's event log: JSON with a since cursor,
+ *                       or ?format=text as a download)
  *
  * Thread: like every handler, any HTTP thread; they share only the cz_api context.
  */
@@ -59,7 +61,12 @@ bool cz_token_parse(const char *token, char id[CZ_TOKEN_ID_LEN + 1]);
 /* sha256 hex of a token: what the store keeps. */
 void cz_token_hash(const char *token, char hex[65]);
 
+/* ---- cz_api_log.c ---- */
+enum MHD_Result cz_api_job_log(cz_req *r);
+
 /* ---- defined in cz_api.c for the files above ---- */
+/* Unix milliseconds as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"). */
+void cz_api_time_iso(int64_t ms, char *buf, size_t cap);
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */
 enum MHD_Result cz_api_job_create(cz_req *r);
 enum MHD_Result cz_api_model_upload(cz_req *r, cz_upload_phase phase, const char *data,

@@ -959,3 +959,117 @@ cz_err_code cz_store_token_revoke(cz_store *s, const char *id, int64_t now, cz_e
   token_args a = {id, NULL, NULL, NULL, now};
   return run_txn(s, token_revoke_txn, &a, err);
 }
+
+/* ---- the per-job event log ---- */
+
+typedef struct {
+  const char *id;
+  int64_t now;
+  const cz_job_log_line *lines;
+  size_t n;
+} log_append_args;
+
+static bool valid_level(const char *l) {
+  return l && (!strcmp(l, "info") || !strcmp(l, "warn") || !strcmp(l, "error"));
+}
+
+static cz_err_code job_log_append_txn(cz_store *s, void *cls, cz_error *err) {
+  log_append_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT coalesce((SELECT max(seq) FROM job_events WHERE job_id = ?1), 0) "
+                              "FROM jobs WHERE id = ?1", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "job %s not found", a->id);
+  }
+  int64_t seq = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if ((rc = prepare(s, "INSERT INTO job_events (job_id, seq, at, level, event, message) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", &st, err)))
+    return rc;
+  for (size_t i = 0; i < a->n && !rc; i++) {
+    const cz_job_log_line *l = &a->lines[i];
+    if (!valid_level(l->level) || !l->event || !l->message) {
+      rc = cz_err_set(err, CZ_E_INVALID_ARGUMENT, "log line %zu: level must be info, warn or error", i);
+      break;
+    }
+    size_t len = strlen(l->message);
+    if (len > CZ_JOB_LOG_MAX_MESSAGE) len = CZ_JOB_LOG_MAX_MESSAGE;
+    sqlite3_reset(st);
+    bind_text(st, 1, a->id);
+    sqlite3_bind_int64(st, 2, ++seq);
+    sqlite3_bind_int64(st, 3, a->now);
+    bind_text(st, 4, l->level);
+    bind_text(st, 5, l->event);
+    sqlite3_bind_text(st, 6, l->message, (int)len, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_error(s, err, "appending to the job log");
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+cz_err_code cz_store_job_log_append(cz_store *s, const char *id, int64_t now,
+                                    const cz_job_log_line *lines, size_t n, cz_error *err) {
+  if (n == 0) return CZ_E_OK;
+  if (n > CZ_JOB_LOG_MAX_LINES)
+    return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "%zu log lines at once; the limit is %d", n,
+                      CZ_JOB_LOG_MAX_LINES);
+  log_append_args a = {id, now, lines, n};
+  return run_txn(s, job_log_append_txn, &a, err);
+}
+
+typedef struct {
+  const char *id;
+  int64_t since;
+  int limit;
+} log_read_args;
+
+static void bind_log_read(sqlite3_stmt *st, const void *cls) {
+  const log_read_args *a = cls;
+  bind_text(st, 1, a->id);
+  sqlite3_bind_int64(st, 2, a->since);
+  sqlite3_bind_int(st, 3, a->limit);
+}
+
+cz_err_code cz_store_job_log(cz_store *s, const char *id, int64_t since, int limit,
+                             json_t **out, cz_error *err) {
+  if (limit < 1 || limit > CZ_JOB_LOG_MAX_LINES) limit = CZ_JOB_LOG_MAX_LINES;
+  if (since < 0) since = 0;
+  log_read_args a = {id, since, limit};
+  /* one statement, so the state and the bounds agree with the lines (a job that has no line
+   * past `since` still gives one row, with NULL seq) */
+  json_t *rows;
+  cz_err_code rc = query(
+      s,
+      "SELECT j.state AS state, "
+      "coalesce((SELECT min(seq) FROM job_events WHERE job_id = j.id), 0) AS first_seq, "
+      "coalesce((SELECT max(seq) FROM job_events WHERE job_id = j.id), 0) AS last_seq, "
+      "e.seq AS seq, e.at AS at, e.level AS level, e.event AS event, e.message AS message "
+      "FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id AND e.seq > ?2 "
+      "WHERE j.id = ?1 ORDER BY e.seq LIMIT ?3",
+      bind_log_read, &a, &rows, err);
+  if (rc) return rc;
+  if (json_array_size(rows) == 0) {
+    json_decref(rows);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "job %s not found", id);
+  }
+  json_t *first = json_array_get(rows, 0);
+  json_t *lines = json_array();
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) {
+    if (json_is_null(json_object_get(row, "seq"))) continue;
+    json_array_append_new(lines, json_pack("{s:O, s:O, s:O, s:O, s:O}", "seq", json_object_get(row, "seq"),
+                                           "at", json_object_get(row, "at"), "level",
+                                           json_object_get(row, "level"), "event",
+                                           json_object_get(row, "event"), "message",
+                                           json_object_get(row, "message")));
+  }
+  *out = json_pack("{s:O, s:O, s:O, s:o}", "state", json_object_get(first, "state"), "first_seq",
+                   json_object_get(first, "first_seq"), "last_seq",
+                   json_object_get(first, "last_seq"), "lines", lines);
+  json_decref(rows);
+  return *out ? CZ_E_OK : cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+}

@@ -180,4 +180,30 @@ cz_err_code cz_store_calibration_get(cz_store *s, const char *id, json_t **out, 
 cz_err_code cz_store_calibration_list(cz_store *s, int limit, int64_t before_seq, json_t **items,
                                       int64_t *next_seq, cz_error *err);
 
+/* ---- the per-job event log (migration 0013-job-log) ----
+ * State changes (queued, claimed, requeued, released, cancel requested, succeeded, failed,
+ * canceled, retried) are logged by triggers in the same transaction as the change; the daemon
+ * appends what no row shows (progress, per-tensor results, a lost lease). Lines are numbered
+ * per job from 1; only the newest CZ_JOB_LOG_MAX_LINES are kept, so a job's log has a bounded
+ * size whatever the model or the number of restarts. */
+#define CZ_JOB_LOG_MAX_LINES 1000    /* per job; migrations/0013-job-log.sql's cap trigger
+                                        repeats this number (test_store checks they agree) */
+#define CZ_JOB_LOG_MAX_MESSAGE 1024  /* bytes of one message; longer ones are cut */
+typedef struct {
+  const char *level;     /* "info", "warn" or "error" */
+  const char *event;     /* a short name: "progress", "tensor", "lease_lost", ... */
+  const char *message;   /* free text, cut to CZ_JOB_LOG_MAX_MESSAGE bytes */
+} cz_job_log_line;
+/* Append n lines (n <= CZ_JOB_LOG_MAX_LINES) to job id's log in one transaction, stamped now.
+ * Not fenced by the lease: a worker that lost its job may still say so. NOT_FOUND if there
+ * is no such job, INVALID_ARGUMENT for an unknown level. */
+cz_err_code cz_store_job_log_append(cz_store *s, const char *id, int64_t now,
+                                    const cz_job_log_line *lines, size_t n, cz_error *err);
+/* The lines of job id with seq > since, oldest first, at most limit (1..CZ_JOB_LOG_MAX_LINES),
+ * read in one statement: *out = {"state": the job's state, "first_seq", "last_seq" (0 when the
+ * log is empty), "lines": [{"seq", "at", "level", "event", "message"}]} (new reference).
+ * NOT_FOUND if there is no such job. */
+cz_err_code cz_store_job_log(cz_store *s, const char *id, int64_t since, int limit,
+                             json_t **out, cz_error *err);
+
 #endif

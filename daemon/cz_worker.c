@@ -5,6 +5,8 @@
 #include "cz_worker.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,12 @@
 /* A lease outlives a few missed heartbeats; only another process would ever act on it. */
 #define LEASE_MS 30000
 #define MAX_JOBS 8
+/* The job log (cz_store_job_log_append) gets a progress line at each tenth of the bytes and
+ * otherwise at most this often, so a long job's log stays far below CZ_JOB_LOG_MAX_LINES. */
+#define PROGRESS_LOG_MS 60000
+/* Per-tensor result lines written when a job succeeds; the report has every tensor, the log
+ * names the first ones so that it stays readable (and within its cap) for large models. */
+#define TENSOR_LOG_LINES 512
 
 typedef struct job job;
 
@@ -68,6 +76,10 @@ struct job {
   bool crash_hook;          /* test build only: abort() in the first task (see crash_hook_armed) */
   bool finalizing;
   struct timespec t0;
+  /* the job log: last progress line written, and whether the lost lease was said */
+  int64_t log_last_ms;
+  int log_tenth;
+  bool log_lease_lost;
   /* results of finalize */
   uv_work_t fin_req;
   char artifact_sha[65], report_sha[65];
@@ -105,6 +117,59 @@ static void job_remove(job *j) {
 
 static void heartbeat_job(job *j, bool *cancel, cz_error *e);
 
+/* One line to the job's log; a failure is logged and otherwise ignored (the log is a view of
+ * the job, never a reason to fail it). */
+static void job_log(job *j, const char *level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void job_log(job *j, const char *level, const char *event, const char *fmt, ...) {
+  char msg[CZ_JOB_LOG_MAX_MESSAGE + 1];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cz_job_log_line l = {level, event, msg};
+  cz_error e = {0};
+  if (cz_store_job_log_append(j->w->store, j->id, now_ms(), &l, 1, &e))
+    cz_log(CZ_LOG_WARN, "job log append failed", "job", j->id, "error", e.msg, NULL);
+}
+
+/* Before a success is recorded: one line per tensor (type, bits per weight, error) from the
+ * report, up to TENSOR_LOG_LINES, appended in one transaction. */
+static void log_tensor_results(job *j) {
+  json_t *tensors = json_object_get(j->report, "tensors");
+  size_t n = json_array_size(tensors), shown = n < TENSOR_LOG_LINES ? n : TENSOR_LOG_LINES;
+  if (shown == 0) return;
+  cz_job_log_line *lines = calloc(shown + 1, sizeof *lines);
+  char (*msgs)[256] = calloc(shown + 1, sizeof *msgs);
+  if (!lines || !msgs) {
+    free(lines);
+    free(msgs);
+    return;
+  }
+  for (size_t i = 0; i < shown; i++) {
+    json_t *t = json_array_get(tensors, i);
+    const char *out = json_string_value(json_object_get(t, "output_type"));
+    json_t *bpw = json_object_get(t, "bpw"), *rel = json_object_get(t, "rel_l2");
+    snprintf(msgs[i], sizeof msgs[i], "%s: %s -> %s, %.3f bits/weight, relative error %.3g",
+             json_string_value(json_object_get(t, "name")),
+             json_string_value(json_object_get(t, "input_dtype")), out && *out ? out : "transformed",
+             json_is_number(bpw) ? json_number_value(bpw) : 0.0,
+             json_is_number(rel) ? json_number_value(rel) : 0.0);
+    lines[i] = (cz_job_log_line){"info", "tensor", msgs[i]};
+  }
+  size_t k = shown;
+  if (n > shown) {
+    snprintf(msgs[k], sizeof msgs[k], "%zu more tensors: see the report", n - shown);
+    lines[k] = (cz_job_log_line){"info", "tensor", msgs[k]};
+    k++;
+  }
+  cz_error e = {0};
+  if (cz_store_job_log_append(j->w->store, j->id, now_ms(), lines, k, &e))
+    cz_log(CZ_LOG_WARN, "job log append failed", "job", j->id, "error", e.msg, NULL);
+  free(lines);
+  free(msgs);
+}
+
 static void record_outcome(job *j) {
   cz_worker *w = j->w;
   cz_error e = {0};
@@ -124,6 +189,7 @@ static void record_outcome(job *j) {
   } else {
     cz_job_outcome o = {0};
     if (j->rc == CZ_E_OK) {
+      log_tensor_results(j);  /* before the state line, so that a follower sees them all */
       o.state = "succeeded";
       o.artifact_sha256 = j->artifact_sha;
       o.artifact_bytes = j->artifact_bytes;
@@ -300,6 +366,10 @@ static cz_err_code job_prepare(job *j, json_t *row, cz_error *err) {
   cz_blob_writer_mark_random_access(&j->out);
   if ((rc = cz_run_begin(j->run, j->out.fd, err))) return rc;
   j->n_tasks = cz_run_n_tasks(j->run);
+  uint64_t td, tt, bd, bt;
+  cz_run_progress(j->run, &td, &tt, &bd, &bt);
+  job_log(j, "info", "planned", "%" PRIu64 " tensors in %zu tasks, %" PRIu64 " bytes to process%s",
+          tt, j->n_tasks, bt, j->imatrix ? " (with a calibration)" : "");
   return CZ_E_OK;
 }
 
@@ -337,9 +407,25 @@ static void heartbeat_job(job *j, bool *cancel, cz_error *e) {
   uint64_t td, tt, bd, bt;
   cz_run_progress(j->run, &td, &tt, &bd, &bt);
   *cancel = false;
-  if (cz_store_job_heartbeat(j->w->store, j->id, j->w->owner, td, tt, bd, bt, LEASE_MS, now_ms(),
-                             cancel, e))
+  int64_t now = now_ms();
+  if (cz_store_job_heartbeat(j->w->store, j->id, j->w->owner, td, tt, bd, bt, LEASE_MS, now,
+                             cancel, e)) {
     cz_log(CZ_LOG_WARN, "heartbeat failed", "job", j->id, "error", e->msg, NULL);
+    if (e->code == CZ_E_CONFLICT && !j->log_lease_lost) {
+      j->log_lease_lost = true;
+      job_log(j, "warn", "lease_lost", "this worker (%s) no longer holds the job: %s",
+              j->w->owner, e->msg);
+    }
+    return;
+  }
+  /* a line per tenth of the bytes, or every PROGRESS_LOG_MS while something moves */
+  int tenth = bt ? (int)(bd * 10 / bt) : 0;
+  if (bt && bd < bt && (tenth > j->log_tenth || (now - j->log_last_ms >= PROGRESS_LOG_MS && bd))) {
+    j->log_tenth = tenth;
+    j->log_last_ms = now;
+    job_log(j, "info", "progress", "%" PRIu64 " of %" PRIu64 " tensors done, %d%% of the bytes",
+            td, tt, (int)(bd * 100 / bt));
+  }
 }
 
 static void heartbeat(cz_worker *w) {

@@ -886,6 +886,82 @@ static void test_job_list(void) {
   cz_store_close(s);
 }
 
+/* The event log: triggers write the state changes (queued, claimed, requeued after a crash,
+ * released, failed), appends number on, the cap keeps the newest CZ_JOB_LOG_MAX_LINES (the
+ * migration's trigger must say the same number), and a deleted job takes its lines along. */
+static void test_job_log(void) {
+  fresh();
+  cz_store *s = open_store();
+  cz_error err = {0};
+  CHECK(add_model(s, "mdl_a", "aa", 1) == CZ_E_OK);
+  CHECK(add_job(s, "job_1", "mdl_a", 2, 10) == CZ_E_OK);
+  char buf[64];
+  CHECK_EQ_STR(claim(s, "w1", 20, buf, sizeof buf), "job_1");
+  cz_job_log_line l[2] = {{"info", "progress", "half"}, {"warn", "lease_lost", "gone"}};
+  CHECK(cz_store_job_log_append(s, "job_1", 30, l, 2, &err) == CZ_E_OK);
+  CHECK(cz_store_job_log_append(s, "job_nope", 30, l, 1, &err) == CZ_E_NOT_FOUND);
+  cz_job_log_line bad = {"loud", "x", "y"};
+  CHECK(cz_store_job_log_append(s, "job_1", 30, &bad, 1, &err) == CZ_E_INVALID_ARGUMENT);
+  int req, fail;
+  CHECK(cz_store_recover(s, 40, &req, &fail, &err) == CZ_E_OK);   /* a crash: requeued */
+  CHECK_EQ_STR(claim(s, "w2", 50, buf, sizeof buf), "job_1");
+  CHECK(cz_store_job_release(s, "job_1", "w2", 60, &err) == CZ_E_OK);  /* shutdown */
+  CHECK_EQ_STR(claim(s, "w3", 70, buf, sizeof buf), "job_1");
+  cz_job_outcome o = {.state = "failed", .error_code = "io_error", .error_message = "disk"};
+  CHECK(cz_store_job_finish(s, "job_1", "w3", &o, 80, &err) == CZ_E_OK);
+  json_t *log = NULL;
+  CHECK(cz_store_job_log(s, "job_1", 0, 100, &log, &err) == CZ_E_OK);
+  static const char *const want[][3] = {
+      {"queued", "info", "queued on model mdl_a"},
+      {"claimed", "info", "claimed by w1, attempt 1 of 2"},
+      {"progress", "info", "half"},
+      {"lease_lost", "warn", "gone"},
+      {"requeued", "warn", "back in the queue: the daemon stopped during attempt 1 of 2"},
+      {"claimed", "info", "claimed by w2, attempt 2 of 2"},
+      {"released", "info", "handed back to the queue at shutdown (the attempt is not counted)"},
+      {"claimed", "info", "claimed by w3, attempt 2 of 2"},
+      {"failed", "error", "failed: io_error: disk"},
+  };
+  json_t *lines = json_object_get(log, "lines");
+  CHECK_EQ_INT(json_array_size(lines), sizeof want / sizeof want[0]);
+  for (size_t i = 0; i < json_array_size(lines) && i < sizeof want / sizeof want[0]; i++) {
+    json_t *ln = json_array_get(lines, i);
+    CHECK_EQ_INT(int_of(ln, "seq"), (json_int_t)i + 1);
+    CHECK_EQ_STR(str_of(ln, "event"), want[i][0]);
+    CHECK_EQ_STR(str_of(ln, "level"), want[i][1]);
+    CHECK_EQ_STR(str_of(ln, "message"), want[i][2]);
+  }
+  CHECK_EQ_STR(str_of(log, "state"), "failed");
+  json_decref(log);
+  /* since and limit */
+  CHECK(cz_store_job_log(s, "job_1", 7, 1, &log, &err) == CZ_E_OK);
+  CHECK_EQ_INT(json_array_size(json_object_get(log, "lines")), 1);
+  CHECK_EQ_INT(int_of(json_array_get(json_object_get(log, "lines"), 0), "seq"), 8);
+  CHECK_EQ_INT(int_of(log, "last_seq"), 9);
+  json_decref(log);
+  CHECK(cz_store_job_log(s, "job_nope", 0, 10, &log, &err) == CZ_E_NOT_FOUND);
+  /* the cap: fill well past it; the newest CZ_JOB_LOG_MAX_LINES stay, numbering goes on */
+  static cz_job_log_line many[CZ_JOB_LOG_MAX_LINES];
+  for (int i = 0; i < CZ_JOB_LOG_MAX_LINES; i++) many[i] = (cz_job_log_line){"info", "tensor", "t"};
+  CHECK(cz_store_job_log_append(s, "job_1", 90, many, CZ_JOB_LOG_MAX_LINES, &err) == CZ_E_OK);
+  CHECK(cz_store_job_log_append(s, "job_1", 91, many, 5, &err) == CZ_E_OK);
+  CHECK_EQ_INT(raw_int("SELECT count(*) FROM job_events WHERE job_id = 'job_1'"), CZ_JOB_LOG_MAX_LINES);
+  CHECK(cz_store_job_log(s, "job_1", 0, CZ_JOB_LOG_MAX_LINES, &log, &err) == CZ_E_OK);
+  CHECK_EQ_INT(int_of(log, "first_seq"), 9 + CZ_JOB_LOG_MAX_LINES + 5 - CZ_JOB_LOG_MAX_LINES + 1);
+  CHECK_EQ_INT(int_of(log, "last_seq"), 9 + CZ_JOB_LOG_MAX_LINES + 5);
+  json_decref(log);
+  /* a long message is cut */
+  static char longmsg[CZ_JOB_LOG_MAX_MESSAGE * 2];
+  memset(longmsg, 'x', sizeof longmsg - 1);
+  cz_job_log_line lm = {"info", "progress", longmsg};
+  CHECK(cz_store_job_log_append(s, "job_1", 92, &lm, 1, &err) == CZ_E_OK);
+  CHECK_EQ_INT(raw_int("SELECT length(message) FROM job_events WHERE job_id = 'job_1' ORDER BY seq DESC LIMIT 1"),
+               CZ_JOB_LOG_MAX_MESSAGE);
+  CHECK(raw_exec("DELETE FROM jobs WHERE id = 'job_1'"));
+  CHECK_EQ_INT(raw_int("SELECT count(*) FROM job_events"), 0);
+  cz_store_close(s);
+}
+
 int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_open_schema),         CZ_TEST(test_newer_schema_refused),
@@ -894,7 +970,7 @@ int main(void) {
       CZ_TEST(test_job_insert_claim),    CZ_TEST(test_concurrent_claims),
       CZ_TEST(test_heartbeat_and_fencing), CZ_TEST(test_finish_and_cancel),
       CZ_TEST(test_release),             CZ_TEST(test_recover),
-      CZ_TEST(test_job_list),
+      CZ_TEST(test_job_list),            CZ_TEST(test_job_log),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   if (dir[0]) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
