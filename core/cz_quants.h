@@ -60,6 +60,13 @@ bool cz_q4_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q5_0_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q5_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 
+/* AVX2 twin of q8_0's reference (cz_type.c; same bytes for finite input), used by its quantize;
+ * and the F16C twin of the F16 -> F32 row converter (same floats for every half; the type
+ * table's to_f32 for F16 uses it). Both return false, writing nothing, without the CPU
+ * feature. */
+bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n);
+bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n);
+
 /* ---- non-linear and ternary: iq4_nl iq4_xs mxfp4 tq1_0 tq2_0 (cz_quants_iq.c) -------------- */
 
 void cz_iq4_nl_to_f32(const void *src, float *dst, int64_t n);

@@ -255,11 +255,117 @@ static void f8e5m2_from_f32(const float *src, void *dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) d[i] = cz_fp32_to_f8e5m2(src[i]);
 }
 
-/* The file path equals the reference for Q8_0, which has no weighted variant. */
+/* ---- AVX2 twins: Q8_0 and F16 -> F32 ------------------------------------------------------- */
+
+/* Q8_0: a block's |x| maximum (exact in any order for finite input, which is all the pipeline
+ * passes), the scalar code's scale, inverse and fp16, then roundf(x * id) lane by lane:
+ * truncate, and step one away from zero when the exact remainder is at least a half (roundf
+ * rounds half away from zero), keeping the low byte of the int32 as the scalar cast does.
+ * F16 -> F32: vcvtph2ps is exact, as cz_fp16_to_fp32, for every half but NaNs (it quiets a
+ * signaling NaN, the scalar keeps its bits): groups of 8 holding a NaN take the scalar. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define CZ_AVX2 __attribute__((target("avx2")))
+#define CZ_F16C __attribute__((target("avx2,f16c")))
+
+CZ_AVX2 static void q8_0_avx2(const float *src, unsigned char *dst, int64_t nb) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int64_t i = 0; i < nb; i++) {
+    const float *x = src + i * CZ_QK8_0;
+    __m256 v[4];
+    for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    const float amax = _mm_cvtss_f32(h);
+    const float d = amax / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    cz_block_q8_0 b;
+    b.d = cz_fp32_to_fp16(d);
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) {
+      const __m256 p = _mm256_mul_ps(v[k], vid);
+      const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(p, t));
+      const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ),
+                                        _mm256_or_ps(one, _mm256_and_ps(sign, p)));
+      q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+    }
+    /* the low byte of each code, as the scalar (int8_t) cast keeps it: masked first, so the
+     * unsigned saturating packs pass it through (also the 0x80000000 that cvttps gives for
+     * the infinite x * id of a block whose d is subnormal, where 1 / d overflows) */
+    const __m256i lo = _mm256_set1_epi32(0xFF);
+    for (int k = 0; k < 4; k++) q[k] = _mm256_and_si256(q[k], lo);
+    const __m256i b16 = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+    _mm256_storeu_si256((__m256i *)b.qs,
+                        _mm256_permutevar8x32_epi32(b16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
+CZ_F16C static void f16_to_f32_f16c(const unsigned char *s, float *dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)(s + 2 * i));
+    /* NaN: exponent all ones and a nonzero mantissa, i.e. (h & 0x7fff) > 0x7c00 */
+    const __m128i mag = _mm_and_si128(h, _mm_set1_epi16(0x7fff));
+    if (_mm_movemask_epi8(_mm_cmpgt_epi16(mag, _mm_set1_epi16(0x7c00)))) {
+      for (int k = 0; k < 8; k++) {
+        uint16_t v;
+        memcpy(&v, s + 2 * (i + k), sizeof v);
+        dst[i + k] = cz_fp16_to_fp32(v);
+      }
+      continue;
+    }
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; i++) {
+    uint16_t v;
+    memcpy(&v, s + 2 * i, sizeof v);
+    dst[i] = cz_fp16_to_fp32(v);
+  }
+}
+
+bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  if (!__builtin_cpu_supports("avx2")) return false;
+  q8_0_avx2(src, dst, n / CZ_QK8_0);
+  return true;
+}
+
+bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n) {
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) return false;
+  f16_to_f32_f16c(src, dst, n);
+  return true;
+}
+#else
+bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  (void)src, (void)dst, (void)n;
+  return false;
+}
+
+bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n) {
+  (void)src, (void)dst, (void)n;
+  return false;
+}
+#endif
+
+/* The table's F16 converter: the F16C twin when the CPU has it. */
+static void f16_to_f32_fast(const void *src, float *dst, int64_t n) {
+  if (!cz_f16_to_f32_f16c(src, dst, n)) f16_to_f32(src, dst, n);
+}
+
+/* The file path equals the reference for Q8_0, which has no weighted variant; it runs the
+ * AVX2 twin (same bytes) when the CPU has AVX2. */
 static size_t q8_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                             const float *imatrix) {
   (void)imatrix;
   const size_t row = (size_t)(n_per_row / CZ_QK8_0) * sizeof(cz_block_q8_0);
+  if (cz_q8_0_from_f32_avx2(src, dst, nrows * n_per_row)) return (size_t)nrows * row;
   for (int64_t r = 0; r < nrows; r++)
     q8_0_from_f32(src + r * n_per_row, (unsigned char *)dst + (size_t)r * row, n_per_row);
   return (size_t)nrows * row;
@@ -284,7 +390,7 @@ static size_t q8_0_quantize(const float *src, void *dst, int64_t nrows, int64_t 
 
 static const cz_type_traits type_table[CZ_TYPE_COUNT] = {
     [CZ_TYPE_F32] = PLAIN("f32", "F32", true, 4, 32, f32_to_f32, f32_from_f32),
-    [CZ_TYPE_F16] = PLAIN("f16", "F16", true, 2, 16, f16_to_f32, f16_from_f32),
+    [CZ_TYPE_F16] = PLAIN("f16", "F16", true, 2, 16, f16_to_f32_fast, f16_from_f32),
     [CZ_TYPE_Q4_0] = BLOCKQ("q4_0", true, 32, 18, cz_q4_0_to_f32, cz_q4_0_from_f32, cz_q4_0_quantize, false),
     [CZ_TYPE_Q4_1] = BLOCKQ("q4_1", true, 32, 20, cz_q4_1_to_f32, cz_q4_1_from_f32, cz_q4_1_quantize, false),
     [CZ_TYPE_Q5_0] = BLOCKQ("q5_0", true, 32, 22, cz_q5_0_to_f32, cz_q5_0_from_f32, cz_q5_0_quantize, false),

@@ -1,7 +1,9 @@
-/* test_type: the type table and the fp16/bf16/Q8_0 primitives against independent references. */
+/* test_type: the type table and the fp16/bf16/Q8_0 primitives against independent references;
+ * the AVX2 twin of Q8_0 and the F16C twin of F16 -> F32 against the scalar code. */
 #include <math.h>
 #include <stdint.h>
 
+#include "cz_quants.h"
 #include "cz_type.h"
 #include "cz_test.h"
 
@@ -349,6 +351,81 @@ static const expected_row *expected_for(int id) {
 }
 
 /* Every id from -1 past the end: listed ids have the expected row, every other id is a hole. */
+/* The AVX2 Q8_0 twin writes the scalar reference's bytes: random magnitudes over 20 binades,
+ * blocks aimed at roundf's halves (x * id landing on k + 0.5 of both signs), zeros of both
+ * signs, a lone value, subnormals, large values, ties for the maximum; and the table's
+ * quantize, which takes the twin on an AVX2 CPU. */
+static void test_q8_0_avx2(void) {
+  enum { NB = 4096, N = NB * CZ_QK8_0 };
+  static float x[N];
+  static cz_block_q8_0 want[NB];
+  static unsigned char got[sizeof want + 2];
+  for (int b = 0; b < NB; b++) {
+    float *y = x + b * CZ_QK8_0;
+    const int pos = (int)(rng_next() % 32);
+    for (int j = 0; j < 32; j++)
+      y[j] = (float)((double)(int64_t)rng_next() / 0x1p63 * ldexp(1, (int)(rng_next() % 20) - 10));
+    switch (b % 8) {
+      case 0: /* halves: amax 127 gives id 1 exactly, so x * id = k + 0.5 */
+        for (int j = 0; j < 32; j++) y[j] = (float)((int)(rng_next() % 253) - 126) + (j % 2 ? 0.5f : -0.5f);
+        y[pos] = b % 16 ? 127.0f : -127.0f;
+        break;
+      case 1: for (int j = 0; j < 32; j++) y[j] = j % 2 ? 0.0f : -0.0f; break;
+      case 2: for (int j = 0; j < 32; j++) y[j] = 0.0f; y[pos] = -3.0f; break;
+      case 3: for (int j = 0; j < 32; j++) y[j] *= 1e-40f; break;
+      case 4: for (int j = 0; j < 32; j++) y[j] *= 1e30f; break;
+      case 5: y[pos] = 2.0f; y[(pos + 5) % 32] = -2.0f; break;
+      default: break;
+    }
+  }
+  cz_quantize_row_q8_0(x, want, N);
+  if (!__builtin_cpu_supports("avx2")) {
+    CHECK(!cz_q8_0_from_f32_avx2(x, got, N));
+    printf("# no AVX2: only the fallback checked\n");
+    return;
+  }
+  memset(got, 0x5A, sizeof got);
+  CHECK(cz_q8_0_from_f32_avx2(x, got + 1, N));
+  CHECK(memcmp(got + 1, want, sizeof want) == 0);
+  CHECK(got[0] == 0x5A && got[sizeof want + 1] == 0x5A);
+  size_t bad = 0;
+  for (size_t i = 0; i < sizeof want; i++) bad += got[1 + i] != ((unsigned char *)want)[i];
+  if (bad) printf("# q8_0 avx2: %zu bytes differ\n", bad);
+  memset(got, 0, sizeof got);
+  CHECK_EQ_INT(cz_type_get(CZ_TYPE_Q8_0)->quantize(x, got, NB / 32, 32 * CZ_QK8_0, NULL),
+               sizeof want);
+  CHECK(memcmp(got, want, sizeof want) == 0);
+}
+
+/* The F16C converter gives cz_fp16_to_fp32's bits for all 65536 halves, NaNs included, at
+ * every offset (odd byte addresses, lengths that leave a scalar tail); so does the table. */
+static void test_f16_to_f32_f16c(void) {
+  static unsigned char h[2 * 65536 + 1];
+  static float got[65536], want[65536];
+  for (uint32_t i = 0; i < 65536; i++) {
+    const uint16_t v = (uint16_t)i;
+    memcpy(h + 1 + 2 * i, &v, 2);
+    want[i] = cz_fp16_to_fp32(v);
+  }
+  if (!__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("avx2")) {
+    CHECK(!cz_f16_to_f32_f16c(h + 1, got, 65536));
+    printf("# no F16C: only the fallback checked\n");
+    return;
+  }
+  for (int tail = 0; tail < 8; tail++) {
+    const int64_t n = 65536 - tail;
+    memset(got, 0, sizeof got);
+    CHECK(cz_f16_to_f32_f16c(h + 1, got, n));
+    size_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += bits_of(got[i]) != bits_of(want[i]);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(bits_of(got[n - 1]) == bits_of(want[n - 1]));
+  }
+  memset(got, 0, sizeof got);
+  cz_type_get(CZ_TYPE_F16)->to_f32(h + 1, got, 65536);
+  CHECK(memcmp(got, want, sizeof got) == 0);
+}
+
 static void test_table_rows(void) {
   for (int id = -2; id < CZ_TYPE_COUNT + 3; id++) {
     const cz_type_traits *tr = cz_type_get(id);
@@ -584,7 +661,8 @@ int main(void) {
       CZ_TEST(test_fp16_exhaustive),    CZ_TEST(test_fp32_to_fp16_sweep),
       CZ_TEST(test_fp32_to_fp16_ties),  CZ_TEST(test_bf16_exhaustive),
       CZ_TEST(test_fp32_to_bf16_sweep), CZ_TEST(test_q8_0_known_block),
-      CZ_TEST(test_q8_0_random_rows),   CZ_TEST(test_table_rows),
+      CZ_TEST(test_q8_0_random_rows),   CZ_TEST(test_q8_0_avx2),
+      CZ_TEST(test_f16_to_f32_f16c),    CZ_TEST(test_table_rows),
       CZ_TEST(test_table_converters),   CZ_TEST(test_name_lookups),
       CZ_TEST(test_row_size),           CZ_TEST(test_f8_e4m3_exhaustive),
       CZ_TEST(test_f8_e5m2_exhaustive),
