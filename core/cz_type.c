@@ -285,7 +285,6 @@ CZ_AVX2 static void q8_0_avx2(const float *src, unsigned char *dst, int64_t nb) 
     const float d = amax / 127;
     const float id = d ? 1.0f / d : 0.0f;
     cz_block_q8_0 b;
-    b.d = cz_fp32_to_fp16(d);
     const __m256 vid = _mm256_set1_ps(id);
     __m256i q[4];
     for (int k = 0; k < 4; k++) {
@@ -304,6 +303,10 @@ CZ_AVX2 static void q8_0_avx2(const float *src, unsigned char *dst, int64_t nb) 
     const __m256i b16 = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
     _mm256_storeu_si256((__m256i *)b.qs,
                         _mm256_permutevar8x32_epi32(b16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    /* the scalar fp16 conversion last, with clean upper halves: SSE code after 256-bit code
+     * without vzeroupper stalls (GCC inserts none before this call) */
+    _mm256_zeroupper();
+    b.d = cz_fp32_to_fp16(d);
     memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
   }
 }
