@@ -821,9 +821,23 @@ static void q6k_decode(const q6k_block *b, float *y) {
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define CZ_AVX2 __attribute__((target("avx2")))
+#define CZ_AVX2 __attribute__((target("avx2,f16c")))
 
-static bool have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+static bool have_avx2(void) {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+}
+
+/* h2f without a call into SSE code (which stalls on dirty upper halves): vcvtph2ps gives
+ * cz_fp16_to_fp32's bits for every half but a signaling NaN, and the halves decoded here are
+ * the encoder's own scales, from cz_fp32_to_fp16, which writes only the quiet 0x7E00. */
+CZ_AVX2 static inline float h2f_avx2(uint16_t h) { return _cvtsh_ss(h); }
+
+/* cz_fp32_to_fp16 (NaN and rounding exactly as ggml's scalar) behind a vzeroupper, which GCC
+ * does not always put before the call. */
+CZ_AVX2 static inline uint16_t f2h_avx2(float f) {
+  _mm256_zeroupper();
+  return cz_fp32_to_fp16(f);
+}
 
 CZ_AVX2 static inline __m256i v_nearest(__m256 f) {
   const __m256 v = _mm256_add_ps(f, _mm256_set1_ps(12582912.f));
@@ -1056,9 +1070,9 @@ CZ_AVX2 static inline void v_reround(const float *x, int n, float dm, float d, i
 
 CZ_AVX2 static void q2k_finish_avx2(const float *x, uint8_t *L, q2k_block *y) {
   for (int j = 0; j < 16; j++) {
-    const float d = h2f(y->d) * (y->scales[j] & 0xF);
+    const float d = h2f_avx2(y->d) * (y->scales[j] & 0xF);
     if (!d) continue;
-    const float dm = h2f(y->dmin) * (y->scales[j] >> 4);
+    const float dm = h2f_avx2(y->dmin) * (y->scales[j] >> 4);
     v_reround(x + 16 * j, 16, dm, d, 0, 3, 0, L + 16 * j);
   }
   pack_2bit(L, y->qs);
@@ -1092,18 +1106,18 @@ CZ_AVX2 static void q2k_encode_avx2(const float *x, q2k_block *y) {
   if (max_scale > 0) {
     const float iscale = 15.f / max_scale;
     for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)cz_nearest_int(iscale * scales[j]);
-    y->d = cz_fp32_to_fp16(max_scale / 15.f);
+    y->d = f2h_avx2(max_scale / 15.f);
   } else {
     memset(y->scales, 0, sizeof y->scales);
-    y->d = cz_fp32_to_fp16(0.f);
+    y->d = f2h_avx2(0.f);
   }
   if (max_min > 0) {
     const float iscale = 15.f / max_min;
     for (int j = 0; j < 16; j++)
       y->scales[j] |= (uint8_t)(cz_nearest_int(iscale * mins[j]) << 4);
-    y->dmin = cz_fp32_to_fp16(max_min / 15.f);
+    y->dmin = f2h_avx2(max_min / 15.f);
   } else {
-    y->dmin = cz_fp32_to_fp16(0.f);
+    y->dmin = f2h_avx2(0.f);
   }
   q2k_finish_avx2(x, L, y);
 }
@@ -1132,8 +1146,8 @@ CZ_AVX2 static void q2k_encode_weighted_avx2(const float *x, const float *qw, q2
   q2k_fits_avx2(x, w, scales, mins, L, -0.9f, 0.05f, 36, false);
   const float dm = fit_positive(16, 15, scales, sw, Ls);
   const float mm = fit_positive(16, 15, mins, sw, Lm);
-  y->d = cz_fp32_to_fp16(dm);
-  y->dmin = cz_fp32_to_fp16(mm);
+  y->d = f2h_avx2(dm);
+  y->dmin = f2h_avx2(mm);
   for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
   q2k_finish_avx2(x, L, y);
 }
@@ -1143,7 +1157,7 @@ CZ_AVX2 static void q2k_encode_weighted_avx2(const float *x, const float *qw, q2
 CZ_AVX2 static void q3k_finish_avx2(const float *x, int8_t *L, q3k_block *y) {
   for (int j = 0; j < 16; j++) {
     const int8_t s = (int8_t)q3k_get_scale(y->scales, j);
-    const float d = h2f(y->d) * s;
+    const float d = h2f_avx2(y->d) * s;
     if (!d) continue;
     v_reround(x + 16 * j, 16, 0.0f, d, -4, 3, 4, (uint8_t *)L + 16 * j);
   }
@@ -1185,9 +1199,9 @@ CZ_AVX2 static void q3k_encode_avx2(const float *x, q3k_block *y) {
       const int8_t l = (int8_t)cz_nearest_int(iscale * scales[j]);
       q3k_put_scale(y->scales, j, clampi(l, -32, 31) + 32);
     }
-    y->d = cz_fp32_to_fp16(1 / iscale);
+    y->d = f2h_avx2(1 / iscale);
   } else {
-    y->d = cz_fp32_to_fp16(0.f);
+    y->d = f2h_avx2(0.f);
   }
   q3k_finish_avx2(x, L, y);
 }
@@ -1207,7 +1221,7 @@ CZ_AVX2 static void q3k_encode_weighted_avx2(const float *x, const float *qw, q3
   memset(y->scales, 0, sizeof y->scales);
   const float d_block = fit_symmetric(16, 32, scales, sw, Ls);
   for (int j = 0; j < 16; j++) q3k_put_scale(y->scales, j, Ls[j]);
-  y->d = cz_fp32_to_fp16(d_block);
+  y->d = f2h_avx2(d_block);
   q3k_finish_avx2(x, L, y);
 }
 
@@ -1239,8 +1253,8 @@ CZ_AVX2 static void k45_search_avx2(const float *x, int nmax, float rmin, int ns
     lm = lm < 63 ? lm : 63;
     k4_put(h->scales, j, ls, lm);
   }
-  h->d = cz_fp32_to_fp16(max_scale / 63.f);
-  h->dmin = cz_fp32_to_fp16(max_min / 63.f);
+  h->d = f2h_avx2(max_scale / 63.f);
+  h->dmin = f2h_avx2(max_min / 63.f);
 }
 
 CZ_AVX2 static void k45_search_weighted_avx2(const float *x, const float *qw, int nmax,
@@ -1264,17 +1278,17 @@ CZ_AVX2 static void k45_search_weighted_avx2(const float *x, const float *qw, in
     }
     k4_put(h->scales, j, ls, lm);
   }
-  h->d = cz_fp32_to_fp16(d_block);
-  h->dmin = cz_fp32_to_fp16(m_block);
+  h->d = f2h_avx2(d_block);
+  h->dmin = f2h_avx2(m_block);
 }
 
 CZ_AVX2 static void k45_requantize_avx2(const float *x, int nmax, const k45_head *h, uint8_t *L) {
   for (int j = 0; j < 8; j++) {
     uint8_t sc, m;
     k4_get(h->scales, j, &sc, &m);
-    const float d = h2f(h->d) * sc;
+    const float d = h2f_avx2(h->d) * sc;
     if (!d) continue;
-    v_reround(x + 32 * j, 32, h2f(h->dmin) * m, d, 0, nmax, 0, L + 32 * j);
+    v_reround(x + 32 * j, 32, h2f_avx2(h->dmin) * m, d, 0, nmax, 0, L + 32 * j);
   }
 }
 
@@ -1333,17 +1347,17 @@ CZ_AVX2 static void q6k_encode_with_avx2(const float *x, const float *qw, q6k_bl
   }
   if (max_abs < ZERO_EPS) {
     memset(y, 0, sizeof *y);
-    y->d = cz_fp32_to_fp16(0.f);
+    y->d = f2h_avx2(0.f);
     return;
   }
   const float iscale = -128.f / max_scale;
-  y->d = cz_fp32_to_fp16(1 / iscale);
+  y->d = f2h_avx2(1 / iscale);
   for (int ib = 0; ib < 16; ib++) {
     const int v = cz_nearest_int(iscale * scales[ib]);
     y->scales[ib] = (int8_t)(127 < v ? 127 : v);
   }
   for (int j = 0; j < 16; j++) {
-    const float d = h2f(y->d) * y->scales[j];
+    const float d = h2f_avx2(y->d) * y->scales[j];
     if (!d) continue;
     v_reround(x + 16 * j, 16, 0.0f, d, -32, 31, 32, (uint8_t *)L + 16 * j);
   }
