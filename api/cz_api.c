@@ -19,6 +19,7 @@
 #include "cz_log.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
+#include "cz_webhook.h"
 
 #define MAX_NAME_LEN 255        /* a model's display name, in bytes */
 
@@ -344,6 +345,22 @@ static json_t *job_json(json_t *row) {
   return o;
 }
 
+/* The job's webhook and its delivery, without the secret; null when it has none. */
+static json_t *webhook_json(cz_api *api, const char *job_id) {
+  json_t *w;
+  cz_error e = {0};
+  if (cz_store_webhook_get(api->store, job_id, &w, &e)) return json_null();
+  json_t *o = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:o, s:o}", "url",
+                        col(w, "url"), "state", col(w, "state"), "id", col(w, "msg_id"),
+                        "event", col(w, "event"), "attempts", col(w, "attempts"),
+                        "max_attempts", col(w, "max_attempts"), "last_status",
+                        col(w, "last_status"), "last_error", col(w, "last_error"),
+                        "next_attempt_at", time_json(col(w, "next_attempt_at")),
+                        "delivered_at", time_json(col(w, "delivered_at")));
+  json_decref(w);
+  return o ? o : json_null();
+}
+
 static enum MHD_Result reply_job(cz_req *r, unsigned status, const char *id) {
   cz_api *api = r->app;
   json_t *row;
@@ -351,7 +368,26 @@ static enum MHD_Result reply_job(cz_req *r, unsigned status, const char *id) {
   if (cz_store_job_get(api->store, id, &row, &e)) return cz_reply_err(r, &e);
   json_t *body = job_json(row);
   json_decref(row);
+  json_object_set_new(body, "webhook", webhook_json(api, id));
   return cz_reply_json(r, status, body);
+}
+
+/* "webhook": {"url": "http(s)://...", "secret": "whsec_..."}, both required, nothing else. */
+static bool parse_webhook(const json_t *wh, const char **url, const char **secret,
+                          cz_error *err) {
+  json_error_t jerr;
+  uint8_t key[CZ_WEBHOOK_MAX_KEY];
+  size_t key_len;
+  if (json_unpack_ex((json_t *)wh, &jerr, JSON_STRICT, "{s:s, s:s}", "url", url, "secret",
+                     secret) != 0) {
+    cz_err_set(err, CZ_E_INVALID_ARGUMENT,
+               "webhook must be {\"url\": \"http(s)://...\", \"secret\": \"whsec_...\"}: %s",
+               jerr.text);
+    return false;
+  }
+  bool ok = cz_webhook_url_valid(*url, err) && cz_webhook_secret_decode(*secret, key, &key_len, err);
+  memset(key, 0, sizeof key);
+  return ok;
 }
 
 /* Plan the recipe against the model now, so that a job that cannot run is refused at submit
@@ -396,9 +432,11 @@ static enum MHD_Result h_job_create(cz_req *r) {
   if (!body) return cz_reply_error(r, CZ_E_INVALID_RECIPE, "body is not valid JSON: %s", jerr.text);
   cz_error e = {0};
   cz_recipe *rec = NULL;
-  static const char *const extra[] = {"model", "calibration", "dry_run", NULL};
+  static const char *const extra[] = {"model", "calibration", "dry_run", "webhook", NULL};
   const char *model = json_string_value(json_object_get(body, "model"));
-  const json_t *calib = json_object_get(body, "calibration"), *dry = json_object_get(body, "dry_run");
+  const json_t *calib = json_object_get(body, "calibration"), *dry = json_object_get(body, "dry_run"),
+               *wh = json_object_get(body, "webhook");
+  const char *wh_url = NULL, *wh_secret = NULL;
   cz_imatrix *im = NULL;
   json_t *plan = NULL;
   enum MHD_Result ret;
@@ -408,6 +446,8 @@ static enum MHD_Result h_job_create(cz_req *r) {
     ret = cz_reply_error(r, CZ_E_INVALID_RECIPE, calib && !json_is_string(calib)
                                                      ? "calibration must be the id of a calibration (cal_...)"
                                                      : "dry_run must be true or false");
+  } else if (wh && !parse_webhook(wh, &wh_url, &wh_secret, &e)) {
+    ret = cz_reply_err(r, &e);
   } else if (cz_recipe_parse(body, extra, &rec, &e) || attach_calibration(api, rec, calib, &im, &e) ||
              check_plan(api, rec, model, json_is_true(dry) ? &plan : NULL, &e)) {
     ret = cz_reply_err(r, &e);
@@ -425,7 +465,8 @@ static enum MHD_Result h_job_create(cz_req *r) {
     json_decref(norm);
     char id[40];
     new_id("job_", id, sizeof id);
-    cz_job_submit sub = {id, model, rs, api->max_attempts, now_ms(), NULL, api->max_queued};
+    cz_job_submit sub = {id,     model,     rs, api->max_attempts, now_ms(), NULL, api->max_queued,
+                         wh_url, wh_secret, api->webhook_max_attempts};
     if (!rs || cz_store_job_submit(api->store, &sub, &e)) {
       if (!rs) cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
       ret = cz_reply_err(r, &e);

@@ -20,6 +20,7 @@ typedef struct {
   cz_blob_store *blobs;
   uint64_t max_upload_bytes;   /* larger uploads get 413 */
   int max_attempts;            /* stored with every new job */
+  int webhook_max_attempts;    /* stored with every new job's webhook */
   int max_queued;              /* > 0: a submit or retry with this many jobs queued gets 503 */
   bool auth_required;          /* API tokens needed (cz_api_auth.c) */
   void (*wake)(void *cls);     /* tell the worker there is new work; any thread */

@@ -206,6 +206,16 @@ static int set_max_header_bytes(cz_config *c, const char *v, char *why) {
                       CZ_CONFIG_MAX_HEADER_BYTES, why);
 }
 
+static int set_webhook_max_attempts(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->webhook_max_attempts, v, 1, CZ_CONFIG_MAX_WEBHOOK_ATTEMPTS, why);
+}
+static int set_webhook_backoff_ms(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->webhook_backoff_ms, v, 1, CZ_CONFIG_MAX_WEBHOOK_BACKOFF_MS, why);
+}
+static int set_webhook_timeout(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->webhook_timeout, v, 1, CZ_CONFIG_MAX_WEBHOOK_TIMEOUT, why);
+}
+
 static int set_auth(cz_config *c, const char *v, char *why) {
   if (strcmp(v, "auto") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
     return refuse(why, "must be auto, on or off, got \"%s\"", v);
@@ -285,6 +295,14 @@ static const opt_def opts[] = {
      "serve HTTPS with this PEM certificate (chain); needs --tls-key"},
     {"tls_key", "--tls-key", "COMPRESSD_TLS_KEY", "FILE", set_tls_key, 1,
      "the PEM private key of --tls-cert"},
+    {"webhook_max_attempts", "--webhook-max-attempts", "COMPRESSD_WEBHOOK_MAX_ATTEMPTS", "N",
+     set_webhook_max_attempts, 1,
+     "tries of one webhook delivery before it is marked failed, 1.." STR(CZ_CONFIG_MAX_WEBHOOK_ATTEMPTS)},
+    {"webhook_backoff_ms", "--webhook-backoff-ms", "COMPRESSD_WEBHOOK_BACKOFF_MS", "MS",
+     set_webhook_backoff_ms, 1,
+     "wait before a webhook's second try; doubled after each failure, at most an hour"},
+    {"webhook_timeout", "--webhook-timeout", "COMPRESSD_WEBHOOK_TIMEOUT", "SECONDS",
+     set_webhook_timeout, 1, "time one webhook POST may take, 1.." STR(CZ_CONFIG_MAX_WEBHOOK_TIMEOUT)},
     {"config", "--config", "COMPRESSD_CONFIG", "FILE", set_config_file, 0,
      "read settings from FILE (lines 'key = value'); default: no file"},
 };
@@ -323,6 +341,9 @@ void cz_config_defaults(cz_config *c) {
   c->max_connections_per_ip = CZ_CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP;
   c->max_header_bytes = CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES;
   memcpy(c->auth, "auto", sizeof "auto");
+  c->webhook_max_attempts = CZ_CONFIG_DEFAULT_WEBHOOK_MAX_ATTEMPTS;
+  c->webhook_backoff_ms = CZ_CONFIG_DEFAULT_WEBHOOK_BACKOFF_MS;
+  c->webhook_timeout = CZ_CONFIG_DEFAULT_WEBHOOK_TIMEOUT;
 }
 
 /* ---- command line ---- */

@@ -21,6 +21,9 @@
  *   --auth MODE           COMPRESSD_AUTH               auth                auto
  *   --tls-cert FILE       COMPRESSD_TLS_CERT           tls_cert            none (plain HTTP)
  *   --tls-key FILE        COMPRESSD_TLS_KEY            tls_key             none
+ *   --webhook-max-attempts N  ..._WEBHOOK_MAX_ATTEMPTS  webhook_max_attempts 8
+ *   --webhook-backoff-ms N    ..._WEBHOOK_BACKOFF_MS    webhook_backoff_ms  5000
+ *   --webhook-timeout S   COMPRESSD_WEBHOOK_TIMEOUT    webhook_timeout     10
  *   --config FILE         COMPRESSD_CONFIG             (none)              no file
  *
  * Command line: `--opt value` or `--opt=value`; -h/--help sets `help`. Anything else (an
@@ -80,6 +83,15 @@
 #define CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES (128 * 1024)
 #define CZ_CONFIG_MIN_HEADER_BYTES (8 * 1024)
 #define CZ_CONFIG_MAX_HEADER_BYTES (16 * 1024 * 1024)
+/* Webhooks: tries per delivery (Standard Webhooks' schedule has 8 over about a day); the wait
+ * before the second try, doubled after each failure up to an hour (cz_webhook.h); the time
+ * one POST may take, so that a stalled receiver cannot hold the delivery thread. */
+#define CZ_CONFIG_DEFAULT_WEBHOOK_MAX_ATTEMPTS 8
+#define CZ_CONFIG_MAX_WEBHOOK_ATTEMPTS 100
+#define CZ_CONFIG_DEFAULT_WEBHOOK_BACKOFF_MS 5000
+#define CZ_CONFIG_MAX_WEBHOOK_BACKOFF_MS 3600000
+#define CZ_CONFIG_DEFAULT_WEBHOOK_TIMEOUT 10
+#define CZ_CONFIG_MAX_WEBHOOK_TIMEOUT 300
 
 typedef struct {
   char listen_addr[64];     /* numeric address without brackets: "127.0.0.1", "::1" */
@@ -101,6 +113,9 @@ typedef struct {
   char auth[8];             /* "auto" (tokens required unless listening on loopback), "on", "off" */
   char tls_cert[4096];      /* PEM certificate (chain) file; with tls_key: HTTPS. "" = none */
   char tls_key[4096];       /* PEM private key file; both or neither (checked at load) */
+  int webhook_max_attempts; /* 1..CZ_CONFIG_MAX_WEBHOOK_ATTEMPTS */
+  int webhook_backoff_ms;   /* 1..CZ_CONFIG_MAX_WEBHOOK_BACKOFF_MS */
+  int webhook_timeout;      /* seconds, 1..CZ_CONFIG_MAX_WEBHOOK_TIMEOUT */
   char config_file[4096];   /* the file that was read, "" if none */
   int help;                 /* 1 if -h/--help was given: the caller prints help and exits;
                                the other options and the config file are then not checked */

@@ -24,6 +24,7 @@
 #include "cz_log.h"
 #include "cz_metrics.h"
 #include "cz_store.h"
+#include "cz_webhook.h"
 #include "cz_worker.h"
 
 extern void openblas_set_num_threads(int num_threads);
@@ -32,6 +33,7 @@ typedef struct {
   uv_loop_t *loop;
   cz_worker *worker;
   cz_http *http;
+  cz_webhook *webhooks;     /* the delivery thread (cz_webhook.h) */
   uv_signal_t sigterm, sigint;
   bool stopping;
   uv_timer_t watchdog;      /* WATCHDOG=1 pings, when systemd asked for them */
@@ -91,6 +93,7 @@ static void wake_worker(void *cls) {
 static void job_changed(void *cls, const char *job_id) {
   serve_ctx *s = cls;
   if (s->http) cz_http_wake(s->http, job_id);
+  cz_webhook_kick(s->webhooks);  /* a finished job may have a webhook to send */
 }
 
 /* Is addr (numeric) a loopback address: 127.0.0.0/8 or ::1? */
@@ -221,6 +224,7 @@ int cz_serve_main(int argc, char **argv) {
                    .max_attempts = cfg.max_attempts, .max_queued = cfg.max_queued_jobs,
                    .auth_required = strcmp(cfg.auth, "on") == 0 ||
                                     (strcmp(cfg.auth, "auto") == 0 && !loopback(cfg.listen_addr)),
+                   .webhook_max_attempts = cfg.webhook_max_attempts,
                    .wake = wake_worker, .wake_cls = &s};
   if (!cz_page_key_init(&s.api.page_key)) {
     cz_err_set(&e, CZ_E_INTERNAL, "no random bytes for the page-token key: %s", strerror(errno));
@@ -247,7 +251,9 @@ int cz_serve_main(int argc, char **argv) {
   cz_worker_opts wopts = {.threads = cfg.workers, .max_attempts = cfg.max_attempts, .owner = owner};
   int n_routes;
   const cz_route *routes = cz_api_routes(&n_routes);
-  if (cz_worker_start(s.loop, store, blobs, &wopts, &s.worker, &e) ||
+  cz_webhook_opts whopts = {cfg.webhook_backoff_ms, cfg.webhook_timeout};
+  if (cz_webhook_start(store, &whopts, &s.webhooks, &e) ||
+      cz_worker_start(s.loop, store, blobs, &wopts, &s.worker, &e) ||
       cz_http_start(cfg.listen_addr, cfg.listen_port, routes, n_routes, &s.api, &lim, &s.http,
                     &e)) {
     free(tls_cert);
@@ -285,6 +291,7 @@ int cz_serve_main(int argc, char **argv) {
 out:
   if (store) cz_store_set_job_listener(store, NULL, NULL);
   cz_http_stop(s.http);
+  cz_webhook_stop(s.webhooks);
   if (s.loop) uv_loop_close(s.loop);
   cz_store_close(store);
   cz_blob_store_close(blobs);

@@ -379,13 +379,22 @@ static cz_err_code job_insert_txn(cz_store *s, void *cls, cz_error *err) {
   sqlite3_bind_int64(st, 5, a->now);
   sqlite3_bind_int64(st, 6, a->now);
   bind_text(st, 7, a->retry_of);
+  if ((rc = step_done(s, st, NULL, err)) || !a->webhook_url) return rc;
+  if ((rc = prepare(s, "INSERT INTO webhooks (job_id, url, secret, max_attempts, created_at) "
+                       "VALUES (?, ?, ?, ?, ?)", &st, err)))
+    return rc;
+  bind_text(st, 1, a->id);
+  bind_text(st, 2, a->webhook_url);
+  bind_text(st, 3, a->webhook_secret);
+  sqlite3_bind_int(st, 4, a->webhook_max_attempts > 0 ? a->webhook_max_attempts : 1);
+  sqlite3_bind_int64(st, 5, a->now);
   return step_done(s, st, NULL, err);
 }
 
 cz_err_code cz_store_job_insert(cz_store *s, const char *id, const char *model_id,
                                 const char *recipe_json, int max_attempts, int64_t now,
                                 cz_error *err) {
-  cz_job_submit a = {id, model_id, recipe_json, max_attempts, now, NULL, 0};
+  cz_job_submit a = {id, model_id, recipe_json, max_attempts, now, NULL, 0, NULL, NULL, 0};
   return run_txn(s, job_insert_txn, &a, err);
 }
 
@@ -826,7 +835,7 @@ static cz_err_code job_retry_txn(cz_store *s, void *cls, cz_error *err) {
 
 cz_err_code cz_store_job_retry(cz_store *s, const char *id, const char *new_id,
                                int max_attempts, int max_queued, int64_t now, cz_error *err) {
-  retry_args a = {id, {new_id, NULL, NULL, max_attempts, now, id, max_queued}};
+  retry_args a = {id, {new_id, NULL, NULL, max_attempts, now, id, max_queued, NULL, NULL, 0}};
   return run_txn(s, job_retry_txn, &a, err);
 }
 
@@ -1072,4 +1081,118 @@ cz_err_code cz_store_job_log(cz_store *s, const char *id, int64_t since, int lim
                    json_object_get(first, "last_seq"), "lines", lines);
   json_decref(rows);
   return *out ? CZ_E_OK : cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+}
+
+/* ---- webhooks ---- */
+
+#define WEBHOOK_COLS                                                                          \
+  "job_id, url, state, msg_id, event, attempts, max_attempts, next_attempt_at, last_status, " \
+  "last_error, created_at, delivered_at"
+
+cz_err_code cz_store_webhook_get(cz_store *s, const char *job_id, json_t **out, cz_error *err) {
+  return query_one(s, "SELECT " WEBHOOK_COLS " FROM webhooks WHERE job_id = ?", bind_id, job_id,
+                   "webhook of job", job_id, out, err);
+}
+
+static void bind_limit(sqlite3_stmt *st, const void *cls) { sqlite3_bind_int(st, 1, *(const int *)cls); }
+
+cz_err_code cz_store_webhook_finished(cz_store *s, int limit, json_t **jobs, cz_error *err) {
+  return query(s, "SELECT " JOB_COLS " FROM jobs WHERE id IN (SELECT job_id FROM webhooks "
+                  "WHERE state = 'waiting') AND state IN ('succeeded', 'failed', 'canceled') "
+                  "ORDER BY finished_at LIMIT ?1", bind_limit, &limit, jobs, err);
+}
+
+typedef struct {
+  const char *job_id, *msg_id, *event, *payload;
+  int64_t now;
+} schedule_args;
+
+static cz_err_code webhook_schedule_txn(cz_store *s, void *cls, cz_error *err) {
+  schedule_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "UPDATE webhooks SET state = 'pending', msg_id = ?2, event = ?3, "
+                              "payload = ?4, next_attempt_at = ?5 "
+                              "WHERE job_id = ?1 AND state = 'waiting'", &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->job_id);
+  bind_text(st, 2, a->msg_id);
+  bind_text(st, 3, a->event);
+  bind_text(st, 4, a->payload);
+  sqlite3_bind_int64(st, 5, a->now);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_webhook_schedule(cz_store *s, const char *job_id, const char *msg_id,
+                                      const char *event, const char *payload, int64_t now,
+                                      cz_error *err) {
+  schedule_args a = {job_id, msg_id, event, payload, now};
+  return run_txn(s, webhook_schedule_txn, &a, err);
+}
+
+typedef struct {
+  int64_t now;
+  int limit;
+} due_args;
+
+static void bind_due(sqlite3_stmt *st, const void *cls) {
+  const due_args *a = cls;
+  sqlite3_bind_int64(st, 1, a->now);
+  sqlite3_bind_int(st, 2, a->limit);
+}
+
+cz_err_code cz_store_webhook_due(cz_store *s, int64_t now, int limit, json_t **items,
+                                 cz_error *err) {
+  due_args a = {now, limit};
+  return query(s, "SELECT job_id, url, secret, msg_id, payload, attempts, max_attempts "
+                  "FROM webhooks WHERE state = 'pending' AND next_attempt_at <= ?1 "
+                  "ORDER BY next_attempt_at LIMIT ?2", bind_due, &a, items, err);
+}
+
+cz_err_code cz_store_webhook_next(cz_store *s, int64_t *at, cz_error *err) {
+  json_t *items;
+  int one = 1;
+  cz_err_code rc = query(s, "SELECT min(next_attempt_at) AS t FROM webhooks WHERE state = "
+                            "'pending' LIMIT ?1", bind_limit, &one, &items, err);
+  if (rc) return rc;
+  json_t *t = json_object_get(json_array_get(items, 0), "t");
+  *at = json_is_integer(t) ? json_integer_value(t) : INT64_MAX;
+  json_decref(items);
+  return CZ_E_OK;
+}
+
+typedef struct {
+  const char *job_id, *error;
+  bool ok;
+  int status;
+  int64_t now, retry_at;
+} attempt_args;
+
+static cz_err_code webhook_attempt_txn(cz_store *s, void *cls, cz_error *err) {
+  attempt_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(
+      s,
+      "UPDATE webhooks SET attempts = attempts + 1, last_status = ?3, last_error = ?4, "
+      "state = CASE WHEN ?2 THEN 'delivered' WHEN attempts + 1 >= max_attempts THEN 'failed' "
+      "ELSE 'pending' END, "
+      "next_attempt_at = CASE WHEN ?2 OR attempts + 1 >= max_attempts THEN NULL ELSE ?6 END, "
+      "delivered_at = CASE WHEN ?2 THEN ?5 ELSE NULL END "
+      "WHERE job_id = ?1 AND state = 'pending'",
+      &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->job_id);
+  sqlite3_bind_int(st, 2, a->ok);
+  if (a->status > 0) sqlite3_bind_int(st, 3, a->status);
+  else sqlite3_bind_null(st, 3);
+  bind_text(st, 4, a->error);
+  sqlite3_bind_int64(st, 5, a->now);
+  sqlite3_bind_int64(st, 6, a->retry_at);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_webhook_attempt(cz_store *s, const char *job_id, bool ok, int status,
+                                     const char *error, int64_t now, int64_t retry_at,
+                                     cz_error *err) {
+  attempt_args a = {job_id, error, ok, status, now, retry_at};
+  return run_txn(s, webhook_attempt_txn, &a, err);
 }

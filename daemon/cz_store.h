@@ -132,6 +132,9 @@ typedef struct {
   int64_t now;
   const char *retry_of;     /* the job this one repeats, or NULL */
   int max_queued;           /* > 0: CZ_E_QUEUE_FULL when this many jobs are already queued */
+  const char *webhook_url;  /* NULL: no webhook; else stored with the job (migration 0012) */
+  const char *webhook_secret;
+  int webhook_max_attempts;
 } cz_job_submit;
 /* cz_store_job_insert with the options above; NOT_FOUND if the model is gone. */
 cz_err_code cz_store_job_submit(cz_store *s, const cz_job_submit *a, cz_error *err);
@@ -205,5 +208,28 @@ cz_err_code cz_store_job_log_append(cz_store *s, const char *id, int64_t now,
  * NOT_FOUND if there is no such job. */
 cz_err_code cz_store_job_log(cz_store *s, const char *id, int64_t since, int limit,
                              json_t **out, cz_error *err);
+
+/* ---- webhooks (migration 0012; delivered by daemon/cz_webhook.c) ---- */
+/* The webhook of a job without its secret (job_id, url, state, msg_id, event, attempts,
+ * max_attempts, next_attempt_at, last_status, last_error, created_at, delivered_at);
+ * NOT_FOUND when the job has none. */
+cz_err_code cz_store_webhook_get(cz_store *s, const char *job_id, json_t **out, cz_error *err);
+/* Up to limit waiting webhooks whose job has finished, as the job's row (JOB_COLS). */
+cz_err_code cz_store_webhook_finished(cz_store *s, int limit, json_t **jobs, cz_error *err);
+/* waiting -> pending with the message fixed, first try at now. */
+cz_err_code cz_store_webhook_schedule(cz_store *s, const char *job_id, const char *msg_id,
+                                      const char *event, const char *payload, int64_t now,
+                                      cz_error *err);
+/* Up to limit pending webhooks due at now, soonest first, with url, secret, msg_id, payload,
+ * attempts and max_attempts. */
+cz_err_code cz_store_webhook_due(cz_store *s, int64_t now, int limit, json_t **items,
+                                 cz_error *err);
+/* The soonest next_attempt_at of a pending webhook, or INT64_MAX when there is none. */
+cz_err_code cz_store_webhook_next(cz_store *s, int64_t *at, cz_error *err);
+/* Record one try: attempts + 1; delivered (ok), else failed when it was the last try, else
+ * pending again with next_attempt_at = retry_at. status: the HTTP status, 0 if none. */
+cz_err_code cz_store_webhook_attempt(cz_store *s, const char *job_id, bool ok, int status,
+                                     const char *error, int64_t now, int64_t retry_at,
+                                     cz_error *err);
 
 #endif

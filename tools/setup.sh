@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 BUILD_DEPS="build-essential autoconf automake pkg-config libmicrohttpd-dev libjansson-dev \
-libuv1-dev libsqlite3-dev libopenblas-dev liblapacke-dev"
+libuv1-dev libsqlite3-dev libopenblas-dev liblapacke-dev libcurl4-openssl-dev"
 TEST_DEPS="curl jq python3 ca-certificates sqlite3"
 # clang and its libFuzzer runtime: tests/fuzz/run-fuzzers.sh (skipped without them)
 TEST_DEPS="$TEST_DEPS clang libclang-rt-14-dev"

@@ -487,7 +487,7 @@ static void test_shipped_example_config(void) {
   }
   fclose(in);
   fclose(out);
-  CHECK_EQ_INT(settings, 17);
+  CHECK_EQ_INT(settings, 20);
   CHECK_EQ_INT(load(&c, &err, no_env, "--config", uncommented, NULL), CZ_E_OK);
   if (err.code != CZ_E_OK) printf("# %s\n", err.msg);
   CHECK_EQ_STR(c.listen_addr, "127.0.0.1");
@@ -501,6 +501,9 @@ static void test_shipped_example_config(void) {
   CHECK_EQ_INT(c.max_connections_per_ip, d.max_connections_per_ip);
   CHECK_EQ_INT(c.max_header_bytes, d.max_header_bytes);
   CHECK_EQ_STR(c.auth, d.auth);
+  CHECK_EQ_INT(c.webhook_max_attempts, d.webhook_max_attempts);
+  CHECK_EQ_INT(c.webhook_backoff_ms, d.webhook_backoff_ms);
+  CHECK_EQ_INT(c.webhook_timeout, d.webhook_timeout);
   CHECK_EQ_STR(c.tls_cert, "/etc/compressd/tls/cert.pem");  /* the example's pair */
   CHECK_EQ_STR(c.tls_key, "/etc/compressd/tls/key.pem");
   /* one without the other is refused; the default is neither */
@@ -509,6 +512,19 @@ static void test_shipped_example_config(void) {
   CHECK_EQ_INT(load(&c, &err, no_env, NULL), CZ_E_OK);
   CHECK_EQ_STR(c.tls_cert, "");
   CHECK_EQ_STR(c.tls_key, "");
+  /* the webhook settings: defaults and ranges */
+  CHECK_EQ_INT(d.webhook_max_attempts, 8);
+  CHECK_EQ_INT(d.webhook_backoff_ms, 5000);
+  CHECK_EQ_INT(d.webhook_timeout, 10);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--webhook-max-attempts", "0", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--webhook-max-attempts", "101", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--webhook-backoff-ms", "3600001", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--webhook-timeout", "301", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--webhook-max-attempts", "100", "--webhook-backoff-ms", "1",
+                    "--webhook-timeout", "300", NULL), CZ_E_OK);
+  CHECK_EQ_INT(c.webhook_max_attempts, 100);
+  CHECK_EQ_INT(c.webhook_backoff_ms, 1);
+  CHECK_EQ_INT(c.webhook_timeout, 300);
 }
 
 static int rm_conf_dir(void) {

@@ -250,7 +250,7 @@ static void test_queue_limit(void) {
   if (!s) return;
   cz_error err = {0};
   add_model(s, "mdl_a");
-  cz_job_submit a = {"job_1", "mdl_a", "{}", 3, 1, NULL, 2};
+  cz_job_submit a = {"job_1", "mdl_a", "{}", 3, 1, NULL, 2, NULL, NULL, 0};
   CHECK_OK(cz_store_job_submit(s, &a, &err));
   a.id = "job_2";
   CHECK_OK(cz_store_job_submit(s, &a, &err));
