@@ -213,6 +213,75 @@ static cz_err_code leaf_packq(ctx *c, const json_t *node, mat *out, const char *
   return CZ_E_OK;
 }
 
+/* nf4 (4.11): code[index] * absmax per block along the rows; with double quantization the
+ * absmax values are (code - 128) * chunk scale + offset, one chunk scale per 256 blocks. */
+static cz_err_code leaf_nf4(ctx *c, const json_t *node, mat *out, const char *where) {
+  cz_err_code rc;
+  const cz_tensor *pk = tensor_ref(c, node, "packed", where, &rc);
+  if (!pk) return rc;
+  const cz_tensor *sc = tensor_ref(c, node, "scale", where, &rc);
+  if (!sc) return rc;
+  const bool dq = json_is_true(json_object_get(node, "double_quant"));
+  const cz_tensor *ss = NULL, *so = NULL;
+  if (dq && (!(ss = tensor_ref(c, node, "scale_scale", where, &rc)) ||
+             !(so = tensor_ref(c, node, "scale_offset", where, &rc))))
+    return rc;
+  int64_t R, C;
+  if (!shape_pair(c, node, "weight_shape", where, &R, &C, &rc)) return rc;
+  const int64_t B = json_integer_value(json_object_get(node, "block_size"));
+  if (B < 1 || C % B != 0 || C % 8 != 0) return bad(c, where, "nf4 needs a block_size dividing C");
+  const int64_t NB = C / B, n = (C && R > INT64_MAX / C) ? -1 : R * NB;
+  if (n < 0 || pk->type != CZ_TYPE_I32 || cz_tensor_nelements(pk) != R * (C / 8) ||
+      cz_tensor_nelements(sc) != n || sc->type != (dq ? CZ_TYPE_U8 : CZ_TYPE_F32) ||
+      (dq && (ss->type != CZ_TYPE_F32 || cz_tensor_nelements(ss) != (n + 255) / 256 ||
+              so->type != CZ_TYPE_F32 || cz_tensor_nelements(so) != 1)))
+    return bad(c, where, "the packed or scale tensors do not have the sizes of 4.11");
+  if ((rc = alloc_mat(c, out, R, C, where)) || c->dry) return rc;
+  float off = 0;
+  if (dq) memcpy(&off, so->data, 4);
+  for (int64_t i = 0; i < n; i++) {
+    float a;
+    if (dq) {
+      float s;
+      memcpy(&s, ss->data + 4 * (i / 256), 4);
+      a = (float)((int)sc->data[i] - 128) * s + off;
+    } else {
+      memcpy(&a, sc->data + 4 * i, 4);
+    }
+    for (int64_t j = 0; j < B; j++) {
+      const int64_t e = i * B + j;
+      out->v[e] = cz_nf4_code[cz_qct_unpack(pk->data, e, 4)] * a;
+    }
+  }
+  return CZ_E_OK;
+}
+
+/* fp8_e4m3 (4.12): the F8_E4M3 value times the scale of its [br, bc] block. */
+static cz_err_code leaf_fp8(ctx *c, const json_t *node, mat *out, const char *where) {
+  cz_err_code rc;
+  const cz_tensor *q = tensor_ref(c, node, "tensor", where, &rc);
+  if (!q) return rc;
+  const cz_tensor *sc = tensor_ref(c, node, "scale", where, &rc);
+  if (!sc) return rc;
+  const json_t *blk = json_object_get(node, "block");
+  int64_t br, bc;
+  if (json_array_size(blk) != 2 || !json_dim(blk, 0, &br) || !json_dim(blk, 1, &bc) || br < 1 ||
+      bc < 1)
+    return bad(c, where, "fp8_e4m3 needs block [rows, cols]");
+  const int64_t R = rows_of(q), C = q->n_dims ? q->ne[0] : 1;
+  const int64_t NR = (R + br - 1) / br, NC = (C + bc - 1) / bc;
+  if (q->type != CZ_TYPE_F8_E4M3 || sc->type != CZ_TYPE_F32 || cz_tensor_nelements(sc) != NR * NC)
+    return bad(c, where, "fp8_e4m3 needs an F8_E4M3 tensor and one F32 scale per block");
+  if ((rc = alloc_mat(c, out, R, C, where)) || c->dry) return rc;
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t j = 0; j < C; j++) {
+      float s;
+      memcpy(&s, sc->data + 4 * ((r / br) * NC + j / bc), 4);
+      out->v[r * C + j] = cz_f8e4m3_to_fp32(q->data[r * C + j]) * s;
+    }
+  return CZ_E_OK;
+}
+
 /* sparse-bitmask (4.2) and sparse-24-bitmask (4.3): set bits of each row, in column order,
  * take the stored values in order. */
 static cz_err_code leaf_sparse(ctx *c, const json_t *node, mat *out, bool two_four,
@@ -358,6 +427,8 @@ static cz_err_code eval(ctx *c, const json_t *node, mat *out, const char *where,
   if (enc && strcmp(enc, "int8") == 0) return leaf_int8(c, node, out, where);
   if (enc && strcmp(enc, "palette") == 0) return leaf_palette(c, node, out, where);
   if (enc && strcmp(enc, "pack-quantized") == 0) return leaf_packq(c, node, out, where);
+  if (enc && strcmp(enc, "nf4") == 0) return leaf_nf4(c, node, out, where);
+  if (enc && strcmp(enc, "fp8_e4m3") == 0) return leaf_fp8(c, node, out, where);
   if (enc && strcmp(enc, "sparse-bitmask") == 0) return leaf_sparse(c, node, out, false, where);
   if (enc && strcmp(enc, "sparse-24-bitmask") == 0) return leaf_sparse(c, node, out, true, where);
   if (tf && strcmp(tf, "lowrank") == 0) return node_lowrank(c, node, out, where, depth);

@@ -3,7 +3,8 @@
  *
  * What is rebuilt:
  *   - tensors described by the artifact's compressd.layout (docs/formats.md 4.7): the layout
- *     tree is evaluated (plain, int8, palette, sparse-bitmask, sparse-24-bitmask leaves;
+ *     tree is evaluated (plain, int8, palette, sparse-bitmask, sparse-24-bitmask,
+ *     pack-quantized, nf4, fp8_e4m3 leaves;
  *     lowrank and select_rows/select_cols nodes) into the input tensor's name and shape;
  *   - every other tensor with a decoder in the type table (ggml block types, F16, BF16, F32,
  *     ...) is decoded under its own name and shape;

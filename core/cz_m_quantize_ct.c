@@ -4,7 +4,7 @@
  * data-free zero-point optimization); NF4 (bitsandbytes' code values, absmax per block,
  * optional double quantization of the absmax); FP8 E4M3 with one scale per output channel or
  * per 128x128 block ("float-quantized"). Whole-tensor encoders (CZ_METHOD_TENSOR): each
- * writes its tensors, its decoded values and a layout leaf (docs/formats.md 4.9-4.11).
+ * writes its tensors, its decoded values and a layout leaf (docs/formats.md 4.9-4.12).
  */
 #include <math.h>
 #include <stdio.h>
@@ -258,4 +258,322 @@ const cz_method cz_m_quantize_int_packed = {
     .encode_tensor = int_encode,
     .schema = int_schema,
     .quant_config = int_quant_config,
+};
+
+/* ==== quantize.nf4 (id 11): bitsandbytes' NF4 codes, absmax per block ==== */
+
+static const char *const nf4_schemes[] = {"nf4", NULL};
+#define DQ_CHUNK 256  /* absmax values per second-level scale (bitsandbytes' nested block) */
+
+typedef struct {
+  int64_t block;
+  bool double_quant;
+} nf4_params;
+
+static bool nf4_match(const json_t *step) { return scheme_is(step, nf4_schemes); }
+
+static cz_err_code nf4_parse(const json_t *step, int idx, void **out, cz_error *err) {
+  static const char *const keys[] = {"op", "scheme", "block_size", "double_quant", NULL};
+  cz_err_code rc = cz_param_keys(step, idx, keys, err);
+  if (rc) return rc;
+  int64_t bs;
+  bool dq;
+  if ((rc = cz_param_int(step, idx, "block_size", 32, 256, 64, &bs, NULL, err)) ||
+      (rc = cz_param_bool(step, idx, "double_quant", false, &dq, NULL, err)))
+    return rc;
+  if (bs != 32 && bs != 64 && bs != 128 && bs != 256)
+    return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                      "steps[%d].block_size must be 32, 64, 128 or 256", idx);
+  nf4_params *p = calloc(1, sizeof *p);
+  if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  p->block = bs;
+  p->double_quant = dq;
+  *out = p;
+  return CZ_E_OK;
+}
+
+static json_t *nf4_describe(const void *params) {
+  const nf4_params *p = params;
+  return json_pack("{s:s, s:s, s:I, s:b}", "op", "quantize", "scheme", "nf4", "block_size",
+                   (json_int_t)p->block, "double_quant", p->double_quant);
+}
+
+static const char *nf4_refuse(const void *params, const cz_wt *w, bool named) {
+  const nf4_params *p = params;
+  const char *why = refuse_2d(w, named);
+  if (why) return why;
+  if (w->cols % p->block != 0) return "row length is not a multiple of the NF4 block size";
+  return NULL;
+}
+
+/* Double quantization of n absmax values a[] (docs/formats.md 4.11): offset = their mean,
+ * (a - offset) as int8 codes + 128 with one float32 scale per DQ_CHUNK values. Writes the
+ * decoded absmax values back into a[]. */
+static void nf4_dq(float *a, int64_t n, uint8_t *codes, float *chunk_scale, float *offset) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += a[i];
+  const float off = n ? (float)(sum / (double)n) : 0.0f;
+  *offset = off;
+  for (int64_t c0 = 0; c0 < n; c0 += DQ_CHUNK) {
+    const int64_t c1 = c0 + DQ_CHUNK < n ? c0 + DQ_CHUNK : n;
+    float amax = 0;
+    for (int64_t i = c0; i < c1; i++) amax = fmaxf(amax, fabsf(a[i] - off));
+    const float s = amax / 127.0f;
+    chunk_scale[c0 / DQ_CHUNK] = s;
+    for (int64_t i = c0; i < c1; i++) {
+      int q = s > 0 ? (int)roundf((a[i] - off) / s) : 0;
+      q = q < -127 ? -127 : q > 127 ? 127 : q;
+      codes[i] = (uint8_t)(q + 128);
+      a[i] = (float)q * s + off;
+    }
+  }
+}
+
+static cz_err_code nf4_encode(const void *params, const cz_wctx *ctx, const cz_wt *in,
+                              cz_wenc *enc, double *y, json_t *info, json_t **node,
+                              cz_error *err) {
+  const nf4_params *p = params;
+  const int64_t R = in->rows, C = in->cols, B = p->block, NB = C / B, PW = C / 8;
+  const int64_t n = R * NB, nch = (n + DQ_CHUNK - 1) / DQ_CHUNK;
+  int32_t *packed = calloc((size_t)(R * PW > 0 ? R * PW : 1), sizeof *packed);
+  float *amax = malloc(sizeof(float) * (size_t)(n ? n : 1));
+  uint8_t *codes = p->double_quant ? malloc((size_t)(n ? n : 1)) : NULL;
+  float *cs = p->double_quant ? malloc(sizeof(float) * (size_t)(nch ? nch : 1)) : NULL;
+  float *off = p->double_quant ? malloc(sizeof(float)) : NULL;
+  int64_t *shape = shape_tensor(R, C);
+  if (!packed || !amax || (p->double_quant && (!codes || !cs || !off)) || !shape) {
+    free(packed), free(amax), free(codes), free(cs), free(off), free(shape);
+    return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const float *x = in->f + i * B;  /* blocks run along rows; C % B == 0 */
+    float m = 0;
+    for (int64_t j = 0; j < B; j++) m = fmaxf(m, fabsf(x[j]));
+    amax[i] = m;
+  }
+  /* with DQ the codes are chosen against the absmax the decoder will see */
+  if (p->double_quant) nf4_dq(amax, n, codes, cs, off);
+  for (int64_t i = 0; i < n; i++) {
+    const float a = amax[i];
+    for (int64_t j = 0; j < B; j++) {
+      const int64_t e = i * B + j;  /* element index in the row-major matrix */
+      const int k = cz_nf4_index(a > 0 ? in->f[e] / a : 0.0f);
+      packed[e / 8] |= (int32_t)((uint32_t)k << (4 * (e % 8)));
+      y[e] = cz_nf4_code[k] * a;
+    }
+  }
+  int k = 0;
+  set_out(enc, k++, CZ_TYPE_I32, PW, R, 2, packed, sizeof(int32_t) * (uint64_t)(R * PW));
+  static const char *const sfx_plain[] = {"packed", "scale", "shape"};
+  static const char *const sfx_dq[] = {"packed", "scale", "scale_scale", "scale_offset", "shape"};
+  if (p->double_quant) {
+    free(amax);
+    set_out(enc, k++, CZ_TYPE_U8, NB, R, 2, codes, (uint64_t)n);
+    set_out(enc, k++, CZ_TYPE_F32, nch, 1, 1, cs, sizeof(float) * (uint64_t)nch);
+    set_out(enc, k++, CZ_TYPE_F32, 1, 1, 1, off, sizeof(float));
+  } else {
+    set_out(enc, k++, CZ_TYPE_F32, NB, R, 2, amax, sizeof(float) * (uint64_t)n);
+  }
+  set_out(enc, k++, CZ_TYPE_I64, 2, 1, 1, shape, 2 * sizeof(int64_t));
+  if (!name_outs(enc, in->name, p->double_quant ? sfx_dq : sfx_plain, k)) {
+    free_outs(enc, k);
+    enc->n = 0;
+    return cz_err_set(err, CZ_E_UNSUPPORTED_INPUT, "tensor %s: name too long", in->name);
+  }
+  json_object_set_new(info, "blocks", json_integer(n));
+  *node = json_pack("{s:s, s:I, s:b, s:[I, I], s:s, s:s, s:s}", "encoding", "nf4", "block_size",
+                    (json_int_t)B, "double_quant", p->double_quant, "shape", (json_int_t)R,
+                    (json_int_t)C, "packed", enc->t[0].name, "scale", enc->t[1].name,
+                    "weight_shape", enc->t[k - 1].name);
+  if (p->double_quant) {
+    json_object_set_new(*node, "scale_scale", json_string(enc->t[2].name));
+    json_object_set_new(*node, "scale_offset", json_string(enc->t[3].name));
+  }
+  return CZ_E_OK;
+}
+
+static json_t *nf4_schema(void) {
+  json_t *p = json_array();
+  json_array_append_new(p, cz_schema_param("scheme", "string", true, NULL, json_pack("[s]", "nf4"),
+                                           NAN, NAN, "4-bit NormalFloat (bitsandbytes' 16 code "
+                                           "values) with one absmax scale per block"));
+  json_array_append_new(p, cz_schema_param("block_size", "integer", false, json_integer(64),
+                                           json_pack("[i, i, i, i]", 32, 64, 128, 256), 32, 256,
+                                           "weights per absmax block, along the row"));
+  json_array_append_new(p, cz_schema_param("double_quant", "boolean", false, json_false(), NULL,
+                                           NAN, NAN, "store the absmax values as 8-bit codes "
+                                           "around their mean, one float32 scale per 256 blocks"));
+  cz_schema_add_selectors(p);
+  return json_pack("{s:o, s:[s], s:s}", "params", p, "output_formats", "safetensors", "layout",
+                   "compressd nf4 (compressed-tensors tensor names; no compressed-tensors loader)");
+}
+
+const cz_method cz_m_quantize_nf4 = {
+    .id = 11,
+    .name = "quantize.nf4",
+    .op = "quantize",
+    .summary = "NF4 (bitsandbytes' code values), absmax per block of 32..256 (default 64), "
+               "optional double quantization of the absmax values (safetensors)",
+    .match = nf4_match,
+    .parse = nf4_parse,
+    .free_params = plain_free,
+    .describe = nf4_describe,
+    .supports_format = st_only,
+    .kind = CZ_METHOD_TENSOR,
+    .refuse = nf4_refuse,
+    .encode_tensor = nf4_encode,
+    .schema = nf4_schema,
+};
+
+/* ==== quantize.fp8 (id 12): F8_E4M3 with a scale per channel or per block ==== */
+
+static const char *const fp8_schemes[] = {"fp8_e4m3", NULL};
+#define FP8_MAX 448.0f       /* largest finite E4M3FN value */
+#define FP8_BLOCK_MAX 4096   /* a block side; larger is per-tensor in all but name */
+
+typedef struct {
+  bool block;
+  int64_t br, bc;  /* block rows and columns (block granularity) */
+} fp8_params;
+
+static bool fp8_match(const json_t *step) { return scheme_is(step, fp8_schemes); }
+
+static cz_err_code fp8_parse(const json_t *step, int idx, void **out, cz_error *err) {
+  static const char *const keys[] = {"op", "scheme", "granularity", "block", NULL};
+  static const char *const gran[] = {"channel", "block", NULL};
+  cz_err_code rc = cz_param_keys(step, idx, keys, err);
+  if (rc) return rc;
+  const json_t *blk = json_object_get(step, "block");
+  int g;
+  if ((rc = cz_param_enum(step, idx, "granularity", gran, blk ? 1 : 0, &g, err))) return rc;
+  int64_t br = 128, bc = 128;
+  if (blk) {
+    if (g != 1)
+      return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                        "steps[%d].block applies only with \"granularity\": \"block\"", idx);
+    const json_t *a = json_array_get(blk, 0), *b = json_array_get(blk, 1);
+    if (!json_is_array(blk) || json_array_size(blk) != 2 || !json_is_integer(a) ||
+        !json_is_integer(b) || json_integer_value(a) < 1 || json_integer_value(b) < 1 ||
+        json_integer_value(a) > FP8_BLOCK_MAX || json_integer_value(b) > FP8_BLOCK_MAX)
+      return cz_err_set(err, CZ_E_INVALID_PARAMETER,
+                        "steps[%d].block must be [rows, cols], each an integer in [1, %d]", idx,
+                        FP8_BLOCK_MAX);
+    br = json_integer_value(a);
+    bc = json_integer_value(b);
+  }
+  fp8_params *p = calloc(1, sizeof *p);
+  if (!p) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  p->block = g == 1;
+  p->br = br;
+  p->bc = bc;
+  *out = p;
+  return CZ_E_OK;
+}
+
+static json_t *fp8_describe(const void *params) {
+  const fp8_params *p = params;
+  json_t *d = json_pack("{s:s, s:s, s:s}", "op", "quantize", "scheme", "fp8_e4m3", "granularity",
+                        p->block ? "block" : "channel");
+  if (p->block) json_object_set_new(d, "block", json_pack("[I, I]", (json_int_t)p->br, (json_int_t)p->bc));
+  return d;
+}
+
+static const char *fp8_refuse(const void *params, const cz_wt *w, bool named) {
+  return refuse_2d(w, named);
+}
+
+static cz_err_code fp8_encode(const void *params, const cz_wctx *ctx, const cz_wt *in,
+                              cz_wenc *enc, double *y, json_t *info, json_t **node,
+                              cz_error *err) {
+  const fp8_params *p = params;
+  const int64_t R = in->rows, C = in->cols;
+  const int64_t br = p->block ? p->br : 1, bc = p->block ? p->bc : C;
+  const int64_t NR = (R + br - 1) / br, NC = (C + bc - 1) / bc;
+  uint8_t *q = malloc((size_t)(R * C > 0 ? R * C : 1));
+  float *scale = malloc(sizeof(float) * (size_t)(NR * NC));
+  if (!q || !scale) {
+    free(q), free(scale);
+    return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  }
+  for (int64_t bi = 0; bi < NR; bi++)
+    for (int64_t bj = 0; bj < NC; bj++) {
+      const int64_t r0 = bi * br, r1 = r0 + br < R ? r0 + br : R;
+      const int64_t c0 = bj * bc, c1 = c0 + bc < C ? c0 + bc : C;
+      float amax = 0;
+      for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(in->f[r * C + c]));
+      const float s = amax / FP8_MAX;
+      scale[bi * NC + bj] = s;
+      for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) {
+          /* |x / s| <= 448 up to one rounding; the clamp keeps it off E4M3's NaN overflow */
+          float v = s > 0 ? in->f[r * C + c] / s : 0.0f;
+          v = fminf(fmaxf(v, -FP8_MAX), FP8_MAX);
+          q[r * C + c] = cz_fp32_to_f8e4m3(v);
+          y[r * C + c] = cz_f8e4m3_to_fp32(q[r * C + c]) * s;
+        }
+    }
+  snprintf(enc->t[0].name, sizeof enc->t[0].name, "%s", in->name);
+  if (!cz_suffixed_name(enc->t[1].name, sizeof enc->t[1].name, in->name, "_", "scale")) {
+    free(q), free(scale);
+    return cz_err_set(err, CZ_E_UNSUPPORTED_INPUT, "tensor %s: name too long", in->name);
+  }
+  set_out(enc, 0, CZ_TYPE_F8_E4M3, C, R, 2, q, (uint64_t)(R * C));
+  set_out(enc, 1, CZ_TYPE_F32, NC, NR, 2, scale, sizeof(float) * (uint64_t)(NR * NC));
+  enc->n = 2;
+  *node = json_pack("{s:s, s:s, s:s, s:[I, I], s:[I, I]}", "encoding", "fp8_e4m3", "tensor",
+                    enc->t[0].name, "scale", enc->t[1].name, "block", (json_int_t)br,
+                    (json_int_t)bc, "shape", (json_int_t)R, (json_int_t)C);
+  return CZ_E_OK;
+}
+
+static json_t *fp8_quant_config(const void *params) {
+  const fp8_params *p = params;
+  json_t *w = json_pack("{s:i, s:s, s:b, s:s, s:b, s:n, s:s}", "num_bits", 8, "type", "float",
+                        "symmetric", 1, "strategy", p->block ? "block" : "channel", "dynamic", 0,
+                        "group_size", "observer", "minmax");
+  json_object_set_new(w, "block_structure", p->block ? json_pack("[I, I]", (json_int_t)p->br,
+                                                                 (json_int_t)p->bc)
+                                                     : json_null());
+  return json_pack("{s:s, s:{s:{s:[s], s:o, s:n, s:n}}}", "format", "float-quantized",
+                   "config_groups", "group_0", "targets", "Linear", "weights", w,
+                   "input_activations", "output_activations");
+}
+
+static json_t *fp8_schema(void) {
+  json_t *p = json_array();
+  json_array_append_new(p, cz_schema_param("scheme", "string", true, NULL,
+                                           json_pack("[s]", "fp8_e4m3"), NAN, NAN,
+                                           "8-bit float E4M3 (OCP E4M3FN, max 448) with float32 "
+                                           "scales = max|w| / 448"));
+  json_array_append_new(p, cz_schema_param("granularity", "string", false, json_string("channel"),
+                                           json_pack("[s, s]", "channel", "block"), NAN, NAN,
+                                           "one scale per output channel (row), or per block"));
+  json_t *b = cz_schema_param("block", "array", false, json_pack("[i, i]", 128, 128), NULL, NAN,
+                              NAN, "[rows, cols] of a block (granularity block; DeepSeek-V3 and "
+                              "compressed-tensors use [128, 128]); edge blocks are smaller");
+  json_object_set_new(b, "min_items", json_integer(2));
+  json_object_set_new(b, "max_items", json_integer(2));
+  json_array_append_new(p, b);
+  cz_schema_add_selectors(p);
+  return json_pack("{s:o, s:[s], s:s}", "params", p, "output_formats", "safetensors", "layout",
+                   "compressed-tensors float-quantized");
+}
+
+const cz_method cz_m_quantize_fp8 = {
+    .id = 12,
+    .name = "quantize.fp8",
+    .op = "quantize",
+    .summary = "FP8 E4M3 weights with a float32 scale per output channel or per block "
+               "(e.g. 128x128), as compressed-tensors float-quantized (safetensors)",
+    .match = fp8_match,
+    .parse = fp8_parse,
+    .free_params = plain_free,
+    .describe = fp8_describe,
+    .supports_format = st_only,
+    .kind = CZ_METHOD_TENSOR,
+    .refuse = fp8_refuse,
+    .encode_tensor = fp8_encode,
+    .schema = fp8_schema,
+    .quant_config = fp8_quant_config,
 };

@@ -16,6 +16,8 @@ extern const cz_method cz_m_factorize_svd;
 extern const cz_method cz_m_factorize_rsvd;
 extern const cz_method cz_m_palettize;
 extern const cz_method cz_m_quantize_int_packed;
+extern const cz_method cz_m_quantize_nf4;
+extern const cz_method cz_m_quantize_fp8;
 
 static const cz_method *const registry[] = {
     &cz_m_quantize_gguf,    /* id 1 */
@@ -28,6 +30,8 @@ static const cz_method *const registry[] = {
     &cz_m_factorize_rsvd,   /* id 8 */
     &cz_m_palettize,        /* id 9 */
     &cz_m_quantize_int_packed, /* id 10 */
+    &cz_m_quantize_nf4,     /* id 11 */
+    &cz_m_quantize_fp8,     /* id 12 */
 };
 #define REGISTRY_LEN ((int)(sizeof registry / sizeof registry[0]))
 

@@ -1,5 +1,5 @@
 /* cz_quant_ct: numeric kernels of the safetensors quantization schemes (docs/formats.md
- * 4.9-4.11): integer groups (round to nearest, HQQ), NF4 code values, and the int32 packing of
+ * 4.9-4.12): integer groups (round to nearest, HQQ), NF4 code values, and the int32 packing of
  * compressed-tensors. Shared by the encoders (cz_m_quantize_ct.c), the decoder
  * (cz_decompress.c), the tests and the bench, so that every one of them computes the same
  * values from the same definition.

@@ -301,6 +301,164 @@ static void test_int_schemes(void) {
   free(ts[1].v);
 }
 
+/* NF4 artifacts decoded here: absmax per block of 64 along the rows (closed form), every
+ * index the nearest code by brute force (lower on a tie), packed 8 per word low nibble
+ * first; with double quantization the absmax values are the 8-bit codes around the mean and
+ * the indices are nearest against the absmax the decoder sees. */
+static void test_nf4_artifact(void) {
+  t_tensor t = {"blk.0.ffn_down.weight", CZ_TYPE_F32, 160, 128, NULL};
+  t_fill_normal(&t, 0.02, 31);
+  for (int j = 0; j < 64; j++) t.v[5 * 128 + j] = 0;  /* an all-zero block */
+  cz_model *in = t_model("nf4.safetensors", &t, 1);
+  const int64_t R = 160, C = 128, B = 64, NB = 2, n = R * NB;
+  for (int dq = 0; in && dq < 2; dq++) {
+    job j;
+    if (run_job(in, dq ? "{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"nf4\",\"double_quant\":true}]}"
+                       : "{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"nf4\"}]}",
+                "nf4.out.safetensors", &j) != CZ_E_OK) {
+      job_ok(&j);
+      job_free(&j);
+      continue;
+    }
+    const cz_tensor *pk = cz_model_find(j.out, "blk.0.ffn_down.weight_packed");
+    const cz_tensor *sc = cz_model_find(j.out, "blk.0.ffn_down.weight_scale");
+    const cz_tensor *ss = cz_model_find(j.out, "blk.0.ffn_down.weight_scale_scale");
+    const cz_tensor *so = cz_model_find(j.out, "blk.0.ffn_down.weight_scale_offset");
+    CHECK(pk && sc && (dq ? ss && so : !ss && !so));
+    if (!pk || !sc || (dq && (!ss || !so)) || cz_tensor_nelements(pk) != R * C / 8 ||
+        cz_tensor_nelements(sc) != n || (dq && cz_tensor_nelements(ss) != 2)) {
+      printf("# nf4 dq=%d: missing or mis-sized tensors\n", dq);
+      cz_test_failures++;
+      job_free(&j);
+      continue;
+    }
+    float amax[320], off = 0, dec[320];
+    double mean = 0;
+    for (int64_t i = 0; i < n; i++) {
+      amax[i] = 0;
+      for (int64_t k = 0; k < B; k++) amax[i] = fmaxf(amax[i], fabsf(t.v[i * B + k]));
+      mean += amax[i];
+    }
+    int bad_scale = 0, bad_idx = 0;
+    if (dq) {
+      memcpy(&off, so->data, 4);
+      CHECK(off == (float)(mean / (double)n));
+      for (int64_t c0 = 0; c0 < n; c0 += 256) {
+        float m = 0, s;
+        for (int64_t i = c0; i < n && i < c0 + 256; i++) m = fmaxf(m, fabsf(amax[i] - off));
+        memcpy(&s, ss->data + 4 * (c0 / 256), 4);
+        bad_scale += s != m / 127.0f;
+        for (int64_t i = c0; i < n && i < c0 + 256; i++) {
+          int want = (int)roundf((amax[i] - off) / s);
+          bad_scale += sc->data[i] != want + 128;
+          dec[i] = (float)(sc->data[i] - 128) * s + off;
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < n; i++) {
+        memcpy(&dec[i], sc->data + 4 * i, 4);
+        bad_scale += dec[i] != amax[i];
+      }
+    }
+    double e2 = 0, r2 = 0;
+    for (int64_t e = 0; e < R * C; e++) {
+      const float a = dec[e / B], v = a > 0 ? t.v[e] / a : 0;
+      const float cv = v > 1 ? 1 : v < -1 ? -1 : v;
+      int best = 0;
+      for (int k = 1; k < 16; k++)
+        if (fabs((double)cv - cz_nf4_code[k]) < fabs((double)cv - cz_nf4_code[best])) best = k;
+      const int got = (int)field(pk->data, e, 4);
+      bad_idx += got != best;
+      const float y = cz_nf4_code[got] * a;
+      e2 += ((double)t.v[e] - y) * ((double)t.v[e] - y);
+      r2 += (double)t.v[e] * t.v[e];
+    }
+    if (bad_scale || bad_idx) printf("# nf4 dq=%d: %d absmax values off, %d indices not nearest\n", dq, bad_scale, bad_idx);
+    CHECK_EQ_INT(bad_scale + bad_idx, 0);
+    const json_t *rt = report_tensor(j.report, t.name);
+    CHECK_NEAR(rnum(rt, "rel_l2"), sqrt(e2 / r2), 1e-6);
+    CHECK_EQ_INT(rnum(rt, "bytes_out"), R * C / 2 + (dq ? n + 2 * 4 + 4 : 4 * n) + 16);
+    CHECK_EQ_STR(json_string_value(json_object_get(rt, "output_type")), "nf4");
+    printf("# nf4 block 64%s: rel_l2 %.4f, %.4f bits per weight\n", dq ? " + double quantization" : "",
+           sqrt(e2 / r2), rnum(rt, "bytes_out") * 8.0 / (double)(R * C));
+    job_free(&j);
+  }
+  cz_model_close(in);
+  free(t.v);
+}
+
+/* FP8 E4M3 artifacts: scales max|w| / 448 per row or per 128x128 block (edge blocks smaller),
+ * every weight the nearest of the 256 E4M3 values (the exhaustive table; ties to the even
+ * mantissa), quantization_config float-quantized. */
+static void test_fp8_artifact(void) {
+  t_tensor t = {"blk.0.ffn_gate.weight", CZ_TYPE_BF16, 200, 300, NULL};
+  t_fill_normal(&t, 0.03, 41);
+  t.v[7] = t_round(CZ_TYPE_BF16, 0.9f);  /* an outlier in block (0, 0) */
+  cz_model *in = t_model("fp8.safetensors", &t, 1);
+  float table[256];
+  for (int c = 0; c < 256; c++) table[c] = cz_f8e4m3_to_fp32((uint8_t)c);
+  const int64_t R = 200, C = 300;
+  for (int blk = 0; in && blk < 2; blk++) {
+    job j;
+    if (run_job(in, blk ? "{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"fp8_e4m3\",\"block\":[128,128]}]}"
+                        : "{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"fp8_e4m3\"}]}",
+                "fp8.out.safetensors", &j) != CZ_E_OK) {
+      job_ok(&j);
+      job_free(&j);
+      continue;
+    }
+    const int64_t br = blk ? 128 : 1, bc = blk ? 128 : C, NR = (R + br - 1) / br, NC = (C + bc - 1) / bc;
+    const cz_tensor *q = cz_model_find(j.out, "blk.0.ffn_gate.weight");
+    const cz_tensor *sc = cz_model_find(j.out, "blk.0.ffn_gate.weight_scale");
+    if (!q || !sc || q->type != CZ_TYPE_F8_E4M3 || sc->type != CZ_TYPE_F32 ||
+        cz_tensor_nelements(sc) != NR * NC || sc->ne[0] != NC) {
+      printf("# fp8 block=%d: missing or mis-typed tensors\n", blk);
+      cz_test_failures++;
+      job_free(&j);
+      continue;
+    }
+    int bad_scale = 0, bad_code = 0;
+    double e2 = 0, r2 = 0;
+    for (int64_t bi = 0; bi < NR; bi++)
+      for (int64_t bj = 0; bj < NC; bj++) {
+        float amax = 0, s;
+        for (int64_t r = bi * br; r < R && r < (bi + 1) * br; r++)
+          for (int64_t c = bj * bc; c < C && c < (bj + 1) * bc; c++) amax = fmaxf(amax, fabsf(t.v[r * C + c]));
+        memcpy(&s, sc->data + 4 * (bi * NC + bj), 4);
+        bad_scale += s != amax / 448.0f;
+        for (int64_t r = bi * br; r < R && r < (bi + 1) * br; r++)
+          for (int64_t c = bj * bc; c < C && c < (bj + 1) * bc; c++) {
+            const double v = (double)(t.v[r * C + c] / s);
+            int best = -1;
+            for (int k = 0; k < 256; k++) {
+              if (isnan(table[k])) continue;
+              double d = fabs(v - table[k]), db = best < 0 ? INFINITY : fabs(v - table[best]);
+              if (best < 0 || d < db || (d == db && (k & 1) == 0 && (best & 1) == 1)) best = k;
+            }
+            const uint8_t got = q->data[r * C + c];
+            bad_code += table[got] != table[best];
+            const float y = table[got] * s;
+            e2 += ((double)t.v[r * C + c] - y) * ((double)t.v[r * C + c] - y);
+            r2 += (double)t.v[r * C + c] * t.v[r * C + c];
+          }
+      }
+    if (bad_scale || bad_code) printf("# fp8 block=%d: %d scales off, %d codes not nearest\n", blk, bad_scale, bad_code);
+    CHECK_EQ_INT(bad_scale + bad_code, 0);
+    const json_t *rt = report_tensor(j.report, t.name);
+    CHECK_NEAR(rnum(rt, "rel_l2"), sqrt(e2 / r2), 1e-6);
+    json_t *qc = json_loads(meta(j.out, "quantization_config") ? meta(j.out, "quantization_config") : "", 0, NULL);
+    json_t *w = json_object_get(json_object_get(json_object_get(qc, "config_groups"), "group_0"), "weights");
+    CHECK_EQ_STR(json_string_value(json_object_get(qc, "format")), "float-quantized");
+    CHECK_EQ_STR(json_string_value(json_object_get(w, "strategy")), blk ? "block" : "channel");
+    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(w, "block_structure"), 1)), blk ? 128 : 0);
+    json_decref(qc);
+    printf("# fp8_e4m3 %s: rel_l2 %.5f\n", blk ? "128x128 blocks" : "per channel", sqrt(e2 / r2));
+    job_free(&j);
+  }
+  cz_model_close(in);
+  free(t.v);
+}
+
 static void test_validation(void) {
   t_tensor t = {"blk.0.attn_q.weight", CZ_TYPE_F32, 8, 64, NULL};
   t_fill_normal(&t, 1, 3);
@@ -318,6 +476,12 @@ static void test_validation(void) {
       {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int8\",\"hqq\":true}]}", CZ_E_INVALID_PARAMETER, "steps[0].hqq"},
       {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\",\"bits\":4}]}", CZ_E_INVALID_PARAMETER, "steps[0].bits"},
       {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"int4\"}],\"output\":{\"format\":\"gguf\"}}", CZ_E_INVALID_RECIPE, "output.format"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"nf4\",\"block_size\":48}]}", CZ_E_INVALID_PARAMETER, "steps[0].block_size"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"nf4\",\"double_quant\":1}]}", CZ_E_INVALID_PARAMETER, "steps[0].double_quant"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"fp8_e4m3\",\"block\":[128]}]}", CZ_E_INVALID_PARAMETER, "steps[0].block"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"fp8_e4m3\",\"block\":[0,128]}]}", CZ_E_INVALID_PARAMETER, "steps[0].block"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"fp8_e4m3\",\"granularity\":\"channel\",\"block\":[128,128]}]}", CZ_E_INVALID_PARAMETER, "steps[0].block"},
+      {"{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"fp8_e5m2\"}]}", CZ_E_UNKNOWN_METHOD, "steps[0]"},
   };
   for (size_t i = 0; in && i < sizeof cases / sizeof cases[0]; i++) {
     job j;
@@ -337,7 +501,8 @@ int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_asym_int4_closed_form), CZ_TEST(test_hqq_never_worse),
       CZ_TEST(test_nf4_nearest),           CZ_TEST(test_int4_artifact_bytes),
-      CZ_TEST(test_int_schemes),           CZ_TEST(test_validation),
+      CZ_TEST(test_int_schemes),           CZ_TEST(test_nf4_artifact),
+      CZ_TEST(test_fp8_artifact),          CZ_TEST(test_validation),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   tmp_cleanup();

@@ -19,7 +19,11 @@ int4-g64-sym|{"op": "quantize", "scheme": "int4", "group_size": 64}
 int8-g32-asym|{"op": "quantize", "scheme": "int8", "group_size": 32, "symmetric": false}
 int8-channel|{"op": "quantize", "scheme": "int8", "granularity": "channel"}
 int3-g64-hqq|{"op": "quantize", "scheme": "int3", "group_size": 64, "hqq": true}
-int2-g32-asym|{"op": "quantize", "scheme": "int2", "group_size": 32, "symmetric": false}'
+int2-g32-asym|{"op": "quantize", "scheme": "int2", "group_size": 32, "symmetric": false}
+nf4|{"op": "quantize", "scheme": "nf4"}
+nf4-dq|{"op": "quantize", "scheme": "nf4", "double_quant": true}
+fp8-channel|{"op": "quantize", "scheme": "fp8_e4m3"}
+fp8-block|{"op": "quantize", "scheme": "fp8_e4m3", "block": [128, 128]}'
 
 recipe_of() { printf '{"steps": [%s], "output": {"format": "safetensors"}}' "$1"; }
 
@@ -80,10 +84,16 @@ while IFS='|' read -r name step; do
   diag "$out"
 done <"$W/cases"
 
-# the compressed-tensors names, dtypes and shapes of one asymmetric int4 matrix
+# the tensor names, dtypes and shapes of one matrix
 is "int4 g128 asym: weight_packed I32 [256,32], weight_scale F32 [256,2], weight_zero_point I32 [32,2], weight_shape I64 [2]" \
   "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/int4-g128-asym.safetensors" | jq -r '[.tensors[] | select(.name | startswith("blk.0.attn_q.weight")) | "\(.name | ltrimstr("blk.0.attn_q."))=\(.type)\(.shape)"] | join(" ")')" \
   "weight_packed=I32[256,32] weight_scale=F32[256,2] weight_zero_point=I32[32,2] weight_shape=I64[2]"
+is "nf4 double quantization: weight_packed I32 [768,32], weight_scale U8 [768,4], weight_scale_scale F32 [12], weight_scale_offset F32 [1], weight_shape I64 [2]" \
+  "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/nf4-dq.safetensors" | jq -r '[.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(.shape)"] | join(" ")')" \
+  "weight_packed=I32[768,32] weight_scale=U8[768,4] weight_scale_scale=F32[12] weight_scale_offset=F32[1] weight_shape=I64[2]"
+is "fp8 128x128: weight F8_E4M3 [768,256], weight_scale F32 [6,2]; quantization_config float-quantized, block [128,128]" \
+  "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/fp8-block.safetensors" | jq -r '([.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(.shape)"] | join(" ")) + " " + (.metadata.quantization_config | fromjson | "\(.format) \(.config_groups.group_0.weights.block_structure)")')" \
+  "weight=F8_E4M3[768,256] weight_scale=F32[6,2] float-quantized [128,128]"
 
 # ---- the daemon: one job per scheme, the same bytes as the CLI ----
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")

@@ -134,7 +134,7 @@ req GET /v1/methods
 METHODS=$R_BODY
 is "GET /v1/methods: 200 with every registry row" \
   "$R_STATUS $(jf "$METHODS" '[.methods[].name] | sort | join(",")')" \
-  "200 factorize.rsvd,factorize.svd,palettize.kmeans,prune.magnitude,prune.nm,prune.structured,prune.wanda,quantize.gguf,quantize.int8,quantize.int_packed"
+  "200 factorize.rsvd,factorize.svd,palettize.kmeans,prune.magnitude,prune.nm,prune.structured,prune.wanda,quantize.fp8,quantize.gguf,quantize.int8,quantize.int_packed,quantize.nf4"
 is "every method: id, name, op, summary and params with name, type, required, description" \
   "$(jf "$METHODS" '[.methods[] | (.id | type) == "number" and (.op | length) > 0 and
      (.summary | length) > 0 and (.params | length) > 0 and

@@ -311,6 +311,10 @@ def decode_layout(art, node, ck, what, used):
         return out, rows, cols
     if enc == "pack-quantized":
         return decode_pack_quantized(art, node, ck, what, used)
+    if enc == "nf4":
+        return decode_nf4(art, node, ck, what, used)
+    if enc == "fp8_e4m3":
+        return decode_fp8(art, node, ck, what, used)
     ck.fail("%s: unknown encoding %r" % (what, enc))
     return None
 
@@ -374,6 +378,80 @@ def decode_pack_quantized(art, node, ck, what, used):
     if (qc or {}).get("format") != "pack-quantized" or (qc or {}).get("quant_method") != "compressed-tensors" \
             or any(got.get(k) != v for k, v in wanted.items()) \
             or (wanted["strategy"] == "group" and got.get("group_size") != group):
+        ck.fail("%s: quantization_config %r does not describe %r" % (what, qc, node))
+    return _f32(out), rows, cols
+
+
+# bitsandbytes' NF4 code values (quant-formats.md 3), as float32
+NF4 = array("f", [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+                  -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+                  0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
+                  0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+                  0.7229568362236023, 1.0]).tolist()
+
+
+def decode_nf4(art, node, ck, what, used):
+    """docs/formats.md 4.11: index e of the row-major matrix is field e % 8 of word e // 8
+    (4 bits each, first in the low bits); value = NF4[index] * absmax of its block (B
+    consecutive weights of a row); with double quantization absmax = (code - 128) * chunk
+    scale (one per 256 blocks) + offset, in float32."""
+    dq = node.get("double_quant")
+    keys = ["packed", "scale", "weight_shape"] + (["scale_scale", "scale_offset"] if dq else [])
+    ts = [_tensor(art, node.get(k), ck, used, what) for k in keys]
+    if None in ts:
+        return None
+    rows, cols = _i64(art, ts[2])
+    b = node.get("block_size")
+    if [rows, cols] != node.get("shape") or not b or cols % b or cols % 8:
+        ck.fail("%s: nf4 node %r does not fit weight_shape %r" % (what, node, [rows, cols]))
+        return None
+    n = rows * cols // b
+    ck.equal("%s: packed shape" % what, ts[0].shape, [rows, cols // 8])
+    ck.equal("%s: scale shape/dtype" % what, (ts[1].shape, ts[1].type), ([rows, cols // b], "U8" if dq else "F32"))
+    if dq:
+        codes = gguf_read.tensor_bytes(art, ts[1])
+        cs, off = gguf_read.decode(art, ts[3]), gguf_read.decode(art, ts[4])[0]
+        if len(cs) != (n + 255) // 256:
+            ck.fail("%s: %d chunk scales for %d blocks" % (what, len(cs), n))
+            return None
+        absmax = _f32([_f32([(codes[i] - 128) * cs[i // 256]])[0] + off for i in range(n)])
+    else:
+        absmax = gguf_read.decode(art, ts[1])
+    words = _words(art, ts[0])
+    out = [NF4[(words[e // 8] >> (4 * (e % 8))) & 15] * absmax[e // b] for e in range(rows * cols)]
+    return _f32(out), rows, cols
+
+
+def _e4m3(v):
+    """An OCP E4M3FN byte as a float, from the bit layout: 1 sign, 4 exponent (bias 7), 3
+    mantissa; exponent 0 is subnormal (m / 8 * 2^-6); S.1111.111 is NaN; no infinities."""
+    sign = -1.0 if v & 0x80 else 1.0
+    e, m = (v >> 3) & 15, v & 7
+    if e == 15 and m == 7:
+        return float("nan")
+    if e == 0:
+        return sign * m / 8.0 * 2.0 ** -6
+    return sign * (1 + m / 8.0) * 2.0 ** (e - 7)
+
+
+def decode_fp8(art, node, ck, what, used):
+    """docs/formats.md 4.12: the F8_E4M3 tensor times the F32 scale of its block."""
+    qt = _tensor(art, node.get("tensor"), ck, used, what)
+    st = _tensor(art, node.get("scale"), ck, used, what)
+    if qt is None or st is None:
+        return None
+    rows, cols = _rows_cols(qt.shape)
+    br, bc = node.get("block")
+    nr, nc = (rows + br - 1) // br, (cols + bc - 1) // bc
+    ck.equal("%s: dtype" % what, (qt.type, st.type), ("F8_E4M3", "F32"))
+    ck.equal("%s: scale shape" % what, st.shape, [nr, nc])
+    raw, sc = gguf_read.tensor_bytes(art, qt), gguf_read.decode(art, st)
+    out = [_e4m3(raw[r * cols + c]) * sc[(r // br) * nc + c // bc] for r in range(rows) for c in range(cols)]
+    qc = json.loads(art.metadata.get("quantization_config", "null") or "null") or {}
+    w = qc.get("config_groups", {}).get("group_0", {}).get("weights", {})
+    want_block = None if br == 1 and bc == cols else [br, bc]
+    if qc.get("format") != "float-quantized" or w.get("type") != "float" or w.get("num_bits") != 8 \
+            or (want_block is not None and w.get("block_structure") != want_block):
         ck.fail("%s: quantization_config %r does not describe %r" % (what, qc, node))
     return _f32(out), rows, cols
 
