@@ -3,6 +3,7 @@
 #ifndef CZ_SHA256_H
 #define CZ_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,11 @@ void cz_sha256_update(cz_sha256 *c, const void *data, size_t len);
 void cz_sha256_final(cz_sha256 *c, uint8_t out[32]);
 /* Lower-case hex of a digest into hex[65] (NUL-terminated). */
 void cz_sha256_hex(const uint8_t digest[32], char hex[65]);
+/* The compression function over nblocks 64-byte blocks, in its two implementations (update
+ * takes the SHA-NI one when the CPU has the SHA extensions); exposed for tests and benches.
+ * The _shani one returns false, touching nothing, without them. */
+void cz_sha256_blocks_scalar(uint32_t h[8], const uint8_t *p, size_t nblocks);
+bool cz_sha256_blocks_shani(uint32_t h[8], const uint8_t *p, size_t nblocks);
 /* Hash a whole file by reading it in bounded chunks; returns 0 or -errno. */
 int cz_sha256_file(int fd, char hex[65]);
 
