@@ -542,6 +542,7 @@ static const cz_route routes[] = {
     {"GET", "/v1/methods", cz_api_methods, NULL, NULL},
     {"GET", "/v1/openapi.json", cz_api_openapi, NULL, NULL},
     {"GET", "/metrics", cz_api_metrics, NULL, NULL},
+    {"GET", "/v1/status", cz_api_status, NULL, NULL},
     {"GET", "/", cz_web_index, NULL, NULL},
     {"GET", "/ui/{id}", cz_web_file_get, NULL, NULL},
 };

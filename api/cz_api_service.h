@@ -10,6 +10,7 @@
  *   cz_api_openapi.c    GET /v1/openapi.json (api/openapi.json, built in); the route listing
  *   cz_api_metrics.c    GET /metrics (Prometheus text format)
  *   cz_api_auth.c       API tokens (Authorization: Bearer), the authorize hook of cz_http
+ *   cz_api_status.c     GET /v1/status (the ops view: workers, queue, disk, recent failures)
  *   cz_api_log.c        GET /v1/jobs/{id}/log (the job's event log: JSON with a since cursor,
  *                       or ?format=text as a download)
  *
@@ -60,6 +61,9 @@ bool cz_api_authorize(cz_req *r);
 bool cz_token_parse(const char *token, char id[CZ_TOKEN_ID_LEN + 1]);
 /* sha256 hex of a token: what the store keeps. */
 void cz_token_hash(const char *token, char hex[65]);
+
+/* ---- cz_api_status.c ---- */
+enum MHD_Result cz_api_status(cz_req *r);
 
 /* ---- cz_api_log.c ---- */
 enum MHD_Result cz_api_job_log(cz_req *r);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -351,5 +352,15 @@ cz_err_code cz_blob_remove(cz_blob_store *bs, const char *sha256_hex, cz_error *
       return cz_err_set(err, CZ_E_NOT_FOUND, "blob store: no blob %s", sha256_hex);
     return sys_err(err, errno, "unlink", path);
   }
+  return CZ_E_OK;
+}
+
+cz_err_code cz_blob_store_space(const cz_blob_store *bs, uint64_t *free_bytes,
+                                uint64_t *total_bytes, cz_error *err) {
+  struct statvfs v;
+  if (statvfs(bs->blobs_dir, &v) != 0)
+    return cz_err_set(err, CZ_E_IO, "statvfs %s: %s", bs->blobs_dir, strerror(errno));
+  *free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+  *total_bytes = (uint64_t)v.f_blocks * v.f_frsize;
   return CZ_E_OK;
 }

@@ -27,6 +27,10 @@ void cz_blob_store_close(cz_blob_store *bs);
 
 /* Absolute path of the blob with this hex digest into buf; returns buf. */
 char *cz_blob_path(const cz_blob_store *bs, const char *sha256_hex, char *buf, size_t len);
+/* Free and total bytes of the file system that holds the blobs (statvfs; free as an
+ * unprivileged process sees it). */
+cz_err_code cz_blob_store_space(const cz_blob_store *bs, uint64_t *free_bytes,
+                                uint64_t *total_bytes, cz_error *err);
 
 /* A temporary file being filled. Either write through cz_blob_writer_write (hash computed on
  * the fly) or write to fd directly with pwrite (then the hash is computed at commit by

@@ -58,6 +58,11 @@ void cz_metrics_upload_begin(void) { atomic_fetch_add(&uploads_in_flight, 1); }
 void cz_metrics_upload_end(void) { atomic_fetch_sub(&uploads_in_flight, 1); }
 void cz_metrics_worker_slots(int n) { atomic_store(&worker_slots, n); }
 void cz_metrics_worker_busy(int delta) { atomic_fetch_add(&worker_busy, delta); }
+void cz_metrics_workers(int *slots, int *busy, int *uploads) {
+  *slots = atomic_load(&worker_slots);
+  *busy = atomic_load(&worker_busy);
+  *uploads = atomic_load(&uploads_in_flight);
+}
 
 /* ---- job durations: one histogram per outcome ---- */
 

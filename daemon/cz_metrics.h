@@ -32,5 +32,7 @@ void cz_metrics_worker_busy(int delta);
 
 /* The families above in text format, written to f. */
 void cz_metrics_render(FILE *f);
+/* The current worker slots, busy slots and uploads in flight (GET /v1/status). */
+void cz_metrics_workers(int *slots, int *busy, int *uploads);
 
 #endif

@@ -1196,3 +1196,26 @@ cz_err_code cz_store_webhook_attempt(cz_store *s, const char *job_id, bool ok, i
   attempt_args a = {job_id, error, ok, status, now, retry_at};
   return run_txn(s, webhook_attempt_txn, &a, err);
 }
+
+/* ---- recent failures ---- */
+
+cz_err_code cz_store_recent_failures(cz_store *s, json_t **out, cz_error *err) {
+  /* SQLite gives the bare columns of a max() group from the row that has the max: the
+   * newest failure of each code names its job and message */
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "WITH recent AS (SELECT seq, id, error_code, error_message, finished_at FROM jobs "
+           "WHERE state = 'failed' ORDER BY seq DESC LIMIT %d) "
+           "SELECT coalesce(error_code, '?') AS code, count(*) AS count, max(seq) AS last_seq, "
+           "finished_at AS last_at, id AS last_job, error_message AS last_message "
+           "FROM recent GROUP BY code ORDER BY count DESC, last_seq DESC",
+           CZ_RECENT_FAILURES);
+  json_t *rows;
+  cz_err_code rc = query(s, sql, bind_nothing, NULL, &rows, err);
+  if (rc) return rc;
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) json_object_del(row, "last_seq");
+  *out = rows;
+  return CZ_E_OK;
+}

@@ -183,6 +183,12 @@ cz_err_code cz_store_calibration_get(cz_store *s, const char *id, json_t **out, 
 cz_err_code cz_store_calibration_list(cz_store *s, int limit, int64_t before_seq, json_t **items,
                                       int64_t *next_seq, cz_error *err);
 
+/* ---- recent failures, grouped by error code (GET /v1/status) ---- */
+#define CZ_RECENT_FAILURES 100   /* failed jobs looked at, newest first */
+/* Of the newest CZ_RECENT_FAILURES failed jobs: [{"code", "count", "last_at", "last_job",
+ * "last_message"}] per error code, most frequent first (new reference). */
+cz_err_code cz_store_recent_failures(cz_store *s, json_t **out, cz_error *err);
+
 /* ---- the per-job event log (migration 0013-job-log) ----
  * State changes (queued, claimed, requeued, released, cancel requested, succeeded, failed,
  * canceled, retried) are logged by triggers in the same transaction as the change; the daemon

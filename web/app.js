@@ -5,13 +5,14 @@ import { jobsView, modelsView } from './jobs.js';
 import { newJobView } from './newjob.js';
 import { detailView } from './detail.js';
 import { reportView, compareView } from './report.js';
+import { opsView } from './ops.js';
 
 const main = document.getElementById('main');
 let current = null;        // the view on screen: {destroy()}
 let routeSeq = 0;
 let firstRoute = true;
 
-// #/jobs, #/new, #/models, #/jobs/ID, #/jobs/ID/report, #/compare/MODEL; query after '?'.
+// #/jobs, #/new, #/models, #/ops, #/jobs/ID, #/jobs/ID/report, #/compare/MODEL; query after '?'.
 function parseRoute() {
   const raw = location.hash.replace(/^#/, '') || '/jobs';
   const [path, qs] = raw.split('?');
@@ -19,6 +20,7 @@ function parseRoute() {
   const query = new URLSearchParams(qs || '');
   if (parts[0] === 'new') return { view: newJobView, nav: 'new', params: { query } };
   if (parts[0] === 'models') return { view: modelsView, nav: 'models', params: { query } };
+  if (parts[0] === 'ops') return { view: opsView, nav: 'ops', params: { query } };
   if (parts[0] === 'compare' && parts[1]) return { view: compareView, nav: 'jobs', params: { model: parts[1], query } };
   if (parts[0] === 'jobs' && parts[1] && parts[2] === 'report') return { view: reportView, nav: 'jobs', params: { id: parts[1], query } };
   if (parts[0] === 'jobs' && parts[1]) return { view: detailView, nav: 'jobs', params: { id: parts[1], query } };

@@ -1,5 +1,5 @@
-// detail.js: one job: live state and progress, timeline, recipe, provenance, artifact and a
-// curl snippet that reproduces it.
+// detail.js: one job: live state and progress, timeline, its event log (followed live),
+// recipe, provenance, artifact, a curl snippet that reproduces it and a Clone action.
 import { caps, download, get } from './api.js';
 import { timeline } from './charts.js';
 import { errorBox, jobActions, loadModels, models } from './jobs.js';
@@ -37,6 +37,77 @@ function shq(s) {
   return /^[\w.\-/]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
 }
 
+// "#/new?..." that opens New job with this job's model and recipe (calibration included).
+export function cloneHref(job) {
+  return `#/new?model=${encodeURIComponent(job.model)}&recipe=${encodeURIComponent(JSON.stringify(job.recipe))}&from=${encodeURIComponent(job.id)}`;
+}
+
+const LOG_POLL_MS = 1000;
+const LOG_SHOWN_MAX = 1000;   // lines kept on the page (the server keeps as many per job)
+
+// The job's event log (GET /v1/jobs/{id}/log): read from the start, then followed with the
+// since cursor while "Follow" is on; stops by itself when the server says the log is done.
+function logPanel(id) {
+  let since = 0, timer = null, alive = true, done = false, busy = false;
+  const list = h('ol', { class: 'log', id: 'job-log', role: 'log', 'aria-live': 'off', 'aria-label': 'Job log', tabindex: '0' });
+  const follow = h('input', { type: 'checkbox', id: 'log-follow', checked: true });
+  const status = h('span', { class: 'muted small', id: 'log-status', role: 'status' });
+  const dlBtn = h('button', { type: 'button', class: 'btn small ghost', id: 'download-log', onclick: async (e) => {
+    e.currentTarget.disabled = true;
+    try { await download(`/v1/jobs/${encodeURIComponent(id)}/log?format=text`, `${id}.log`); announce('Log download started'); }
+    catch (err) { announce(`Download failed: ${err.message}`); }
+    e.currentTarget.disabled = false;
+  } }, 'Download log');
+  follow.addEventListener('change', () => {
+    if (follow.checked) { status.textContent = 'following'; tick(); }
+    else { clearTimeout(timer); status.textContent = done ? 'the job has ended' : 'paused'; }
+  });
+  const el = h('section', { class: 'card', 'aria-labelledby': 'log-h' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'log-h' }, 'Log'),
+      h('div', { class: 'actions' },
+        h('div', { class: 'check-row' }, follow, h('label', { for: 'log-follow' }, 'Follow')), status, dlBtn)),
+    list);
+
+  function lineEl(l) {
+    const t = parseTime(l.time);
+    return h('li', { class: `log-line lvl-${l.level}`, 'data-seq': String(l.seq), 'data-event': l.event },
+      h('time', { datetime: l.time, title: l.time }, t !== null ? new Date(t).toLocaleTimeString() : l.time),
+      h('span', { class: 'log-ev' }, l.event), h('span', { class: 'log-msg' }, l.message));
+  }
+
+  async function tick() {
+    if (!alive || busy) return;
+    clearTimeout(timer);
+    busy = true;
+    let delay = LOG_POLL_MS;
+    try {
+      const r = await get(`/v1/jobs/${encodeURIComponent(id)}/log?since=${since}`);
+      if (!alive) return;
+      const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+      if (r.truncated && since > 0) list.append(h('li', { class: 'log-line muted' }, '… older lines were dropped by the server\'s cap'));
+      for (const l of r.lines || []) list.append(lineEl(l));
+      while (list.children.length > LOG_SHOWN_MAX) list.firstChild.remove();
+      since = r.next_since;
+      if ((r.lines || []).length && (atEnd || follow.checked)) list.scrollTop = list.scrollHeight;
+      if (r.more) delay = 0;
+      done = !!r.done;
+      list.dataset.done = String(done);
+      if (done) {
+        follow.checked = false;
+        status.textContent = `${list.children.length} lines · the job has ended`;
+        return;
+      }
+      status.textContent = follow.checked ? `following · ${list.children.length} lines` : 'paused';
+    } catch (e) {
+      status.textContent = `log unavailable: ${e.message}`;
+      delay = 3000;
+    } finally { busy = false; }
+    if (alive && (follow.checked || delay === 0) && !done) timer = setTimeout(tick, delay);
+  }
+  tick();
+  return { el, destroy() { alive = false; clearTimeout(timer); } };
+}
+
 function dl(rows) {
   return h('dl', { class: 'facts' }, rows.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
@@ -59,6 +130,7 @@ export function detailView(root, { id }) {
   const artBox = h('div');
   const provBox = h('div');
   const recipeBox = h('pre', { class: 'code' });
+  const log = logPanel(id);
   const curlBox = h('pre', { class: 'code', id: 'curl-snippet' });
 
   function layout() {
@@ -66,6 +138,7 @@ export function detailView(root, { id }) {
     replace(body,
       progress, errBox,
       h('section', { class: 'card', 'aria-labelledby': 'tl-h' }, h('h2', { id: 'tl-h' }, 'Timeline'), tl, times),
+      log.el,
       h('div', { class: 'two-col' },
         h('section', { class: 'card', 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Artifact'), artBox),
         h('section', { class: 'card', 'aria-labelledby': 'pv-h' }, h('h2', { id: 'pv-h' }, 'Provenance'), provBox)),
@@ -86,6 +159,8 @@ export function detailView(root, { id }) {
     if (rendered !== sig) {
       replace(stateBox, stateBadge(job.state));
       replace(actions, jobActions(job, () => poll(true)));
+      actions.firstChild.append(h('a', { class: 'btn small', id: 'clone-job', href: cloneHref(job),
+        'aria-label': `Clone job ${job.id}: a new job with its model and recipe, to edit` }, 'Clone'));
       rendered = sig;
     }
     if (!progress.querySelector('.progress')) replace(progress, h('h2', { class: 'offscreen' }, 'Progress'), progressBar(job), live);
@@ -136,7 +211,7 @@ export function detailView(root, { id }) {
     ]));
     recipeBox.textContent = JSON.stringify(job.recipe, null, 2);
     const edit = document.getElementById('edit-as-new');
-    if (edit) edit.href = `#/new?model=${encodeURIComponent(job.model)}&recipe=${encodeURIComponent(JSON.stringify(job.recipe))}`;
+    if (edit) edit.href = cloneHref(job);
     curlBox.textContent = curlSnippet(job, model);
     head.querySelector('h1').title = recipeSummary(job.recipe);
   }
@@ -166,5 +241,5 @@ export function detailView(root, { id }) {
     if (alive) timer = setTimeout(poll, delay);
   }
   poll(false);
-  return { destroy() { alive = false; clearTimeout(timer); if (ctl) ctl.abort(); } };
+  return { destroy() { alive = false; clearTimeout(timer); if (ctl) ctl.abort(); log.destroy(); } };
 }

@@ -86,6 +86,16 @@ export function newJobView(root, { query }) {
   if (calibField) {
     calib = h('input', { id: 'job-calib', type: 'file', 'aria-describedby': 'calib-help' });
   }
+  // a clone keeps the original job's calibration (an id on the server) unless unticked or
+  // replaced by a new file
+  const from = query.get('from');
+  let keptCalib = null, keepCalib = null;
+  const fromRecipe = (() => { try { return JSON.parse(query.get('recipe') || 'null'); } catch (_) { return null; } })();
+  if (fromRecipe && calibField && typeof fromRecipe[calibField] === 'string') {
+    keptCalib = fromRecipe[calibField];
+    keepCalib = h('input', { type: 'checkbox', id: 'job-calib-keep', checked: true });
+    keepCalib.addEventListener('change', () => updateRecipe());
+  }
 
   const jobForm = h('form', { class: 'card', 'aria-labelledby': 'job-h', onsubmit: submit },
     h('h2', { id: 'job-h' }, '2. Describe the job'),
@@ -97,6 +107,8 @@ export function newJobView(root, { query }) {
       stepsBox, addStep),
     h('div', { class: 'field-row' },
       h('div', { class: 'field' }, h('label', { for: 'job-format' }, 'Output format'), formatSel)),
+    keepCalib && h('div', { class: 'field check' }, h('div', { class: 'check-row' }, keepCalib,
+      h('label', { for: 'job-calib-keep' }, 'Use the calibration of the cloned job ', h('code', {}, keptCalib)))),
     calib && h('div', { class: 'field' },
       h('label', { for: 'job-calib' }, 'Calibration file (optional)'), calib,
       h('p', { id: 'calib-help', class: 'help' }, 'An importance matrix (llama-imatrix GGUF or .dat) for weighted quantization; uploaded first, then named in the job.')),
@@ -106,6 +118,9 @@ export function newJobView(root, { query }) {
 
   replace(root,
     h('div', { class: 'page-head' }, h('h1', {}, 'New job')),
+    from ? h('p', { class: 'callout', id: 'clone-note', role: 'note' }, 'A clone of job ',
+      h('a', { class: 'mono', href: `#/jobs/${encodeURIComponent(from)}` }, from),
+      ': its model and recipe are filled in below. Edit them, preview, then start the new job.') : null,
     errorBox(),
     h('div', { class: 'two-col' }, upForm, jobForm));
 
@@ -215,6 +230,7 @@ export function newJobView(root, { query }) {
     let fmt = formatSel.value;
     if (fmt === 'auto') fmt = steps.map((st) => impliedFormat(st.method)).filter(Boolean).pop() || null;
     if (fmt) r.output = { format: fmt };
+    if (keepCalib && keepCalib.checked) r[calibField] = keptCalib;
     return r;
   }
 
@@ -289,12 +305,9 @@ export function newJobView(root, { query }) {
     }
   }
 
-  // initial state: a preset, or a recipe handed over by "Edit as new job"
-  const from = query.get('recipe');
+  // initial state: a preset, or a recipe handed over by Clone / "Edit as new job"
   let initial = PRESETS[0].recipe;
-  if (from) {
-    try { initial = JSON.parse(from); presetSel.value = 'custom'; } catch (_) { initial = PRESETS[0].recipe; }
-  }
+  if (fromRecipe && Array.isArray(fromRecipe.steps)) { initial = fromRecipe; presetSel.value = 'custom'; }
   if (initial.output && initial.output.format) formatSel.value = initial.output.format;
   stepsFromRecipe(initial);
   renderSteps();

@@ -2,7 +2,9 @@
 # test_joblog: GET /v1/jobs/{id}/log, the per-job event log. A real job's lines come in order
 # (queued, claimed, planned, one per tensor, succeeded) with dense seq numbers; the since
 # cursor and limit page through them; ?format=text is a download of the same lines; an
-# unknown job is 404 and bad arguments 400; cancel and retry are logged on both jobs.
+# unknown job is 404 and bad arguments 400; cancel and retry are logged on both jobs; a job
+# the daemon dies on (test hook) shows each attempt, the requeue and the worker_crash failure,
+# which GET /v1/status then counts among the recent failures.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
@@ -121,6 +123,15 @@ else
   skip "retry is logged" "the job was not canceled"
 fi
 
+# ---- GET /v1/status before any failure ----
+req GET /v1/status
+is "GET /v1/status: 200 JSON" "$R_STATUS $(header Content-Type)" "200 application/json"
+is "... jobs by state agree with the job list" "$(jf "$R_BODY" '.jobs.succeeded + .jobs.canceled + .jobs.queued + .jobs.running')" \
+  "$(curl -s "$CZ_URL/v1/jobs?page_size=100" | jq '.jobs | length')"
+is "... no failures yet; workers and disk are reported" \
+  "$(jf "$R_BODY" '[(.recent_failures.by_code | length), (.workers.slots > 0), (.disk.free_bytes > 0), (.disk.total_bytes >= .disk.free_bytes), (.version | length > 0)] | map(tostring) | join(" ")')" \
+  "0 true true true true"
+
 # ---- the log survives a restart ----
 cz_stop
 is "the daemon stops cleanly" "$CZ_EXIT" 0
@@ -129,4 +140,53 @@ req GET "/v1/jobs/$J/log"
 is "after a restart the log is the same" "$(jf "$R_BODY" .lines)" "$(jf "$LOG" .lines)"
 cz_stop
 is "the daemon stops cleanly again" "$CZ_EXIT" 0
+
+# ---- a job the daemon dies on (test hook): every attempt and the end are logged ----
+wait_dead() {
+  _i=0
+  while kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; do
+    [ $_i -ge 300 ] && break
+    sleep 0.1
+    _i=$((_i + 1))
+  done
+  cz_stop "$1" KILL
+}
+export CZ_TEST_CRASH_MODEL=poison
+cz_start "$DATA" --workers 1 --max-attempts 2 || bail "cannot restart compressd"
+if ! grep -q 'test hook armed' "$CZ_LOG"; then
+  unset CZ_TEST_CRASH_MODEL
+  skip "a crashing job's log" "compressd built without --enable-test-hooks"
+  cz_stop
+else
+  upload "$CZ_DATA/tiny-llama-f16.gguf" poison
+  submit "{\"model\": \"$MODEL_ID\", \"steps\": [{\"op\": \"quantize\", \"type\": \"q8_0\"}], \"output\": {\"format\": \"gguf\"}}"
+  PJ=$JOB_ID
+  wait_dead "$CZ_PID"
+  is "the hook takes the daemon down (SIGABRT)" "$CZ_EXIT" 134
+  # the second attempt dies too, maybe before the address is printed: started by hand
+  CZ_N=$((CZ_N + 1))
+  "$CZ_BIN" serve --listen 127.0.0.1:0 --data-dir "$DATA" --workers 1 --max-attempts 2 \
+    >"$T_TMP/daemon$CZ_N.out" 2>"$T_TMP/daemon$CZ_N.log" &
+  CZ_PID=$!
+  T_PIDS="$T_PIDS $CZ_PID"
+  wait_dead "$CZ_PID"
+  is "... and again on the second attempt" "$CZ_EXIT" 134
+  unset CZ_TEST_CRASH_MODEL
+  cz_start "$DATA" --workers 1 --max-attempts 2 || bail "cannot restart compressd"
+  req GET "/v1/jobs/$PJ/log"
+  is "the log: queued, attempt 1, requeued after the crash, attempt 2, failed with worker_crash" \
+    "$(jf "$R_BODY" '[.lines[] | select(.event != "progress" and .event != "planned") | .event] | join(" ")')" \
+    "queued claimed requeued claimed failed"
+  is "... the requeue names the attempt" "$(jf "$R_BODY" '[.lines[] | select(.event == "requeued")][0] | .level + " " + .message')" \
+    "warn back in the queue: the daemon stopped during attempt 1 of 2"
+  is "... the end is an error line with the code" "$(jf "$R_BODY" '.lines[-1] | .level + " " + (.message | split(":")[0:2] | join(":"))')" \
+    "error failed: worker_crash"
+  is "... and the log is done" "$(jf "$R_BODY" .done)" true
+  req GET /v1/status
+  is "GET /v1/status groups the failure by reason" \
+    "$(jf "$R_BODY" '.recent_failures.by_code | map("\(.code) \(.count) \(.last_job)") | join(",")')" "worker_crash 1 $PJ"
+  is "... and counts it among the jobs" "$(jf "$R_BODY" .jobs.failed)" 1
+  cz_stop
+  is "the daemon stops cleanly after the crashes" "$CZ_EXIT" 0
+fi
 t_done

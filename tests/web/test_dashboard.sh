@@ -96,7 +96,7 @@ if [ "$rc" -ne 0 ] && [ "$n_lines" -eq 0 ] || [ "$rc" -gt 1 ]; then
   diag "$(tail -30 "$T_TMP/walk.err")"
 fi
 n_shots=$(ls "$SHOTS"/*.png 2>/dev/null | grep -vc failure)
-check "a screenshot of each view ($n_shots in $SHOTS)" test "$n_shots" -ge 7
+check "a screenshot of each view ($n_shots in $SHOTS)" test "$n_shots" -ge 10
 
 if [ -n "$AUTH_URL" ]; then
   cz_stop "$AUTH_PID"
