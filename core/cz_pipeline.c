@@ -789,10 +789,35 @@ static cz_err_code task_copy(cz_run *run, tensor_state *s, cz_error *err) {
   return CZ_E_OK;
 }
 
+/* On the exponent bits (all ones: Inf or NaN), which the compiler vectorises; isfinite()
+ * per element ran at a fifth of the speed. */
 static int count_nonfinite(const float *x, int64_t n) {
   int bad = 0;
-  for (int64_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, x + i, sizeof u);
+    bad += (u & 0x7f800000u) == 0x7f800000u;
+  }
   return bad;
+}
+
+/* *dot += Σ x·y and *got2 += Σ y² over the finite x, in four interleaved partial sums held
+ * in registers (a single serial double sum costs 4 cycles an element; see cz_errstat_add). */
+static void dot_sums(const float *x, const float *y, int64_t n, double *dot, double *got2) {
+  double d0 = 0, d1 = 0, d2 = 0, d3 = 0, g0 = 0, g1 = 0, g2 = 0, g3 = 0;
+  int64_t e = 0;
+#define CZ_DOT_ACC(k) \
+  if (isfinite(x[e + k])) d##k += (double)x[e + k] * y[e + k], g##k += (double)y[e + k] * y[e + k]
+  for (; e + 4 <= n; e += 4) {
+    CZ_DOT_ACC(0);
+    CZ_DOT_ACC(1);
+    CZ_DOT_ACC(2);
+    CZ_DOT_ACC(3);
+  }
+  for (; e < n; e++) CZ_DOT_ACC(0);
+#undef CZ_DOT_ACC
+  *dot += (d0 + d1) + (d2 + d3);
+  *got2 += (g0 + g1) + (g2 + g3);
 }
 
 /* Encode rows [r, r + nr) of a tensor. A tensor of experts (ne[2] > 1) with importance
@@ -862,8 +887,7 @@ static cz_err_code task_transform(cz_run *run, tensor_state *s, int64_t r0, int6
     run->step->method->decode(run->step->params, &s->plan, (const uint8_t *const *)obuf, nr,
                               s->ncols, y);
     cz_errstat_add(&st, x, y, nr * s->ncols);
-    for (int64_t e = 0; e < nr * s->ncols; e++)
-      if (isfinite(x[e])) dot += (double)x[e] * y[e], got2 += (double)y[e] * y[e];
+    dot_sums(x, y, nr * s->ncols, &dot, &got2);
     cz_model_release(run->in, s->in->data + (uint64_t)r * in_row, (uint64_t)nr * in_row);
     atomic_fetch_add(&run->bytes_done, (uint64_t)nr * in_row);
   }
