@@ -45,6 +45,29 @@ export function barChart({ title, items, format = fmtNum, cls = '', width = 760,
   return svg;
 }
 
+function attemptTimeline({ created, finished, now, width, attempts }) {
+  const end = finished ?? now;
+  const total = Math.max(1, end - created);
+  const height = 44;
+  const x = (t) => (width * (Math.min(Math.max(t, created), end) - created)) / total;
+  const secs = (ms) => (ms / 1000).toFixed(2) + ' s';
+  const says = attempts.map((a, i) => `attempt ${i + 1} ran ${secs((a.to ?? end) - a.from)}${a.outcome === 'running' ? ' so far' : ', ' + a.outcome}`);
+  const svg = s('svg', { class: 'chart timeline', viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img',
+    'aria-label': `Timeline: queued ${secs(attempts[0].from - created)} before the first attempt; ${says.join('; ')}` });
+  svg.append(s('rect', { class: 'track', x: 0, y: 8, width, height: 18, rx: 4 }));
+  svg.append(s('rect', { class: 'seg-queued', x: 0, y: 8, width: Math.max(2, x(finished ?? now)), height: 18, rx: 4 },
+    s('title', { text: 'queued' })));
+  attempts.forEach((a, i) => {
+    const cls = a.outcome === 'running' ? 'seg-run live' : a.outcome === 'succeeded' ? 'seg-run'
+      : a.outcome === 'failed' ? 'seg-run failed' : 'seg-run lost';
+    const x0 = x(a.from), x1 = x(a.to ?? end);
+    svg.append(s('rect', { class: cls, 'data-attempt': String(i + 1), x: x0, y: 8, width: Math.max(2, x1 - x0), height: 18, rx: 4 },
+      s('title', { text: says[i] })));
+    if (x1 - x0 > 60) svg.append(s('text', { class: 'seg-label', x: x0 + 6, y: 40, text: `attempt ${i + 1}` }));
+  });
+  return svg;
+}
+
 // Ticks for a byte axis: whole KiB/MiB/GiB steps.
 function byteTicks(max) {
   let unit = 1;
@@ -92,8 +115,29 @@ export function scatter({ title, points, xLabel, yLabel, xFormat = fmtNum, yForm
   return svg;
 }
 
-// timeline({created, started, finished, now}): a two-segment bar: queued, then running.
-export function timeline({ created, started, finished, now = Date.now(), width = 760 }) {
+// The attempts of a job from its log lines ({event, time}): each "claimed" starts one, the
+// next requeued / released / succeeded / failed / canceled ends it; one still open runs.
+export function attemptsFromLog(lines) {
+  const out = [];
+  let from = null;
+  for (const l of lines) {
+    const t = Date.parse(l.time);
+    if (Number.isNaN(t)) continue;
+    if (l.event === 'claimed') from = t;
+    else if (from !== null && ['requeued', 'released', 'succeeded', 'failed', 'canceled'].includes(l.event)) {
+      out.push({ from, to: t, outcome: l.event });
+      from = null;
+    }
+  }
+  if (from !== null) out.push({ from, to: null, outcome: 'running' });
+  return out;
+}
+
+// timeline({created, started, finished, now, attempts}): a bar from submission to the end:
+// queued time underneath, each attempt (from the job log) on top, coloured by how it ended;
+// without attempts, queued then running.
+export function timeline({ created, started, finished, now = Date.now(), width = 760, attempts = null }) {
+  if (attempts && attempts.length) return attemptTimeline({ created, finished, now, width, attempts });
   const end = finished ?? now;
   const total = Math.max(1, end - created);
   const height = 44, l = 0, w = width;

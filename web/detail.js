@@ -1,7 +1,7 @@
 // detail.js: one job: live state and progress, timeline, its event log (followed live),
 // recipe, provenance, artifact, a curl snippet that reproduces it and a Clone action.
 import { caps, download, get } from './api.js';
-import { timeline } from './charts.js';
+import { attemptsFromLog, timeline } from './charts.js';
 import { errorBox, jobActions, loadModels, models } from './jobs.js';
 import {
   FINAL, announce, copyButton, fmtBytes, fmtDuration, fmtInt, h, jobDuration, parseTime, progressBar,
@@ -10,11 +10,21 @@ import {
 
 // The shell commands that reproduce a job against this server: upload, submit, wait,
 // download. Uses $TOKEN (never the token itself) when the server needs one.
-export function curlSnippet(job, model) {
+// A job with a calibration (an id on this server) uploads the calibration file too, so the
+// snippet also works against another server.
+export function curlSnippet(job, model, calib) {
   const base = location.origin;
   const auth = caps.authRequired ? " -H \"Authorization: Bearer $TOKEN\"" : '';
   const body = Object.assign({ model: '$MODEL' }, job.recipe || {});
-  const json = JSON.stringify(body).replace(/'/g, "'\\''").replace('"$MODEL"', '"\'"$MODEL"\'"');
+  const calibId = typeof body.calibration === 'string' ? body.calibration : null;
+  if (calibId) body.calibration = '$CALIB';
+  const json = JSON.stringify(body).replace(/'/g, "'\\''").replace('"$MODEL"', '"\'"$MODEL"\'"').replace('"$CALIB"', '"\'"$CALIB"\'"');
+  const calibFile = calib ? calib.name : 'CALIBRATION_FILE';
+  const calibLines = calibId ? [
+    `# 1b. upload the calibration (importance matrix, sha256 ${calib ? calib.sha256 : '…'})`,
+    `CALIB=$(curl -sf${auth} -H 'Content-Type: application/octet-stream' \\`,
+    `  --data-binary @${shq(calibFile)} "$B/v1/calibrations?name=${encodeURIComponent(calibFile)}" | jq -r .id)`,
+  ] : [];
   const file = model ? `${model.name}.${model.format === 'safetensors' ? 'safetensors' : 'gguf'}` : 'MODEL_FILE';
   const ext = job.artifact && job.artifact.format === 'safetensors' ? 'safetensors' : (job.recipe && job.recipe.output && job.recipe.output.format) || 'gguf';
   return [
@@ -22,6 +32,7 @@ export function curlSnippet(job, model) {
     `# 1. upload the model (sha256 ${model ? model.sha256 : '…'})`,
     `MODEL=$(curl -sf${auth} -H 'Content-Type: application/octet-stream' \\`,
     `  --data-binary @${shq(file)} "$B/v1/models?name=${encodeURIComponent(model ? model.name : 'model')}" | jq -r .id)`,
+    ...calibLines,
     `# 2. submit the same recipe`,
     `JOB=$(curl -sf${auth} -H 'Content-Type: application/json' "$B/v1/jobs" \\`,
     `  -d '${json}' | jq -r .id)`,
@@ -47,8 +58,9 @@ const LOG_SHOWN_MAX = 1000;   // lines kept on the page (the server keeps as man
 
 // The job's event log (GET /v1/jobs/{id}/log): read from the start, then followed with the
 // since cursor while "Follow" is on; stops by itself when the server says the log is done.
-function logPanel(id) {
+function logPanel(id, onLines) {
   let since = 0, timer = null, alive = true, done = false, busy = false;
+  const seen = [];   // {event, time} of every line read, for the timeline
   const list = h('ol', { class: 'log', id: 'job-log', role: 'log', 'aria-live': 'off', 'aria-label': 'Job log', tabindex: '0' });
   const follow = h('input', { type: 'checkbox', id: 'log-follow', checked: true });
   const status = h('span', { class: 'muted small', id: 'log-status', role: 'status' });
@@ -85,7 +97,8 @@ function logPanel(id) {
       if (!alive) return;
       const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
       if (r.truncated && since > 0) list.append(h('li', { class: 'log-line muted' }, '… older lines were dropped by the server\'s cap'));
-      for (const l of r.lines || []) list.append(lineEl(l));
+      for (const l of r.lines || []) { list.append(lineEl(l)); seen.push({ event: l.event, time: l.time }); }
+      if ((r.lines || []).length && onLines) onLines(seen);
       while (list.children.length > LOG_SHOWN_MAX) list.firstChild.remove();
       since = r.next_since;
       if ((r.lines || []).length && (atEnd || follow.checked)) list.scrollTop = list.scrollHeight;
@@ -114,6 +127,7 @@ function dl(rows) {
 
 export function detailView(root, { id }) {
   let alive = true, timer = null, ctl = null, job = null, report = null, reportFor = null, rendered = null;
+  let calib = null, calibFor = null;   // the job's calibration (GET /v1/calibrations/{id}), if any
   const head = h('div', { class: 'page-head' }, h('h1', {}, 'Job ', h('span', { class: 'mono' }, id)));
   const body = h('div', { class: 'detail' });
   replace(root, h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, '← Jobs')), head, errorBox(), body);
@@ -130,7 +144,8 @@ export function detailView(root, { id }) {
   const artBox = h('div');
   const provBox = h('div');
   const recipeBox = h('pre', { class: 'code' });
-  const log = logPanel(id);
+  let logLines = [];
+  const log = logPanel(id, (lines) => { logLines = lines; if (job && alive) render(); });
   const curlBox = h('pre', { class: 'code', id: 'curl-snippet' });
 
   function layout() {
@@ -168,8 +183,12 @@ export function detailView(root, { id }) {
     const say = `${job.state}, ${Math.floor(((job.progress && job.progress.fraction) || 0) * 10) * 10} percent`;
     if (say !== lastSaid) { lastSaid = say; live.textContent = `Job ${say}`; }
     const c = parseTime(job.created_at), st = parseTime(job.started_at), f = parseTime(job.finished_at);
-    replace(tl, c !== null ? timeline({ created: c, started: st, finished: f }) : null,
-      h('p', { class: 'legend small muted' }, h('span', { class: 'swatch queued' }), 'queued ', h('span', { class: 'swatch running' }), 'running'));
+    const attempts = attemptsFromLog(logLines);
+    replace(tl, c !== null ? timeline({ created: c, started: st, finished: f, attempts }) : null,
+      h('p', { class: 'legend small muted' }, h('span', { class: 'swatch queued' }), 'queued ', h('span', { class: 'swatch running' }), 'running',
+        attempts.some((a) => a.outcome === 'requeued' || a.outcome === 'released') ? [h('span', { class: 'swatch lost' }), 'attempt cut short (restart)'] : null,
+        attempts.some((a) => a.outcome === 'failed') ? [h('span', { class: 'swatch failed' }), 'failed'] : null,
+        attempts.length ? ` · ${attempts.length} attempt${attempts.length > 1 ? 's' : ''}` : null));
     replace(times, dl([
       ['Created', timeEl(job.created_at)],
       ['Started', timeEl(job.started_at)],
@@ -201,10 +220,17 @@ export function detailView(root, { id }) {
       reportFor = job.id;
       get(`/v1/jobs/${encodeURIComponent(job.id)}/report`).then((r) => { report = r; if (alive) render(); }).catch(() => {});
     }
+    const calibId = job.recipe && typeof job.recipe.calibration === 'string' ? job.recipe.calibration : null;
+    if (calibId && calibFor !== calibId) {
+      calibFor = calibId;
+      get(`/v1/calibrations/${encodeURIComponent(calibId)}`).then((c) => { calib = c; if (alive) render(); }).catch(() => {});
+    }
     replace(provBox, dl([
       ['Model', model ? h('span', {}, `${model.name} `, h('span', { class: 'mono small muted' }, job.model)) : h('span', { class: 'mono' }, job.model)],
       ['Input sha256', h('code', { class: 'hash' }, (report && report.input && report.input.sha256) || (model && model.sha256) || '–')],
       ['Input', model ? `${model.format}, ${fmtBytes(model.bytes)}, ${fmtInt(model.tensor_count)} tensors, ${fmtInt(model.parameter_count)} parameters` : '–'],
+      calibId ? ['Calibration', calib ? h('span', {}, `${calib.name} (${calib.format}, ${fmtInt(calib.entries)} entries) `,
+        h('code', { class: 'hash', id: 'calibration-sha256' }, calib.sha256)) : h('span', { class: 'mono' }, calibId)] : null,
       job.retry_of ? ['Retry of', h('a', { class: 'mono', href: `#/jobs/${encodeURIComponent(job.retry_of)}` }, job.retry_of)] : null,
       ['Produced by', report ? `${report.producer || 'compressd'} ${report.version || ''}` : a ? '…' : '–'],
       report && report.totals ? ['Compression', `${fmtBytes(report.totals.file_bytes_in)} → ${fmtBytes(report.totals.file_bytes_out)} (×${report.totals.ratio.toFixed(2)}, ${report.totals.bpw.toFixed(2)} bits/weight)`] : null,
@@ -212,7 +238,7 @@ export function detailView(root, { id }) {
     recipeBox.textContent = JSON.stringify(job.recipe, null, 2);
     const edit = document.getElementById('edit-as-new');
     if (edit) edit.href = cloneHref(job);
-    curlBox.textContent = curlSnippet(job, model);
+    curlBox.textContent = curlSnippet(job, model, calib);
     head.querySelector('h1').title = recipeSummary(job.recipe);
   }
 
