@@ -19,6 +19,7 @@
 #include "cz_log.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
+#include "cz_retention.h"
 #include "cz_webhook.h"
 
 #define MAX_NAME_LEN 255        /* a model's display name, in bytes */
@@ -520,6 +521,16 @@ static enum MHD_Result h_job_cancel(cz_req *r) {
   return reply_job(r, running ? 202 : 200, r->id);
 }
 
+/* DELETE /v1/jobs/{id}: a finished job, its artifact and report (unless another row names
+ * the same bytes), its log and webhook. 409 while queued or running: cancel it first. */
+static enum MHD_Result h_job_delete(cz_req *r) {
+  cz_api *api = r->app;
+  cz_error e = {0};
+  if (cz_retention_delete_job(api->store, api->blobs, r->id, NULL, &e)) return cz_reply_err(r, &e);
+  cz_log(CZ_LOG_INFO, "job deleted", "job", r->id, NULL);
+  return cz_reply_status(r, 204);
+}
+
 static const cz_route routes[] = {
     {"GET", "/livez", h_livez, NULL, NULL},
     {"GET", "/readyz", h_readyz, NULL, NULL},
@@ -533,6 +544,7 @@ static const cz_route routes[] = {
     {"GET", "/v1/calibrations/{id}", cz_api_calib_get, NULL, NULL},
     {"GET", "/v1/jobs", h_job_list, NULL, NULL},
     {"GET", "/v1/jobs/{id}", cz_api_job_get, NULL, NULL},
+    {"DELETE", "/v1/jobs/{id}", h_job_delete, NULL, NULL},
     {"POST", "/v1/jobs/{id}:cancel", h_job_cancel, NULL, NULL},
     {"POST", "/v1/jobs/{id}:retry", cz_api_job_retry, NULL, NULL},
     {"GET", "/v1/jobs/{id}/artifact", cz_api_job_artifact, NULL, NULL},

@@ -364,3 +364,54 @@ cz_err_code cz_blob_store_space(const cz_blob_store *bs, uint64_t *free_bytes,
   *total_bytes = (uint64_t)v.f_blocks * v.f_frsize;
   return CZ_E_OK;
 }
+
+/* One fan-out directory's blobs into the totals. */
+static cz_err_code usage_fan(const char *dir, const char *fan, uint64_t *bytes, uint64_t *count,
+                             cz_error *err) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return sys_err(err, errno, "opendir", dir);
+  struct dirent *de;
+  while ((errno = 0, de = readdir(d)) != NULL) {
+    struct stat st;
+    if (!is_sha256_hex(de->d_name) || strncmp(de->d_name, fan, 2) != 0) continue;
+    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      continue;  /* removed meanwhile, or not ours */
+    *bytes += (uint64_t)st.st_size;
+    (*count)++;
+  }
+  cz_err_code rc = errno != 0 ? sys_err(err, errno, "readdir", dir) : CZ_E_OK;
+  closedir(d);
+  return rc;
+}
+
+cz_err_code cz_blob_usage(cz_blob_store *bs, uint64_t *bytes, uint64_t *count, cz_error *err) {
+  *bytes = *count = 0;
+  DIR *d = opendir(bs->blobs_dir);
+  if (d == NULL) return sys_err(err, errno, "opendir", bs->blobs_dir);
+  cz_err_code rc = CZ_E_OK;
+  struct dirent *de;
+  while (rc == CZ_E_OK && (errno = 0, de = readdir(d)) != NULL) {
+    const char *n = de->d_name;
+    char fan_dir[PATH_LEN];
+    if (strlen(n) != 2 || !isxdigit((unsigned char)n[0]) || !isxdigit((unsigned char)n[1]))
+      continue;
+    if (path_fmt(fan_dir, sizeof fan_dir, "%s/%s", bs->blobs_dir, n) != 0) continue;
+    rc = usage_fan(fan_dir, n, bytes, count, err);
+  }
+  if (rc == CZ_E_OK && de == NULL && errno != 0) rc = sys_err(err, errno, "readdir", bs->blobs_dir);
+  closedir(d);
+  return rc;
+}
+
+cz_err_code cz_blob_size(cz_blob_store *bs, const char *sha256_hex, uint64_t *bytes,
+                         cz_error *err) {
+  if (!is_sha256_hex(sha256_hex))
+    return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "blob store: not a sha256 hex digest");
+  char path[PATH_LEN];
+  struct stat st;
+  cz_blob_path(bs, sha256_hex, path, sizeof path);
+  if (path[0] == '\0' || stat(path, &st) != 0)
+    return cz_err_set(err, CZ_E_NOT_FOUND, "blob %s not found", sha256_hex);
+  *bytes = (uint64_t)st.st_size;
+  return CZ_E_OK;
+}

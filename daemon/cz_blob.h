@@ -63,6 +63,12 @@ cz_err_code cz_blob_sweep(cz_blob_store *bs,
                           cz_err_code (*used)(void *cls, const char *sha256_hex, bool *is_used,
                                               cz_error *err),
                           void *cls, int *removed, cz_error *err);
+/* Bytes and count of the published blobs (what a disk quota measures; temporary files of
+ * writes in progress are not counted). */
+cz_err_code cz_blob_usage(cz_blob_store *bs, uint64_t *bytes, uint64_t *count, cz_error *err);
+/* Size of one published blob; NOT_FOUND if absent. */
+cz_err_code cz_blob_size(cz_blob_store *bs, const char *sha256_hex, uint64_t *bytes,
+                         cz_error *err);
 /* Remove a published blob (when the last row that referenced it is gone). */
 cz_err_code cz_blob_remove(cz_blob_store *bs, const char *sha256_hex, cz_error *err);
 

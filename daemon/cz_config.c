@@ -216,6 +216,21 @@ static int set_webhook_timeout(cz_config *c, const char *v, char *why) {
   return set_int_in(&c->webhook_timeout, v, 1, CZ_CONFIG_MAX_WEBHOOK_TIMEOUT, why);
 }
 
+static int set_retention_age(cz_config *c, const char *v, char *why) {
+  uint64_t n;
+  const char *end;
+  if (parse_u64(v, &n, &end) != 0 || *end != '\0' || n > (uint64_t)CZ_CONFIG_MAX_RETENTION_AGE)
+    return refuse(why, "must be seconds, 0 (keep forever) to ten years, got \"%s\"", v);
+  c->retention_age = (int64_t)n;
+  return 0;
+}
+static int set_disk_quota(cz_config *c, const char *v, char *why) {
+  return set_bytes_in(&c->disk_quota, v, 0, UINT64_MAX >> 1, why);
+}
+static int set_retention_interval(cz_config *c, const char *v, char *why) {
+  return set_int_in(&c->retention_interval, v, 1, CZ_CONFIG_MAX_SECONDS, why);
+}
+
 static int set_auth(cz_config *c, const char *v, char *why) {
   if (strcmp(v, "auto") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
     return refuse(why, "must be auto, on or off, got \"%s\"", v);
@@ -303,6 +318,14 @@ static const opt_def opts[] = {
      "wait before a webhook's second try; doubled after each failure, at most an hour"},
     {"webhook_timeout", "--webhook-timeout", "COMPRESSD_WEBHOOK_TIMEOUT", "SECONDS",
      set_webhook_timeout, 1, "time one webhook POST may take, 1.." STR(CZ_CONFIG_MAX_WEBHOOK_TIMEOUT)},
+    {"retention_age", "--retention-age", "COMPRESSD_RETENTION_AGE", "SECONDS", set_retention_age,
+     1, "delete finished jobs (with their artifacts) and models no job names once older than "
+        "this (0: keep forever)"},
+    {"disk_quota", "--disk-quota", "COMPRESSD_DISK_QUOTA", "BYTES", set_disk_quota, 1,
+     "while the blobs take more, delete the oldest finished jobs and unused models (0: no "
+     "quota); K, M, G, T suffixes"},
+    {"retention_interval", "--retention-interval", "COMPRESSD_RETENTION_INTERVAL", "SECONDS",
+     set_retention_interval, 1, "seconds between two retention sweeps"},
     {"config", "--config", "COMPRESSD_CONFIG", "FILE", set_config_file, 0,
      "read settings from FILE (lines 'key = value'); default: no file"},
 };
@@ -344,6 +367,7 @@ void cz_config_defaults(cz_config *c) {
   c->webhook_max_attempts = CZ_CONFIG_DEFAULT_WEBHOOK_MAX_ATTEMPTS;
   c->webhook_backoff_ms = CZ_CONFIG_DEFAULT_WEBHOOK_BACKOFF_MS;
   c->webhook_timeout = CZ_CONFIG_DEFAULT_WEBHOOK_TIMEOUT;
+  c->retention_interval = CZ_CONFIG_DEFAULT_RETENTION_INTERVAL;
 }
 
 /* ---- command line ---- */

@@ -24,6 +24,9 @@
  *   --webhook-max-attempts N  ..._WEBHOOK_MAX_ATTEMPTS  webhook_max_attempts 8
  *   --webhook-backoff-ms N    ..._WEBHOOK_BACKOFF_MS    webhook_backoff_ms  5000
  *   --webhook-timeout S   COMPRESSD_WEBHOOK_TIMEOUT    webhook_timeout     10
+ *   --retention-age S     COMPRESSD_RETENTION_AGE      retention_age       0 (keep forever)
+ *   --disk-quota N        COMPRESSD_DISK_QUOTA         disk_quota          0 (no quota)
+ *   --retention-interval S  ..._RETENTION_INTERVAL     retention_interval  60
  *   --config FILE         COMPRESSD_CONFIG             (none)              no file
  *
  * Command line: `--opt value` or `--opt=value`; -h/--help sets `help`. Anything else (an
@@ -92,6 +95,10 @@
 #define CZ_CONFIG_MAX_WEBHOOK_BACKOFF_MS 3600000
 #define CZ_CONFIG_DEFAULT_WEBHOOK_TIMEOUT 10
 #define CZ_CONFIG_MAX_WEBHOOK_TIMEOUT 300
+/* Retention (cz_retention.h): off by default, since it deletes users' data; an age up to ten
+ * years; the sweep runs every retention_interval seconds. */
+#define CZ_CONFIG_MAX_RETENTION_AGE (10LL * 366 * 86400)
+#define CZ_CONFIG_DEFAULT_RETENTION_INTERVAL 60
 
 typedef struct {
   char listen_addr[64];     /* numeric address without brackets: "127.0.0.1", "::1" */
@@ -116,6 +123,9 @@ typedef struct {
   int webhook_max_attempts; /* 1..CZ_CONFIG_MAX_WEBHOOK_ATTEMPTS */
   int webhook_backoff_ms;   /* 1..CZ_CONFIG_MAX_WEBHOOK_BACKOFF_MS */
   int webhook_timeout;      /* seconds, 1..CZ_CONFIG_MAX_WEBHOOK_TIMEOUT */
+  int64_t retention_age;    /* seconds, 0 (off)..CZ_CONFIG_MAX_RETENTION_AGE */
+  uint64_t disk_quota;      /* bytes of blobs, 0 = no quota */
+  int retention_interval;   /* seconds between sweeps, 1..CZ_CONFIG_MAX_SECONDS */
   char config_file[4096];   /* the file that was read, "" if none */
   int help;                 /* 1 if -h/--help was given: the caller prints help and exits;
                                the other options and the config file are then not checked */

@@ -51,6 +51,12 @@ void cz_metrics_http_request(const char *method, const char *route, unsigned sta
 
 static _Atomic uint64_t bytes_in, bytes_out;
 static atomic_int uploads_in_flight, worker_slots, worker_busy;
+static _Atomic uint64_t retention_jobs, retention_models, retention_bytes;
+
+void cz_metrics_retention_removed(const char *kind) {
+  atomic_fetch_add(strcmp(kind, "job") == 0 ? &retention_jobs : &retention_models, 1);
+}
+void cz_metrics_retention_reclaimed(uint64_t bytes) { atomic_fetch_add(&retention_bytes, bytes); }
 
 void cz_metrics_bytes_in(uint64_t n) { atomic_fetch_add(&bytes_in, n); }
 void cz_metrics_bytes_out(uint64_t n) { atomic_fetch_add(&bytes_out, n); }
@@ -117,6 +123,16 @@ void cz_metrics_render(FILE *f) {
   fprintf(f, "# HELP compressd_uploads_in_flight Model uploads being received.\n"
              "# TYPE compressd_uploads_in_flight gauge\ncompressd_uploads_in_flight %d\n",
           atomic_load(&uploads_in_flight));
+
+  fprintf(f, "# HELP compressd_deleted_total Finished jobs and models deleted (DELETE or the "
+             "retention sweep).\n# TYPE compressd_deleted_total counter\n"
+             "compressd_deleted_total{kind=\"job\"} %llu\ncompressd_deleted_total{kind=\"model\"} %llu\n",
+          (unsigned long long)atomic_load(&retention_jobs),
+          (unsigned long long)atomic_load(&retention_models));
+  fprintf(f, "# HELP compressd_reclaimed_bytes_total Bytes of blob files removed with the last "
+             "row that named them.\n# TYPE compressd_reclaimed_bytes_total counter\n"
+             "compressd_reclaimed_bytes_total %llu\n",
+          (unsigned long long)atomic_load(&retention_bytes));
 
   int slots = atomic_load(&worker_slots), busy = atomic_load(&worker_busy);
   fprintf(f, "# HELP compressd_worker_slots Pool threads that run compression tasks.\n"

@@ -30,6 +30,10 @@ void cz_metrics_job_finished(const char *state, double seconds);
 void cz_metrics_worker_slots(int n);
 void cz_metrics_worker_busy(int delta);
 
+/* Retention (cz_retention.c) removed a "job" or a "model"; it removed blob files of bytes. */
+void cz_metrics_retention_removed(const char *kind);
+void cz_metrics_retention_reclaimed(uint64_t bytes);
+
 /* The families above in text format, written to f. */
 void cz_metrics_render(FILE *f);
 /* The current worker slots, busy slots and uploads in flight (GET /v1/status). */

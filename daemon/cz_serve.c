@@ -24,6 +24,7 @@
 #include "cz_log.h"
 #include "cz_metrics.h"
 #include "cz_store.h"
+#include "cz_retention.h"
 #include "cz_webhook.h"
 #include "cz_worker.h"
 
@@ -34,6 +35,7 @@ typedef struct {
   cz_worker *worker;
   cz_http *http;
   cz_webhook *webhooks;     /* the delivery thread (cz_webhook.h) */
+  cz_retention *retention;  /* the age / disk-quota sweep (cz_retention.h); NULL when off */
   uv_signal_t sigterm, sigint;
   bool stopping;
   uv_timer_t watchdog;      /* WATCHDOG=1 pings, when systemd asked for them */
@@ -252,7 +254,10 @@ int cz_serve_main(int argc, char **argv) {
   int n_routes;
   const cz_route *routes = cz_api_routes(&n_routes);
   cz_webhook_opts whopts = {cfg.webhook_backoff_ms, cfg.webhook_timeout};
+  cz_retention_policy rpol = {cfg.retention_age * 1000, cfg.disk_quota};
   if (cz_webhook_start(store, &whopts, &s.webhooks, &e) ||
+      cz_retention_start(store, blobs, &rpol, (int64_t)cfg.retention_interval * 1000,
+                         &s.retention, &e) ||
       cz_worker_start(s.loop, store, blobs, &wopts, &s.worker, &e) ||
       cz_http_start(cfg.listen_addr, cfg.listen_port, routes, n_routes, &s.api, &lim, &s.http,
                     &e)) {
@@ -292,6 +297,7 @@ out:
   if (store) cz_store_set_job_listener(store, NULL, NULL);
   cz_http_stop(s.http);
   cz_webhook_stop(s.webhooks);
+  cz_retention_stop(s.retention);
   if (s.loop) uv_loop_close(s.loop);
   cz_store_close(store);
   cz_blob_store_close(blobs);

@@ -1219,3 +1219,63 @@ cz_err_code cz_store_recent_failures(cz_store *s, json_t **out, cz_error *err) {
   *out = rows;
   return CZ_E_OK;
 }
+
+/* ---- deletion and retention ---- */
+
+typedef struct {
+  const char *id;
+  char *artifact, *report;
+} job_delete_args;
+
+static cz_err_code job_delete_txn(cz_store *s, void *cls, cz_error *err) {
+  job_delete_args *a = cls;
+  sqlite3_stmt *st;
+  cz_err_code rc = prepare(s, "SELECT state, artifact_sha256, report_sha256 FROM jobs WHERE id = ?",
+                           &st, err);
+  if (rc) return rc;
+  bind_text(st, 1, a->id);
+  if (sqlite3_step(st) != SQLITE_ROW) {
+    sqlite3_finalize(st);
+    return cz_err_set(err, CZ_E_NOT_FOUND, "job %s not found", a->id);
+  }
+  char state[16];
+  copy_col(st, 0, state, sizeof state);
+  copy_col(st, 1, a->artifact, 65);
+  copy_col(st, 2, a->report, 65);
+  sqlite3_finalize(st);
+  if (!strcmp(state, "queued") || !strcmp(state, "running"))
+    return cz_err_set(err, CZ_E_CONFLICT, "job %s is %s: cancel it first", a->id, state);
+  if ((rc = prepare(s, "DELETE FROM webhooks WHERE job_id = ?", &st, err))) return rc;
+  bind_text(st, 1, a->id);
+  if ((rc = step_done(s, st, NULL, err))) return rc;
+  if ((rc = prepare(s, "DELETE FROM jobs WHERE id = ?", &st, err))) return rc;
+  bind_text(st, 1, a->id);
+  return step_done(s, st, NULL, err);
+}
+
+cz_err_code cz_store_job_delete(cz_store *s, const char *id, char artifact[65], char report[65],
+                                cz_error *err) {
+  job_delete_args a = {id, artifact, report};
+  artifact[0] = report[0] = '\0';
+  return run_txn(s, job_delete_txn, &a, err);
+}
+
+static void bind_candidates(sqlite3_stmt *st, const void *cls) {
+  const int64_t *v = cls;
+  sqlite3_bind_int64(st, 1, v[0]);
+  sqlite3_bind_int64(st, 2, v[1]);
+}
+
+cz_err_code cz_store_retention_candidates(cz_store *s, int64_t before, int limit,
+                                          json_t **items, cz_error *err) {
+  int64_t args[2] = {before, limit};
+  return query(s,
+               "SELECT 'job' AS kind, id, finished_at AS t FROM jobs j WHERE state IN "
+               "('succeeded', 'failed', 'canceled') AND finished_at < ?1 AND NOT EXISTS "
+               "(SELECT 1 FROM webhooks w WHERE w.job_id = j.id AND w.state IN ('waiting', "
+               "'pending')) "
+               "UNION ALL SELECT 'model', id, created_at FROM models m WHERE created_at < ?1 "
+               "AND NOT EXISTS (SELECT 1 FROM jobs WHERE model_id = m.id) "
+               "ORDER BY t, id LIMIT ?2",
+               bind_candidates, args, items, err);
+}

@@ -215,6 +215,18 @@ cz_err_code cz_store_job_log_append(cz_store *s, const char *id, int64_t now,
 cz_err_code cz_store_job_log(cz_store *s, const char *id, int64_t since, int limit,
                              json_t **out, cz_error *err);
 
+/* ---- deletion and retention (daemon/cz_retention.c) ---- */
+/* Delete a finished job's row (its webhook and log go with it); artifact and report get the
+ * sha256 of its blobs ("" for none) so that the caller may remove the files no row uses any
+ * more. NOT_FOUND if absent; CONFLICT while it is queued or running. */
+cz_err_code cz_store_job_delete(cz_store *s, const char *id, char artifact[65], char report[65],
+                                cz_error *err);
+/* What retention may remove, oldest first, at most limit rows of {"kind": "job"|"model",
+ * "id", "t"}: finished jobs with finished_at < before whose webhook (if any) is done, and
+ * models with created_at < before that no job at all names. */
+cz_err_code cz_store_retention_candidates(cz_store *s, int64_t before, int limit,
+                                          json_t **items, cz_error *err);
+
 /* ---- webhooks (migration 0012; delivered by daemon/cz_webhook.c) ---- */
 /* The webhook of a job without its secret (job_id, url, state, msg_id, event, attempts,
  * max_attempts, next_attempt_at, last_status, last_error, created_at, delivered_at);

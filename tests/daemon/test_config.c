@@ -487,7 +487,7 @@ static void test_shipped_example_config(void) {
   }
   fclose(in);
   fclose(out);
-  CHECK_EQ_INT(settings, 20);
+  CHECK_EQ_INT(settings, 23);
   CHECK_EQ_INT(load(&c, &err, no_env, "--config", uncommented, NULL), CZ_E_OK);
   if (err.code != CZ_E_OK) printf("# %s\n", err.msg);
   CHECK_EQ_STR(c.listen_addr, "127.0.0.1");
@@ -504,6 +504,8 @@ static void test_shipped_example_config(void) {
   CHECK_EQ_INT(c.webhook_max_attempts, d.webhook_max_attempts);
   CHECK_EQ_INT(c.webhook_backoff_ms, d.webhook_backoff_ms);
   CHECK_EQ_INT(c.webhook_timeout, d.webhook_timeout);
+  CHECK(c.retention_age == d.retention_age && c.disk_quota == d.disk_quota);
+  CHECK_EQ_INT(c.retention_interval, d.retention_interval);
   CHECK_EQ_STR(c.tls_cert, "/etc/compressd/tls/cert.pem");  /* the example's pair */
   CHECK_EQ_STR(c.tls_key, "/etc/compressd/tls/key.pem");
   /* one without the other is refused; the default is neither */
@@ -525,6 +527,19 @@ static void test_shipped_example_config(void) {
   CHECK_EQ_INT(c.webhook_max_attempts, 100);
   CHECK_EQ_INT(c.webhook_backoff_ms, 1);
   CHECK_EQ_INT(c.webhook_timeout, 300);
+  /* retention: off by default; seconds without suffixes; a quota with them */
+  CHECK(d.retention_age == 0 && d.disk_quota == 0);
+  CHECK_EQ_INT(d.retention_interval, 60);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--retention-age", "1K", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--retention-age", "-1", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--retention-age", "999999999999", NULL),
+               CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--retention-interval", "0", NULL), CZ_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(load(&c, &err, no_env, "--retention-age", "2592000", "--disk-quota", "500G",
+                    "--retention-interval", "5", NULL), CZ_E_OK);
+  CHECK(c.retention_age == 2592000);
+  CHECK(c.disk_quota == 500ULL << 30);
+  CHECK_EQ_INT(c.retention_interval, 5);
 }
 
 static int rm_conf_dir(void) {

@@ -290,6 +290,8 @@ ART_BODY=$R_BODY
 req GET "/v1/jobs/$Q_JOB/report"
 REP_STATUS=$R_STATUS
 REP_BODY=$R_BODY
+req DELETE "/v1/jobs/$Q_JOB"
+expect_error "DELETE a queued (or, on a slow machine, running) job" 409 conflict
 req POST "/v1/jobs/$Q_JOB:cancel"
 QC="$R_STATUS $(jf "$R_BODY" .state)"
 req POST "/v1/jobs/$RUN_JOB:cancel"
@@ -323,6 +325,12 @@ case $RC_BODY in
 esac
 req POST "/v1/jobs/$Q_JOB:cancel"
 expect_error "cancel of a canceled job" 409 conflict
+req DELETE "/v1/jobs/$Q_JOB"
+is "DELETE a canceled job: 204" "$R_STATUS" 204
+req GET "/v1/jobs/$Q_JOB"
+expect_error "GET the deleted job" 404 not_found
+req DELETE "/v1/jobs/$Q_JOB"
+expect_error "DELETE it again" 404 not_found
 req DELETE "/v1/models/$BLOCKER"
 is "DELETE the model once its jobs are over: 204" "$R_STATUS" 204
 
