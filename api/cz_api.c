@@ -474,8 +474,10 @@ static enum MHD_Result h_job_create(cz_req *r) {
     } else {
       cz_log(CZ_LOG_INFO, "job submitted", "job", id, "model", model, NULL);
       snprintf(r->created_id, sizeof r->created_id, "%s", id);
-      api->wake(api->wake_cls);
+      /* read the job for the answer before waking the worker, so the 202 shows it queued
+       * (a worker that claimed it first made the answer say running: a flaky test) */
       ret = reply_job(r, 202, id);
+      api->wake(api->wake_cls);
     }
     free(rs);
   }

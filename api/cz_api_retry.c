@@ -22,9 +22,10 @@ enum MHD_Result cz_api_job_retry(cz_req *r) {
                          cz_api_now_ms(), &e))
     return cz_reply_err(r, &e);
   cz_log(CZ_LOG_INFO, "job submitted", "job", id, "retry_of", r->id, NULL);
-  api->wake(api->wake_cls);
   snprintf(r->created_id, sizeof r->created_id, "%s", id);
-  return cz_api_reply_job(r, 202, id);
+  enum MHD_Result ret = cz_api_reply_job(r, 202, id);
+  api->wake(api->wake_cls);  /* after the answer was read: it shows the job queued */
+  return ret;
 }
 
 void cz_api_job_links(json_t *job, json_t *row, json_t *links) {
