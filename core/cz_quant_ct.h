@@ -33,8 +33,8 @@ double cz_qct_hqq_objective(const float *x, const float *y, int64_t n);
 /* HQQ-style data-free optimization of an asymmetric group, in HQQ's objective (sum |error|^0.7,
  * mobiusml/hqq). compressed-tensors stores an integer zero point, so the grid is always the
  * multiples of the scale and HQQ's real-valued zero point cannot be kept as it is. Two stages:
- * (1) HQQ v2's scale search, widened: 36 scales from 0.70 to 1.05 times the RTN scale, each
- * with the RTN zero point and its two neighbours; (2) HQQ's half-quadratic solver (legacy:
+ * (1) HQQ v2's scale search, widened: 15 scales from 0.70 to 1.05 times the RTN scale (0.025
+ * apart), each with its RTN zero point, then the best one's zero point +-1; (2) HQQ's half-quadratic solver (legacy:
  * p = 0.7, beta = 10, kappa = 1.01, at most 20 iterations, early stop when the mean |error|
  * stops improving) on the zero point at the chosen scale, every rounded zero point it passes
  * tried. The best candidate in the objective is kept, the RTN start included: never worse
