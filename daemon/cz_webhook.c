@@ -171,6 +171,23 @@ static void schedule_finished(cz_webhook *w) {
 
 /* ---- step 2: POST ---- */
 
+/* the signed content is "msg_id.timestamp.body" (Standard Webhooks, "Signature scheme") */
+void cz_webhook_sign(const uint8_t *key, size_t key_len, const char *msg_id, const char *ts,
+                     const char *body, size_t body_len, char out[CZ_WEBHOOK_SIG_LEN]) {
+  cz_hmac h;
+  uint8_t mac[32];
+  cz_hmac_sha256_init(&h, key, key_len);
+  cz_hmac_sha256_update(&h, msg_id, strlen(msg_id));
+  cz_hmac_sha256_update(&h, ".", 1);
+  cz_hmac_sha256_update(&h, ts, strlen(ts));
+  cz_hmac_sha256_update(&h, ".", 1);
+  cz_hmac_sha256_update(&h, body, body_len);
+  cz_hmac_sha256_final(&h, mac);
+  char b64[CZ_BASE64_ENCODED_LEN(32)];
+  cz_base64_encode(mac, sizeof mac, false, b64);
+  snprintf(out, CZ_WEBHOOK_SIG_LEN, "v1,%s", b64);
+}
+
 static size_t discard(char *p, size_t size, size_t n, void *cls) {
   (void)p;
   (void)cls;
@@ -189,23 +206,12 @@ static bool post(cz_webhook *w, const char *url, const char *msg_id, const uint8
                  size_t key_len, const char *body, long *status, char *why, size_t why_len) {
   char ts[24];
   snprintf(ts, sizeof ts, "%" PRId64, now_ms() / 1000);
-  /* the signed content is "msg_id.timestamp.body" (Standard Webhooks, "Signature scheme") */
-  cz_hmac h;
-  uint8_t mac[32];
-  cz_hmac_sha256_init(&h, key, key_len);
-  cz_hmac_sha256_update(&h, msg_id, strlen(msg_id));
-  cz_hmac_sha256_update(&h, ".", 1);
-  cz_hmac_sha256_update(&h, ts, strlen(ts));
-  cz_hmac_sha256_update(&h, ".", 1);
-  cz_hmac_sha256_update(&h, body, strlen(body));
-  cz_hmac_sha256_final(&h, mac);
-  char sig[CZ_BASE64_ENCODED_LEN(32)];
-  cz_base64_encode(mac, sizeof mac, false, sig);
-
+  char sig[CZ_WEBHOOK_SIG_LEN];
+  cz_webhook_sign(key, key_len, msg_id, ts, body, strlen(body), sig);
   char hid[64], hts[64], hsig[96];
   snprintf(hid, sizeof hid, "webhook-id: %s", msg_id);
   snprintf(hts, sizeof hts, "webhook-timestamp: %s", ts);
-  snprintf(hsig, sizeof hsig, "webhook-signature: v1,%s", sig);
+  snprintf(hsig, sizeof hsig, "webhook-signature: %s", sig);
   struct curl_slist *hdrs = NULL, *t;
   const char *lines[] = {"Content-Type: application/json", hid, hts, hsig, "Expect:"};
   for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {

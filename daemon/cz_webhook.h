@@ -56,6 +56,11 @@ bool cz_webhook_url_valid(const char *url, cz_error *err);
 bool cz_webhook_secret_decode(const char *secret, uint8_t key[CZ_WEBHOOK_MAX_KEY],
                               size_t *key_len, cz_error *err);
 
+/* The webhook-signature value "v1,<base64 HMAC-SHA256(key, msg_id.timestamp.body)>". */
+#define CZ_WEBHOOK_SIG_LEN 48   /* "v1," + 44 characters of base64 + NUL */
+void cz_webhook_sign(const uint8_t *key, size_t key_len, const char *msg_id, const char *ts,
+                     const char *body, size_t body_len, char out[CZ_WEBHOOK_SIG_LEN]);
+
 /* The delay after the n-th failed try (n >= 1): backoff_ms * 2^(n-1), capped. */
 int64_t cz_webhook_delay_ms(int backoff_ms, int n);
 
