@@ -12,9 +12,20 @@
  * shell) before giving up with SQLITE_BUSY. */
 #define BUSY_TIMEOUT_MS 5000
 
+/* Read statements kept prepared for the connection's life (see prepare_cached). Only the
+ * fixed SQL of the read queries goes through it, a few dozen texts at most; when it is full a
+ * statement is prepared and finalized as before. */
+#define STMT_CACHE_SLOTS 48
+
 struct cz_store {
   sqlite3 *db;
   pthread_mutex_t lock;
+  /* used under lock only; sql is the statement's own copy of its text (the key) */
+  struct {
+    char *sql;
+    sqlite3_stmt *st;
+  } stmts[STMT_CACHE_SLOTS];
+  int n_stmts;
   /* told after a job's state changed (cz_store_set_job_listener) */
   void (*job_listener)(void *cls, const char *job_id);
   void *job_listener_cls;
@@ -47,6 +58,41 @@ static cz_err_code exec(cz_store *s, const char *sql, cz_error *err) {
 static cz_err_code prepare(cz_store *s, const char *sql, sqlite3_stmt **st, cz_error *err) {
   if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) return db_error(s, err, "prepare");
   return CZ_E_OK;
+}
+
+/* A prepared read statement from the cache, or prepared now and cached. Parsing the SQL of
+ * every GET showed in the profile of GET /v1/jobs/{id} under load (bench/load-bench.sh).
+ * *cached false: the cache is full, the caller finalizes st; true: the caller resets it.
+ * Caller holds s->lock. */
+static cz_err_code prepare_cached(cz_store *s, const char *sql, sqlite3_stmt **st, bool *cached,
+                                  cz_error *err) {
+  for (int i = 0; i < s->n_stmts; i++)
+    if (strcmp(s->stmts[i].sql, sql) == 0) {
+      *st = s->stmts[i].st;
+      *cached = true;
+      return CZ_E_OK;
+    }
+  *cached = false;
+  if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+    return db_error(s, err, "prepare");
+  char *key;
+  if (s->n_stmts < STMT_CACHE_SLOTS && (key = strdup(sql)) != NULL) {
+    s->stmts[s->n_stmts].sql = key;
+    s->stmts[s->n_stmts].st = *st;
+    s->n_stmts++;
+    *cached = true;
+  }
+  return CZ_E_OK;
+}
+
+/* Give a statement from prepare_cached back. */
+static void release_stmt(sqlite3_stmt *st, bool cached) {
+  if (!cached) {
+    sqlite3_finalize(st);
+    return;
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
 }
 
 /* One row as {column: value}. */
@@ -146,6 +192,10 @@ fail:
 
 void cz_store_close(cz_store *s) {
   if (!s) return;
+  for (int i = 0; i < s->n_stmts; i++) {
+    sqlite3_finalize(s->stmts[i].st);
+    free(s->stmts[i].sql);
+  }
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -185,18 +235,24 @@ static cz_err_code step_done(cz_store *s, sqlite3_stmt *st, int *changes, cz_err
   return rc;
 }
 
-/* Collect every row of st into a JSON array. */
-static cz_err_code collect(cz_store *s, sqlite3_stmt *st, json_t **items, cz_error *err) {
+/* Collect every row of st into a JSON array (st is left to the caller). */
+static cz_err_code collect_rows(cz_store *s, sqlite3_stmt *st, json_t **items, cz_error *err) {
   json_t *arr = json_array();
   int r;
   while ((r = sqlite3_step(st)) == SQLITE_ROW) json_array_append_new(arr, row_json(st));
-  sqlite3_finalize(st);
   if (r != SQLITE_DONE) {
     json_decref(arr);
     return db_error(s, err, "query");
   }
   *items = arr;
   return CZ_E_OK;
+}
+
+/* collect_rows, then finalize st. */
+static cz_err_code collect(cz_store *s, sqlite3_stmt *st, json_t **items, cz_error *err) {
+  cz_err_code rc = collect_rows(s, st, items, err);
+  sqlite3_finalize(st);
+  return rc;
 }
 
 /* Read queries share this: lock, prepare, bind by the callback, collect. */
@@ -206,10 +262,12 @@ static cz_err_code query(cz_store *s, const char *sql, bind_fn bind, const void 
                          json_t **items, cz_error *err) {
   pthread_mutex_lock(&s->lock);
   sqlite3_stmt *st;
-  cz_err_code rc = prepare(s, sql, &st, err);
+  bool cached;
+  cz_err_code rc = prepare_cached(s, sql, &st, &cached, err);
   if (!rc) {
     bind(st, cls);
-    rc = collect(s, st, items, err);
+    rc = collect_rows(s, st, items, err);
+    release_stmt(st, cached);
   }
   pthread_mutex_unlock(&s->lock);
   return rc;
