@@ -426,9 +426,17 @@ static void set_request_id(cz_req *r) {
     memcpy(b, &v, 8);
     memset(b + 8, 0, 4);
   }
-  int n = snprintf(r->request_id, sizeof r->request_id, "req_");
-  for (size_t i = 0; i < sizeof b; i++)
-    n += snprintf(r->request_id + n, sizeof r->request_id - (size_t)n, "%02x", b[i]);
+  /* by hand: twelve snprintf calls per request showed in the profile of GET under load */
+  static const char hex[] = "0123456789abcdef";
+  _Static_assert(sizeof "req_" - 1 + 2 * sizeof b <= CZ_HTTP_MAX_REQUEST_ID, "request id fits");
+  char *p = r->request_id;
+  memcpy(p, "req_", 4);
+  p += 4;
+  for (size_t i = 0; i < sizeof b; i++) {
+    *p++ = hex[b[i] >> 4];
+    *p++ = hex[b[i] & 15];
+  }
+  *p = '\0';
 }
 
 static enum MHD_Result first_call(cz_http *h, struct MHD_Connection *conn, const char *url,
