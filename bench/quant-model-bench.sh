@@ -15,6 +15,7 @@
 #
 # Per run: `/usr/bin/time -v compressd compress --threads 2 --recipe {"preset": P} IN OUT`.
 #   wall       the whole command (it hashes the input with SHA-256 before quantizing)
+#   cpu        its user + system CPU time (what the run costs, whatever else the cores run)
 #   pipeline   the report's totals.seconds: F16 -> F32, quantize, error statistics, write, fsync
 #   peak RSS   ru_maxrss; the input is mmapped and released as it is consumed
 #   output     the artifact's size in bytes
@@ -75,10 +76,10 @@ echo "model:    $model ($model_bytes bytes, F16 GGUF)"
 echo "runs:     best of $runs per preset, --threads 2; times scaled to ${LQ_BYTES} bytes: x $(
   awk -v a=$LQ_BYTES -v b="$model_bytes" 'BEGIN{printf "%.4f", a/b}')"
 echo
-printf '%-7s %8s %9s %9s %9s %12s %6s | %8s %8s %7s\n' preset wall_s scaled_s pipe_s "RSS_MB" \
-  output_B bpw "llama-q" "ratio" "load1"
+printf '%-7s %8s %9s %9s %7s %9s %12s %6s | %8s %8s %7s\n' preset wall_s scaled_s pipe_s cpu_s \
+  "RSS_MB" output_B bpw "llama-q" "ratio" "load1"
 for p in $presets; do
-  best_wall="" best_pipe="" best_rss="" out_bytes="" bpw=""
+  best_wall="" best_pipe="" best_rss="" best_cpu="" out_bytes="" bpw=""
   printf '{"steps": [{"op": "quantize", "preset": "%s"}], "output": {"format": "gguf"}}\n' "$p" \
     > "$work/recipe.json"
   load=$(cut -d' ' -f1 /proc/loadavg)
@@ -90,20 +91,22 @@ for p in $presets; do
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$work/time.txt")
     rss=$(awk -F': ' '/Maximum resident set size/{printf "%.0f", $2/1024}' "$work/time.txt")
     pipe=$(jq -r '.totals.seconds' "$work/report.json")
+    cpu=$(awk -F': ' '/User time|System time/{s+=$2} END{printf "%.2f", s}' "$work/time.txt")
     if [ -z "$best_wall" ] || awk -v a="$wall" -v b="$best_wall" 'BEGIN{exit !(a<b)}'; then
-      best_wall=$wall best_pipe=$pipe best_rss=$rss
+      best_wall=$wall best_pipe=$pipe best_rss=$rss best_cpu=$cpu
     fi
     out_bytes=$(stat -c %s "$work/out.gguf")
     bpw=$(awk -v o="$out_bytes" -v m="$model_bytes" 'BEGIN{printf "%.2f", o*16/m}')
   done
   scaled=$(awk -v w="$best_wall" -v a=$LQ_BYTES -v b="$model_bytes" 'BEGIN{printf "%.2f", w*a/b}')
   ratio=$(awk -v s="$scaled" -v l="${LQ[$p]:-0}" 'BEGIN{if (l>0) printf "%.2f", s/l; else print "-"}')
-  printf '%-7s %8.2f %9s %9.2f %9s %12s %6s | %8s %8s %7s\n' "$p" "$best_wall" "$scaled" \
-    "$best_pipe" "$best_rss" "$out_bytes" "$bpw" "${LQ[$p]:--}" "$ratio" "$load"
+  printf '%-7s %8.2f %9s %9.2f %7s %9s %12s %6s | %8s %8s %7s\n' "$p" "$best_wall" "$scaled" \
+    "$best_pipe" "$best_cpu" "$best_rss" "$out_bytes" "$bpw" "${LQ[$p]:--}" "$ratio" "$load"
 done
 echo
 echo "wall_s: best wall time of the CLI (SHA-256 of the input, then the pipeline); scaled_s: wall_s"
 echo "  x ${LQ_BYTES} / model bytes; pipe_s: the report's totals.seconds (no input hashing);"
+echo "  cpu_s: user + system CPU seconds of that run (both threads; less sensitive to load);"
 echo "  RSS_MB: peak resident set (ru_maxrss); bpw: output bits per input F16 weight."
 echo "llama-q: llama-quantize wall seconds on a 1.67 GB F16 model with 2 threads as quoted in"
 echo "  issue 4 (peak RSS ${LQ_RSS_MB} MB), not measured here; ratio = scaled_s / llama-q (the"
