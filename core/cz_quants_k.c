@@ -953,38 +953,46 @@ CZ_AVX2 static inline void v_signed_absmax(int n, const __m256 *x, __m256 *max, 
   *amax = am;
 }
 
-/* sym_levels for eight lanes; w NULL means x². */
+/* sym_levels for eight lanes, given each element's weight w[i] and w[i]·x[i] (the same
+ * products the scalar forms, computed once for all candidate scales). */
 CZ_AVX2 static inline void sym_levels8(int n, int nmax, const __m256 *x, const __m256 *w,
-                                       __m256 iscale, __m256i *l, __m256 *sumlx, __m256 *suml2) {
+                                       const __m256 *wx, __m256 iscale, __m256i *l,
+                                       __m256 *sumlx, __m256 *suml2) {
   __m256 slx = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps();
   for (int i = 0; i < n; i++) {
     l[i] = v_clamp(v_nearest(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
     const __m256 lf = _mm256_cvtepi32_ps(l[i]);
-    const __m256 wi = w ? w[i] : _mm256_mul_ps(x[i], x[i]);
-    slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_mul_ps(wi, x[i]), lf));
-    sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(wi, lf), lf));
+    slx = _mm256_add_ps(slx, _mm256_mul_ps(wx[i], lf));
+    sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf));
   }
   *sumlx = slx;
   *suml2 = sl2;
 }
 
-/* fit_symmetric for eight lanes; l[] gets the stored levels (l + nmax, or 0 for a zero lane). */
-CZ_AVX2 static void fit_symmetric8(int n, int nmax, const __m256 *x, const __m256 *w,
+/* fit_symmetric for eight lanes (n <= 32; qw NULL means x²); l[] gets the stored levels
+ * (l + nmax, or 0 for a zero lane). The candidate inverse scales depend only on each lane's
+ * anchor, so all 19 divisions are issued before the searches instead of one per candidate. */
+CZ_AVX2 static void fit_symmetric8(int n, int nmax, const __m256 *x, const __m256 *qw,
                                    __m256i *l, float *scale_out) {
   const __m256 zero = _mm256_setzero_ps();
-  __m256 max, amax;
+  __m256 max, amax, w[32], wx[32], iscales[19];
   v_signed_absmax(n, x, &max, &amax);
   const __m256 tiny = v_lt(amax, _mm256_set1_ps(ZERO_EPS));
+  for (int i = 0; i < n; i++) {
+    w[i] = qw ? qw[i] : _mm256_mul_ps(x[i], x[i]);
+    wx[i] = _mm256_mul_ps(w[i], x[i]);
+  }
+  iscales[0] = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
+  for (int is = -9, k = 1; is <= 9; is++)
+    if (is != 0) iscales[k++] = _mm256_div_ps(_mm256_set1_ps(-(nmax + 0.1f * is)), max);
   __m256 sumlx, suml2;
-  sym_levels8(n, nmax, x, w, _mm256_div_ps(_mm256_set1_ps((float)-nmax), max), l, &sumlx, &suml2);
+  sym_levels8(n, nmax, x, w, wx, iscales[0], l, &sumlx, &suml2);
   __m256 scale = _mm256_blendv_ps(zero, _mm256_div_ps(sumlx, suml2),
                                   _mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ));
   __m256 best = _mm256_mul_ps(scale, sumlx);
   __m256i cand[32];
-  for (int is = -9; is <= 9; is++) {
-    if (is == 0) continue;
-    const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(-(nmax + 0.1f * is)), max);
-    sym_levels8(n, nmax, x, w, iscale, cand, &sumlx, &suml2);
+  for (int k = 1; k < 19; k++) {
+    sym_levels8(n, nmax, x, w, wx, iscales[k], cand, &sumlx, &suml2);
     const __m256 take = _mm256_and_ps(v_gt(suml2, zero), v_gt(_mm256_mul_ps(sumlx, sumlx),
                                                                  _mm256_mul_ps(best, suml2)));
     if (_mm256_movemask_ps(take) == 0) continue;
