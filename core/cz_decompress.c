@@ -396,7 +396,7 @@ static cz_err_code node_select(ctx *c, const json_t *node, mat *out, bool rows, 
   }
   int64_t prev = -1;
   for (int64_t k = 0; k < K && !rc; k++) {
-    int64_t at;
+    int64_t at = -1;  /* read_i64 cannot fail for k < K; -1 would be refused below */
     read_i64(kept, k, &at);
     if (at <= prev || at >= n) {
       rc = bad(c, where, "kept indices must be ascending and below size");

@@ -426,7 +426,11 @@ static cz_err_code quant_config_metadata(cz_run *run, cz_error *err) {
     const char *name = s->in->name, *enc = NULL;
     size_t len = strlen(name);
     if (s->in->n_dims != 2 || len <= 7 || strcmp(name + len - 7, ".weight") != 0) continue;
-    if (s->touched && s->node) enc = json_string_value(json_object_get(s->node, "encoding"));
+    if (s->touched && s->node) {
+      enc = json_string_value(json_object_get(s->node, "encoding"));
+      /* a transform (low rank, kept rows) replaced the module: its parts have other names */
+      if (!enc) continue;
+    }
     if (enc && strcmp(enc, "plain") != 0 && strcmp(enc, "raw") != 0) continue;
     json_array_append_new(ignore, json_stringn(name, len - 7));
   }

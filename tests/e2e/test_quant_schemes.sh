@@ -13,7 +13,7 @@ W=$T_TMP/work
 mkdir -p "$W"
 export CZ_TOOLS
 
-# The cases: NAME|step (the recipe's only step)
+# The cases: NAME|steps (the recipe's steps, comma-separated)
 CASES='int4-g128-asym|{"op": "quantize", "scheme": "int4", "group_size": 128, "symmetric": false}
 int4-g64-sym|{"op": "quantize", "scheme": "int4", "group_size": 64}
 int8-g32-asym|{"op": "quantize", "scheme": "int8", "group_size": 32, "symmetric": false}
@@ -23,7 +23,8 @@ int2-g32-asym|{"op": "quantize", "scheme": "int2", "group_size": 32, "symmetric"
 nf4|{"op": "quantize", "scheme": "nf4"}
 nf4-dq|{"op": "quantize", "scheme": "nf4", "double_quant": true}
 fp8-channel|{"op": "quantize", "scheme": "fp8_e4m3"}
-fp8-block|{"op": "quantize", "scheme": "fp8_e4m3", "block": [128, 128]}'
+fp8-block|{"op": "quantize", "scheme": "fp8_e4m3", "block": [128, 128]}
+prune24-int4|{"op": "prune", "method": "nm", "n": 2, "m": 4}, {"op": "quantize", "scheme": "int4", "group_size": 128}'
 
 recipe_of() { printf '{"steps": [%s], "output": {"format": "safetensors"}}' "$1"; }
 
