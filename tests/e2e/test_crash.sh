@@ -6,12 +6,14 @@
 # exists; a succeeded job's artifact downloads whole and hashes to the reported sha256 (and
 # keeps that sha256 forever); an unfinished job's artifact is refused (404/409), never served
 # partially; the temporary files the killed daemon left are gone, and the blobs no row named
-# were exactly the ones the restart removed. At the end, every ledger job reaches an end state.
+# were exactly the ones the restart removed. Then a SIGTERM with an upload streaming and jobs
+# running and queued: exit 0, nothing lost, no attempt charged. At the end, every ledger job
+# reaches an end state.
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 ITERS=${CZ_CRASH_ITERS:-50}
 MAXA=10          # a job killed this many times fails with worker_crash; rare with 10
-MAX_DELAY_MS=450 # kill after a random delay of 0..this after the requests start
+MAX_DELAY_MS=350 # kill after a random delay of 0..this after the requests start
 LEDGER=$T_TMP/ledger      # "model ID SHA256" and "job ID" lines, acknowledged only
 VERIFIED=$T_TMP/verified  # "ID ARTIFACT_SHA256" of succeeded jobs whose artifact was checked
 : >"$LEDGER"
@@ -171,6 +173,37 @@ diag "$((it - 1)) cycles in $elapsed ms: $n_up uploads acknowledged, $n_cut cut 
   "the killed daemons left $n_tmp temporary file(s) and $n_orphan unreferenced blob(s), all removed at restart"
 check "some uploads were acknowledged and some cut by the kill" [ $n_up -gt 0 -a $n_cut -gt 0 ]
 [ $HAVE_SQLITE = yes ] || skip "unreferenced blobs removed at restart" "no sqlite3 command (apt-get install sqlite3)"
+
+# -- SIGTERM with an upload streaming, a job running and more queued (F8/P9): exit 0; after the
+# restart every acknowledged upload and job is there and the stop charged no attempt
+curl -s --max-time 30 --limit-rate 20M -o "$T_TMP/up.body" -w '%{http_code}' \
+  -H 'Content-Type: application/octet-stream' --data-binary "@$T_TMP/m2.safetensors" \
+  "$CZ_URL/v1/models?name=m2" >"$T_TMP/up.code" 2>/dev/null &
+UP_PID=$!
+TJ=
+for k in 1 2 3 4 5; do
+  submit '{"model": "'"$(grep '^model ' "$LEDGER" | shuf -n 1 | cut -d' ' -f2)"'", '"$JOBSPEC"'}'
+  if [ "$R_STATUS" = 202 ]; then
+    TJ="$TJ $JOB_ID"
+    echo "job $JOB_ID" >>"$LEDGER"
+    n_job=$((n_job + 1))
+  fi
+done
+set -- $TJ
+wait_running "$1" 30 || wait_claimed "$1" 30
+cz_stop "$CZ_PID" TERM 20
+is "SIGTERM with work in flight: exit 0" "$CZ_EXIT" 0
+wait "$UP_PID"
+if [ "$(cat "$T_TMP/up.code")" = 201 ]; then
+  echo "model $(jq -r .id "$T_TMP/up.body") $(cat "$T_TMP/m2.sha")" >>"$LEDGER"
+fi
+diag "the upload in flight at SIGTERM answered $(cat "$T_TMP/up.code"); $(grep -c 'job released' "$CZ_LOG") job(s) released"
+start || bail "cannot restart compressd after SIGTERM"
+n_one=0
+for id in $TJ; do
+  wait_job "$id" 60 && [ "$(jf "$JOB" '"\(.state) \(.attempts)"')" = "succeeded 1" ] && n_one=$((n_one + 1))
+done
+is "the $(echo $TJ | wc -w) jobs submitted before SIGTERM succeed after the restart, each with attempts 1" "$n_one" "$(echo $TJ | wc -w)"
 
 # -- quiesce: every acknowledged job reaches an end state; none ran more than max_attempts times
 n_end=0 n_ok=0
