@@ -117,6 +117,20 @@ is "a failed job's webhook: job.failed with the error" \
   "$(jq -sr '[.[] | select(.body.data.id == "'"$FAIL_JOB"'" and .status == 204)][0].body | "\(.type) \(.data.state) \(.data.error.code) \(.data.artifact)"' "$LOG1")" \
   "job.failed failed $(jf "$JOB" .error.code) null"
 
+# ---- a canceled job: job.canceled (skipped if the job won the race and finished first) ----
+submit '{"model": "'"$LLAMA"'", '"$RECIPE"', '"$(hook "http://127.0.0.1:$RECV_PORT/hook")"'}'
+C_JOB=$JOB_ID
+req POST "/v1/jobs/$C_JOB:cancel"
+wait_job "$C_JOB" 60
+if [ "$(jf "$JOB" .state)" = canceled ]; then
+  wait_webhook "$C_JOB" delivered 30
+  is "a canceled job's webhook: job.canceled, no artifact" \
+    "$(jq -sr '[.[] | select(.body.data.id == "'"$C_JOB"'" and .status == 204)][0].body | "\(.type) \(.data.state) \(.data.error.code) \(.data.artifact)"' "$LOG1")" \
+    "job.canceled canceled canceled null"
+else
+  skip "a canceled job's webhook: job.canceled" "the job finished before the cancel"
+fi
+
 # ---- nobody listening: 4 tries, then failed ----
 recv_start "$T_TMP/dead.jsonl" 0
 DEAD_PORT=$RECV_PORT
