@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "cz_cpu.h"
 #include "cz_quants.h"
 #include "cz_type.h"
 
@@ -824,7 +825,7 @@ static void q6k_decode(const q6k_block *b, float *y) {
 #define CZ_AVX2 __attribute__((target("avx2,f16c")))
 
 static bool have_avx2(void) {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && cz_cpu_has_f16c();
 }
 
 /* h2f without a call into SSE code (which stalls on dirty upper halves): vcvtph2ps gives

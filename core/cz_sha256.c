@@ -1,6 +1,8 @@
 /* cz_sha256: SHA-256 written from FIPS 180-4 (sections 4.1.2, 4.2.2, 5.1.1, 5.3.3, 6.2). */
 #include "cz_sha256.h"
 
+#include "cz_cpu.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -123,7 +125,7 @@ __attribute__((target("sha,sse4.1"))) static void blocks_shani(uint32_t h[8], co
 }
 
 bool cz_sha256_blocks_shani(uint32_t h[8], const uint8_t *p, size_t nblocks) {
-  if (!__builtin_cpu_supports("sha") || !__builtin_cpu_supports("sse4.1")) return false;
+  if (!cz_cpu_has_sha() || !__builtin_cpu_supports("sse4.1")) return false;
   blocks_shani(h, p, nblocks);
   return true;
 }

@@ -1,6 +1,7 @@
 /* cz_type: the element-type table, fp16/bf16 conversions and the Q8_0 reference codec. */
 #include "cz_type.h"
 
+#include "cz_cpu.h"
 #include "cz_quants.h"
 
 #include <math.h>
@@ -341,7 +342,7 @@ bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
 }
 
 bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) return false;
+  if (!__builtin_cpu_supports("avx2") || !cz_cpu_has_f16c()) return false;
   f16_to_f32_f16c(src, dst, n);
   return true;
 }

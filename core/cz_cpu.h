@@ -1,0 +1,30 @@
+/* cz_cpu: CPU feature checks that __builtin_cpu_supports cannot make everywhere. */
+#ifndef CZ_CPU_H
+#define CZ_CPU_H
+
+#include <stdbool.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+/* clang 14 (Debian 12's, which builds the fuzzers) knows neither "f16c" nor "sha" as
+ * __builtin_cpu_supports features, so these two read CPUID themselves. F16C is a VEX
+ * encoding: it also needs the OS to save the AVX state, which "avx" checks (XGETBV). */
+static inline bool cz_cpu_has_f16c(void) {
+  unsigned a, b, c, d;
+  if (!__builtin_cpu_supports("avx") || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+  return (c & bit_F16C) != 0;
+}
+
+static inline bool cz_cpu_has_sha(void) {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, 0) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (b & bit_SHA) != 0;
+}
+#else
+static inline bool cz_cpu_has_f16c(void) { return false; }
+static inline bool cz_cpu_has_sha(void) { return false; }
+#endif
+
+#endif
