@@ -224,10 +224,12 @@ static json_t *int_schema(void) {
                                            json_pack("[s, s]", "group", "channel"), NAN, NAN,
                                            "one scale (and zero point) per group_size consecutive "
                                            "weights of a row, or per output channel (row)"));
-  json_array_append_new(p, cz_schema_param("group_size", "integer", false, json_integer(128),
+  /* no "default" key: a form that sends every default would send it with granularity
+   * channel, which parse refuses */
+  json_array_append_new(p, cz_schema_param("group_size", "integer", false, NULL,
                                            json_pack("[i, i, i]", 32, 64, 128), 32, 128,
-                                           "weights per group (granularity group); the row "
-                                           "length must be a multiple of it"));
+                                           "weights per group (granularity group; default 128); "
+                                           "the row length must be a multiple of it"));
   json_array_append_new(p, cz_schema_param("symmetric", "boolean", false, NULL, NULL, NAN, NAN,
                                            "true (default without hqq): scale = max|w| / "
                                            "(2^(bits-1) - 1), no zero point; false: scale = "
@@ -549,9 +551,10 @@ static json_t *fp8_schema(void) {
   json_array_append_new(p, cz_schema_param("granularity", "string", false, json_string("channel"),
                                            json_pack("[s, s]", "channel", "block"), NAN, NAN,
                                            "one scale per output channel (row), or per block"));
-  json_t *b = cz_schema_param("block", "array", false, json_pack("[i, i]", 128, 128), NULL, NAN,
-                              NAN, "[rows, cols] of a block (granularity block; DeepSeek-V3 and "
-                              "compressed-tensors use [128, 128]); edge blocks are smaller");
+  /* no "default" key, as group_size of quantize.int_packed: it applies to one granularity */
+  json_t *b = cz_schema_param("block", "array", false, NULL, NULL, NAN, NAN,
+                              "[rows, cols] of a block (granularity block; default [128, 128], "
+                              "as DeepSeek-V3 and compressed-tensors); edge blocks are smaller");
   json_object_set_new(b, "min_items", json_integer(2));
   json_object_set_new(b, "max_items", json_integer(2));
   json_array_append_new(p, b);
