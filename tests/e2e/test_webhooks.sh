@@ -8,10 +8,11 @@
 SECRET="whsec_$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 RECV=$CZ_SRCDIR/tests/e2e/webhook_receiver.py
 
-# recv_start LOG FAIL [PORT]: start a receiver; sets RECV_PID and RECV_PORT.
+# recv_start LOG FAIL [PORT [DELAY]]: start a receiver; sets RECV_PID and RECV_PORT.
 recv_start() {
   rm -f "$T_TMP/recv.port"
-  "$PY" "$RECV" --secret "$SECRET" --fail "$2" --port "${3:-0}" --port-file "$T_TMP/recv.port" \
+  "$PY" "$RECV" --secret "$SECRET" --fail "$2" --port "${3:-0}" --delay "${4:-0}" \
+    --port-file "$T_TMP/recv.port" \
     --log "$1" 2>>"$T_TMP/recv.err" &
   RECV_PID=$!
   T_PIDS="$T_PIDS $RECV_PID"
@@ -170,6 +171,28 @@ is "a job without a webhook shows webhook null" "$R_STATUS $(jf "$R_BODY" .webho
 
 cz_stop "$CZ_PID"
 is "daemon exits 0" "$CZ_EXIT" 0
+recv_stop
+
+# ---- a stalled receiver holds neither the workers nor the shutdown ----
+recv_start "$T_TMP/slow.jsonl" 0 0 30
+SLOW_PORT=$RECV_PORT
+cz_start "$DATA" --workers 1 --webhook-timeout 20 || bail "cannot restart compressd"
+submit '{"model": "'"$LLAMA"'", '"$RECIPE"', '"$(hook "http://127.0.0.1:$SLOW_PORT/hook")"'}'
+S_JOB=$JOB_ID
+wait_job "$S_JOB" 60
+_i=0
+while ! grep -q "$S_JOB" "$T_TMP/slow.jsonl" 2>/dev/null && [ $_i -lt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+t0=$(now_ms)
+submit '{"model": "'"$LLAMA"'", '"$RECIPE"'}'
+wait_job "$JOB_ID" 60
+took=$(( $(now_ms) - t0 ))
+is "while the receiver stalls, another job runs to the end (in ${took} ms)" \
+  "$(jf "$JOB" .state) $(jf "$(job_json "$S_JOB")" '"\(.webhook.state) \(.webhook.attempts)"')" \
+  "succeeded pending 0"
+check "...well before the 20 s webhook timeout" test "$took" -lt 15000
+cz_stop "$CZ_PID"
+is "SIGTERM during the stalled POST: exit 0" "$CZ_EXIT" 0
+check "...within 5 s (the POST is aborted, not waited for): ${CZ_STOP_MS} ms" test "$CZ_STOP_MS" -lt 5000
 recv_stop
 if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' "$T_TMP"/daemon*.log; then
   not_ok "no sanitizer reports in the daemon logs"

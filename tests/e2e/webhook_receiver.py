@@ -8,6 +8,7 @@ base64, not compressd's code), answers 500 to the first --fail tries of every we
 valid: the signature matches HMAC-SHA256(key, "id.timestamp.body") for key = base64 after
 "whsec_" of --secret; fresh: the timestamp is within 5 minutes of now (the tolerance the
 Standard Webhooks spec tells receivers to use). Writes its port to --port-file once listening.
+With --delay S it logs the request at once and answers S seconds later (a stalled receiver).
 """
 import argparse
 import base64
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 ap = argparse.ArgumentParser()
 ap.add_argument("--secret", required=True)
 ap.add_argument("--fail", type=int, default=0)
+ap.add_argument("--delay", type=float, default=0, help="seconds to wait before answering")
 ap.add_argument("--port", type=int, default=0)
 ap.add_argument("--port-file", required=True)
 ap.add_argument("--log", required=True)
@@ -54,6 +56,7 @@ class Handler(BaseHTTPRequestHandler):
                 "content_type": self.headers.get("Content-Type", ""), "body": parsed}
         with open(args.log, "a") as f:
             f.write(json.dumps(line) + "\n")
+        time.sleep(args.delay)
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
