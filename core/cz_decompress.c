@@ -169,6 +169,11 @@ static bool shape_pair(ctx *c, const json_t *node, const char *key, const char *
     *rc = bad(c, where, "the shape and the weight_shape tensor disagree");
     return false;
   }
+  /* bounds every product of R with a per-row count (words, groups, blocks) below */
+  if (*C && *R > MAX_ELEMS / *C) {
+    *rc = bad(c, where, "the shape is out of range");
+    return false;
+  }
   return true;
 }
 

@@ -4,6 +4,7 @@
  * here from the format description (docs/formats.md 4.9-4.12) against the report. */
 #include "methods_util.h"
 
+#include "cz_decompress.h"
 #include "cz_quant_ct.h"
 
 /* Field i of a row of little-endian int32 words, as docs/formats.md 4.9 states it (written
@@ -459,6 +460,100 @@ static void test_fp8_artifact(void) {
   free(t.v);
 }
 
+/* ---- compressd decompress on artifacts whose layout lies (the artifact is untrusted) ---- */
+
+/* Rewrite art into path with every tensor as it is and compressd.layout replaced by layout. */
+static bool rewrite(const cz_model *art, const char *path, const char *layout) {
+  cz_error err = {0};
+  cz_layout *l = cz_layout_new(CZ_FORMAT_SAFETENSORS);
+  bool ok = l && cz_layout_set_meta(l, "compressd.layout", layout, &err) == CZ_E_OK;
+  for (size_t i = 0; ok && i < art->n_tensors; i++)
+    ok = cz_layout_add_tensor(l, art->tensors[i].name, art->tensors[i].type, art->tensors[i].n_dims,
+                              art->tensors[i].ne, &err) == CZ_E_OK;
+  ok = ok && cz_layout_finish(l, &err) == CZ_E_OK;
+  int fd = ok ? open(path, O_RDWR | O_CREAT | O_TRUNC, 0644) : -1;
+  ok = ok && fd >= 0 && cz_layout_write_frame(l, fd, &err) == CZ_E_OK;
+  for (size_t i = 0; ok && i < art->n_tensors; i++)
+    ok = pwrite(fd, art->tensors[i].data, (size_t)l->tensors[i].nbytes,
+                (off_t)l->tensors[i].file_offset) == (ssize_t)l->tensors[i].nbytes;
+  if (fd >= 0) close(fd);
+  if (!ok) printf("# test bug: %s\n", err.msg);
+  cz_layout_free(l);
+  return ok;
+}
+
+static cz_err_code decompress_path(const char *in_path, cz_error *err) {
+  char out[512];
+  tmp_path(out, sizeof out, "lie.dense.safetensors");
+  cz_model *m = NULL;
+  cz_err_code rc = cz_model_open(in_path, &m, err);
+  if (rc) return rc;
+  int fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  rc = cz_decompress(m, CZ_TYPE_F32, fd, NULL, err);
+  close(fd);
+  cz_model_close(m);
+  return rc;
+}
+
+static void test_decompress_lies(void) {
+  t_tensor t = {"blk.0.attn_q.weight", CZ_TYPE_F32, 4, 128, NULL};
+  t_fill_normal(&t, 0.1, 9);
+  cz_model *in = t_model("lie.safetensors", &t, 1);
+  static const struct {
+    const char *step, *find, *repl;
+  } lies[] = {
+      {"\"scheme\":\"int4\",\"group_size\":32,\"symmetric\":false", "\"bits\":4", "\"bits\":3"},
+      {"\"scheme\":\"int4\",\"group_size\":32,\"symmetric\":false", "\"bits\":4", "\"bits\":16"},
+      {"\"scheme\":\"int4\",\"group_size\":32,\"symmetric\":false", "\"group_size\":32", "\"group_size\":0"},
+      {"\"scheme\":\"int4\",\"group_size\":32,\"symmetric\":false", "\"group_size\":32", "\"group_size\":64"},
+      {"\"scheme\":\"int4\",\"group_size\":32,\"symmetric\":false", "\"shape\":[4,128]", "\"shape\":[4,256]"},
+      {"\"scheme\":\"int4\",\"group_size\":32,\"symmetric\":false", "weight_zero_point\"", "weight_nothing\""},
+      {"\"scheme\":\"int2\",\"group_size\":32", "\"weight_shape\":\"blk.0.attn_q.weight_shape\"", "\"weight_shape\":\"blk.0.attn_q.weight_scale\""},
+      {"\"scheme\":\"nf4\",\"double_quant\":true", "\"double_quant\":true", "\"double_quant\":false"},
+      {"\"scheme\":\"nf4\",\"double_quant\":true", "\"block_size\":64", "\"block_size\":0"},
+      {"\"scheme\":\"nf4\"", "\"block_size\":64", "\"block_size\":32"},
+      {"\"scheme\":\"fp8_e4m3\",\"block\":[2,64]", "\"block\":[2,64]", "\"block\":[0,64]"},
+      {"\"scheme\":\"fp8_e4m3\",\"block\":[2,64]", "\"block\":[2,64]", "\"block\":[2,32]"},
+      {"\"scheme\":\"fp8_e4m3\"", "\"scale\":\"blk.0.attn_q.weight_scale\"", "\"scale\":\"blk.0.attn_q.weight\""},
+  };
+  char path[512];
+  tmp_path(path, sizeof path, "lie.art.safetensors");
+  for (size_t c = 0; in && c < sizeof lies / sizeof lies[0]; c++) {
+    char recipe[256];
+    snprintf(recipe, sizeof recipe, "{\"steps\":[{\"op\":\"quantize\",%s}]}", lies[c].step);
+    job j;
+    if (run_job(in, recipe, "lie.out.safetensors", &j) != CZ_E_OK) {
+      job_ok(&j);
+      job_free(&j);
+      continue;
+    }
+    const char *layout = meta(j.out, "compressd.layout");
+    char text[4096];
+    snprintf(text, sizeof text, "%s", layout ? layout : "");
+    cz_error e = {0};
+    /* the untouched layout decompresses: the rewrite itself is sound */
+    cz_err_code rc = rewrite(j.out, path, text) ? decompress_path(path, &e) : CZ_E_INTERNAL;
+    if (rc) printf("# %s: the honest rewrite fails: %s\n", lies[c].step, e.msg);
+    CHECK_EQ_INT(rc, CZ_E_OK);
+    char *p = strstr(text, lies[c].find);
+    if (!p) {
+      printf("# test bug: %s not in %s\n", lies[c].find, text);
+      cz_test_failures++;
+      job_free(&j);
+      continue;
+    }
+    char rest[4096];
+    snprintf(rest, sizeof rest, "%s", p + strlen(lies[c].find));
+    snprintf(p, sizeof text - (size_t)(p - text), "%s%s", lies[c].repl, rest);
+    rc = rewrite(j.out, path, text) ? decompress_path(path, &e) : CZ_E_INTERNAL;
+    printf("# %s -> %s: %s\n", lies[c].find, lies[c].repl, e.msg);
+    CHECK_EQ_INT(rc, CZ_E_INVALID_METADATA);
+    job_free(&j);
+  }
+  cz_model_close(in);
+  free(t.v);
+}
+
 static void test_validation(void) {
   t_tensor t = {"blk.0.attn_q.weight", CZ_TYPE_F32, 8, 64, NULL};
   t_fill_normal(&t, 1, 3);
@@ -502,7 +597,8 @@ int main(void) {
       CZ_TEST(test_asym_int4_closed_form), CZ_TEST(test_hqq_never_worse),
       CZ_TEST(test_nf4_nearest),           CZ_TEST(test_int4_artifact_bytes),
       CZ_TEST(test_int_schemes),           CZ_TEST(test_nf4_artifact),
-      CZ_TEST(test_fp8_artifact),          CZ_TEST(test_validation),
+      CZ_TEST(test_fp8_artifact),          CZ_TEST(test_decompress_lies),
+      CZ_TEST(test_validation),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   tmp_cleanup();
