@@ -211,12 +211,19 @@ export function jobsView(root, { query }) {
     } catch (_) { return null; }
   }
 
+  // Exact counts and workers in one request from GET /v1/status, when the server has it.
+  async function status() {
+    try { return await get('/v1/status'); } catch (_) { return null; }
+  }
+
   async function refreshCounts() {
     if (!state.alive) return;
     clearTimeout(state.countTimer);
     try {
-      const w = await workers();
-      const res = await Promise.all(STATES.map((st) => {
+      const sv = await status();
+      const w = sv && sv.workers ? { slots: sv.workers.slots, busy: sv.workers.busy } : await workers();
+      // the status counts every job; with a model filter count that model's pages instead
+      const res = sv && sv.jobs && !state.model ? STATES.map((st) => ({ st, n: sv.jobs[st] || 0, more: false })) : await Promise.all(STATES.map((st) => {
         const q = new URLSearchParams({ state: st, page_size: String(COUNT_CAP) });
         if (state.model) q.set('model', state.model);
         return get('/v1/jobs?' + q).then((p) => ({ st, n: (p.jobs || []).length, more: !!p.next_page_token }));

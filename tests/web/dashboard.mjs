@@ -55,7 +55,7 @@ const errors = [];
 page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
 // the feature probes (GET /v1/openapi.json, /v1/methods, a GET on :retry) may be 404 or 405
 // on a server without those endpoints: the browser logs them, they are not errors
-const PROBE = /\/(v1\/(openapi\.json|methods|calibrations|jobs\/probe(:retry|\?wait=x))|metrics)$/;
+const PROBE = /\/(v1\/(openapi\.json|methods|calibrations|status|jobs\/probe(:retry|\?wait=x))|metrics)$/;
 page.on('console', (m) => {
   if (m.type() !== 'error') return;
   const where = (m.location() && m.location().url) || '';
