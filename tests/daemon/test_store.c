@@ -562,7 +562,10 @@ static void concurrent_claims(int pace_us) {
 
 static void test_concurrent_claims(void) {
   concurrent_claims(0);    /* back to back: the most contention on the write lock */
-  concurrent_claims(1000); /* interleaved */
+  /* interleaved: a pause longer than the first steps of SQLite's busy-handler backoff
+   * (1, 2, 5 ms), so that the waiting connection gets the lock in it even on a loaded
+   * machine (with 1 ms, one side sometimes took all 50 under load) */
+  concurrent_claims(5000);
 }
 
 static void test_heartbeat_and_fencing(void) {
