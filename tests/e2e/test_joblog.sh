@@ -119,6 +119,15 @@ if [ "$(jf "$(job_json "$C")" .state)" = canceled ]; then
   req GET "/v1/jobs/$C/log"
   is "the original's last line names the retry" "$(jf "$R_BODY" '.lines[-1] | .event + ": " + .message')" "retried: retried as $R"
   wait_job "$R" 60
+  # a deleted job (retention) takes its log with it
+  req DELETE "/v1/jobs/$C"
+  if [ "$R_STATUS" = 404 ] || [ "$R_STATUS" = 405 ]; then
+    skip "a deleted job's log goes" "this build has no DELETE /v1/jobs/{id}"
+  else
+    is "DELETE the canceled job" "$R_STATUS" 204
+    req GET "/v1/jobs/$C/log"
+    expect_error "its log is gone with it" 404 not_found
+  fi
 else
   skip "retry is logged" "the job was not canceled"
 fi
