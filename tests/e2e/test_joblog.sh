@@ -90,8 +90,8 @@ is "... the last line is the JSON's last message" "$(printf '%s\n' "$R_BODY" | t
   "$(jf "$LOG" '.lines[-1].message')"
 
 # ---- cancel and retry are logged ----
-# with one worker the last of three jobs waits behind the others (unless they are very fast)
-for i in 1 2 3; do
+# with one worker the last of ten jobs waits behind the others (unless they are very fast)
+for i in 1 2 3 4 5 6 7 8 9 10; do
   submit "{\"model\": \"$MODEL_ID\", \"steps\": [{\"op\": \"quantize\", \"type\": \"q4_0\"}], \"output\": {\"format\": \"gguf\"}}"
 done
 C=$JOB_ID
