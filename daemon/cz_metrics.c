@@ -52,6 +52,13 @@ void cz_metrics_http_request(const char *method, const char *route, unsigned sta
 static _Atomic uint64_t bytes_in, bytes_out;
 static atomic_int uploads_in_flight, worker_slots, worker_busy;
 static _Atomic uint64_t retention_jobs, retention_models, retention_bytes;
+static _Atomic uint64_t webhook_delivered, webhook_retry, webhook_failed;
+
+void cz_metrics_webhook_try(const char *result) {
+  atomic_fetch_add(!strcmp(result, "delivered") ? &webhook_delivered
+                   : !strcmp(result, "retry")   ? &webhook_retry
+                                                : &webhook_failed, 1);
+}
 
 void cz_metrics_retention_removed(const char *kind) {
   atomic_fetch_add(strcmp(kind, "job") == 0 ? &retention_jobs : &retention_models, 1);
@@ -133,6 +140,16 @@ void cz_metrics_render(FILE *f) {
              "row that named them.\n# TYPE compressd_reclaimed_bytes_total counter\n"
              "compressd_reclaimed_bytes_total %llu\n",
           (unsigned long long)atomic_load(&retention_bytes));
+
+  fprintf(f, "# HELP compressd_webhook_tries_total Webhook POSTs by outcome: delivered (2xx), "
+             "retry (failed, tried again later), failed (failed, no tries left).\n"
+             "# TYPE compressd_webhook_tries_total counter\n"
+             "compressd_webhook_tries_total{result=\"delivered\"} %llu\n"
+             "compressd_webhook_tries_total{result=\"retry\"} %llu\n"
+             "compressd_webhook_tries_total{result=\"failed\"} %llu\n",
+          (unsigned long long)atomic_load(&webhook_delivered),
+          (unsigned long long)atomic_load(&webhook_retry),
+          (unsigned long long)atomic_load(&webhook_failed));
 
   int slots = atomic_load(&worker_slots), busy = atomic_load(&worker_busy);
   fprintf(f, "# HELP compressd_worker_slots Pool threads that run compression tasks.\n"

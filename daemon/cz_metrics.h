@@ -34,6 +34,10 @@ void cz_metrics_worker_busy(int delta);
 void cz_metrics_retention_removed(const char *kind);
 void cz_metrics_retention_reclaimed(uint64_t bytes);
 
+/* One webhook try (cz_webhook.c): delivered (2xx), or failed with tries left ("retry") or
+ * without ("failed"). */
+void cz_metrics_webhook_try(const char *result);
+
 /* The families above in text format, written to f. */
 void cz_metrics_render(FILE *f);
 /* The current worker slots, busy slots and uploads in flight (GET /v1/status). */

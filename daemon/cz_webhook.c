@@ -14,6 +14,7 @@
 
 #include "cz_base64.h"
 #include "cz_log.h"
+#include "cz_metrics.h"
 #include "cz_sha256.h"
 
 #define POLL_MS 1000        /* longest sleep: also picks up jobs finished by another process */
@@ -287,6 +288,7 @@ static void deliver_due(cz_webhook *w) {
     if (cz_store_webhook_attempt(w->store, job, ok, (int)status, ok ? NULL : why, now,
                                  now + cz_webhook_delay_ms(w->o.backoff_ms, tries), &e))
       cz_log(CZ_LOG_WARN, "webhook: cannot record a try", "job", job, "error", e.msg, NULL);
+    cz_metrics_webhook_try(ok ? "delivered" : tries >= max ? "failed" : "retry");
     cz_log(ok ? CZ_LOG_INFO : CZ_LOG_WARN, ok ? "webhook delivered" : "webhook try failed",
            "job", job, "webhook_id", msg_id, "attempt", CZ_LOG_INT(tries), "max_attempts",
            CZ_LOG_INT(max), "status", CZ_LOG_INT(status), "error", ok ? "" : why, NULL);

@@ -144,6 +144,15 @@ is "connection refused 4 times: failed, 4 tries, no status, an error message" \
   "$(jf "$JOB" '"\(.webhook.state) \(.webhook.attempts) \(.webhook.last_status) \(.webhook.last_error | length > 0) \(.webhook.next_attempt_at)"')" \
   "failed 4 null true null"
 is "the job itself is untouched by its webhook" "$(jf "$JOB" .state)" succeeded
+# tries so far on this daemon: the receiver answers 500 twice per webhook-id, so the ok, failed
+# and canceled jobs each took 500, 500, 204; the dead one 4 refused (3 retried, 1 final); the
+# canceled one may have been skipped
+m=$(curl -s "$CZ_URL/metrics" | sed -n 's/^compressd_webhook_tries_total{result="\([a-z]*\)"} /\1=/p' | tr '\n' ' ')
+case $(jf "$(job_json "$C_JOB")" .state) in
+  canceled) want="delivered=3 retry=9 failed=1 " ;;
+  *) want="delivered=2 retry=7 failed=1 " ;;
+esac
+is "metrics: webhook tries by outcome" "$m" "$want"
 
 # ---- a pending delivery survives a restart ----
 cz_stop "$CZ_PID"
