@@ -101,7 +101,9 @@ cz_err_code cz_store_job_release(cz_store *s, const char *id, const char *owner,
 /* At start: jobs left running by a dead process go back to queued, or fail with
  * worker_crash once they used max_attempts; its in-flight idempotency claims are forgotten. */
 cz_err_code cz_store_recover(cz_store *s, int64_t now, int *requeued, int *failed, cz_error *err);
-/* Is this blob referenced by any model or job row? */
+/* Is this blob referenced by any model, job or calibration row? The startup sweep
+ * (cz_blob_sweep in cz_serve.c) deletes every blob for which this says no, so a new kind of
+ * row that names a blob must be added to its query. */
 cz_err_code cz_store_blob_used(cz_store *s, const char *sha256, bool *used, cz_error *err);
 
 /* ---- idempotency keys (Idempotency-Key on POST /v1/models and POST /v1/jobs) ---- */
