@@ -4,7 +4,7 @@
 # daemon acknowledged, checked after every restart. Prints the test's TAP; exit 1 on a failure.
 #
 # usage: bench/stress-crash.sh N [BUILDDIR]
-#   N         kill -9 / restart cycles (about 1.1 s each on 2 cores with the sanitizer build)
+#   N         kill -9 / restart cycles (1-2 s each on 2 cores with the sanitizer build)
 #   BUILDDIR  the build tree holding compressd (default: build/test of this tree; a release
 #             build is faster, the sanitizer build also checks memory errors)
 # Needs curl, jq, python3 and sqlite3 (the orphan-blob checks are skipped without it).
