@@ -1075,6 +1075,19 @@ CZ_AVX2 static inline void v_reround(const float *x, int n, float dm, float d, i
   }
 }
 
+/* pack_2bit on 32 bytes at a time (levels 0..3: the 16-bit shifts keep every bit in its byte). */
+CZ_AVX2 static inline void pack_2bit_avx2(const uint8_t *L, uint8_t *qs) {
+  for (int j = 0; j < QK; j += 128) {
+    const __m256i a = _mm256_loadu_si256((const __m256i *)(L + j));
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(L + j + 32));
+    const __m256i c = _mm256_loadu_si256((const __m256i *)(L + j + 64));
+    const __m256i d = _mm256_loadu_si256((const __m256i *)(L + j + 96));
+    const __m256i q = _mm256_or_si256(_mm256_or_si256(a, _mm256_slli_epi16(b, 2)),
+                                      _mm256_or_si256(_mm256_slli_epi16(c, 4), _mm256_slli_epi16(d, 6)));
+    _mm256_storeu_si256((__m256i *)(qs + j / 4), q);
+  }
+}
+
 /* ---- q2_K ---- */
 
 CZ_AVX2 static void q2k_finish_avx2(const float *x, uint8_t *L, q2k_block *y) {
@@ -1084,7 +1097,7 @@ CZ_AVX2 static void q2k_finish_avx2(const float *x, uint8_t *L, q2k_block *y) {
     const float dm = h2f_avx2(y->dmin) * (y->scales[j] >> 4);
     v_reround(x + 16 * j, 16, dm, d, 0, 3, 0, L + 16 * j);
   }
-  pack_2bit(L, y->qs);
+  pack_2bit_avx2(L, y->qs);
 }
 
 /* The sixteen sub-block fits of q2_K, eight at a time; w == NULL means |x|. */
@@ -1170,17 +1183,18 @@ CZ_AVX2 static void q3k_finish_avx2(const float *x, int8_t *L, q3k_block *y) {
     if (!d) continue;
     v_reround(x + 16 * j, 16, 0.0f, d, -4, 3, 4, (uint8_t *)L + 16 * j);
   }
+  /* levels are 0..7: bit 2 goes to hmask (bit c of byte i for element 32c + i), the rest is
+   * L & 3, exactly the scalar's l - 4 for l > 3 */
   uint8_t low[QK];
-  memset(y->hmask, 0, sizeof y->hmask);
-  for (int j = 0; j < QK; j++) {
-    int l = L[j];
-    if (l > 3) {
-      y->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-      l -= 4;
-    }
-    low[j] = (uint8_t)l;
+  __m256i hm = _mm256_setzero_si256();
+  for (int c = 0; c < 8; c++) {
+    const __m256i v = _mm256_loadu_si256((const __m256i *)(L + 32 * c));
+    const __m256i hi = _mm256_cmpgt_epi8(v, _mm256_set1_epi8(3));
+    hm = _mm256_or_si256(hm, _mm256_and_si256(hi, _mm256_set1_epi8((char)(1u << c))));
+    _mm256_storeu_si256((__m256i *)(low + 32 * c), _mm256_and_si256(v, _mm256_set1_epi8(3)));
   }
-  pack_2bit(low, y->qs);
+  _mm256_storeu_si256((__m256i *)y->hmask, hm);
+  pack_2bit_avx2(low, y->qs);
 }
 
 CZ_AVX2 static void q3k_encode_avx2(const float *x, q3k_block *y) {
