@@ -107,7 +107,7 @@ done
 # other list's token is 400 invalid_page_token, never a page
 case $TOKEN in
   *[!A-Za-z0-9_-]*|'') not_ok "next_page_token is base64url: '$TOKEN'" ;;
-  *) is "next_page_token is 46 base64url characters, not the cursor itself" "${#TOKEN}" 46 ;;
+  *) is "next_page_token is 51 base64url characters, not the cursor itself" "${#TOKEN}" 51 ;;
 esac
 req GET "/v1/models?page_token=abc"
 expect_error "page_token=abc" 400 invalid_page_token
@@ -118,7 +118,7 @@ flip_char() {
   awk -v s="$1" -v p="$2" 'BEGIN { r = substr(s, p + 1, 1) == "A" ? "B" : "A"
                                     printf "%s%s%s", substr(s, 1, p), r, substr(s, p + 2) }'
 }
-for pos in 0 1 4 12 20 30 44; do
+for pos in 0 1 4 12 20 30 44 50; do
   req GET "/v1/models?page_size=2&page_token=$(flip_char "$TOKEN" $pos)"
   expect_error "the token with character $pos changed" 400 invalid_page_token
 done
