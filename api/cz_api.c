@@ -284,13 +284,10 @@ static enum MHD_Result h_model_get(cz_req *r) {
 
 static enum MHD_Result h_model_delete(cz_req *r) {
   cz_api *api = r->app;
-  char sha[65];
-  bool blob_free;
   cz_error e = {0};
-  if (cz_store_model_delete(api->store, r->id, sha, &blob_free, &e)) return cz_reply_err(r, &e);
-  bool used = true;
-  if (blob_free && !cz_store_blob_used(api->store, sha, &used, &e) && !used)
-    cz_blob_remove(api->blobs, sha, &e);
+  /* the same deletion as the retention sweep's (counted in compressd_deleted_total) */
+  if (cz_retention_delete_model(api->store, api->blobs, r->id, NULL, &e))
+    return cz_reply_err(r, &e);
   cz_log(CZ_LOG_INFO, "model deleted", "model", r->id, NULL);
   return cz_reply_status(r, 204);
 }

@@ -42,6 +42,18 @@ cz_err_code cz_retention_delete_job(cz_store *s, cz_blob_store *bs, const char *
   return CZ_E_OK;
 }
 
+cz_err_code cz_retention_delete_model(cz_store *s, cz_blob_store *bs, const char *id,
+                                      cz_retention_stats *st, cz_error *err) {
+  char sha[65];
+  bool blob_free = false;
+  cz_err_code rc = cz_store_model_delete(s, id, sha, &blob_free, err);
+  if (rc) return rc;
+  if (st) st->models_removed++;
+  cz_metrics_retention_removed("model");
+  if (blob_free) cz_retention_drop_blob(s, bs, sha, st);
+  return CZ_E_OK;
+}
+
 /* Remove one candidate row; false when it is no longer removable (a race: a job was
  * submitted on the model, the job is gone already). */
 static bool remove_one(cz_store *s, cz_blob_store *bs, json_t *c, cz_retention_stats *st) {
@@ -54,12 +66,7 @@ static bool remove_one(cz_store *s, cz_blob_store *bs, json_t *c, cz_retention_s
     cz_log(CZ_LOG_INFO, "retention: job removed", "job", id, NULL);
     return true;
   }
-  char sha[65];
-  bool blob_free = false;
-  if (cz_store_model_delete(s, id, sha, &blob_free, &e)) return false;
-  st->models_removed++;
-  cz_metrics_retention_removed("model");
-  if (blob_free) cz_retention_drop_blob(s, bs, sha, st);
+  if (cz_retention_delete_model(s, bs, id, st, &e)) return false;
   cz_log(CZ_LOG_INFO, "retention: model removed", "model", id, NULL);
   return true;
 }

@@ -43,6 +43,11 @@ cz_err_code cz_retention_sweep(cz_store *s, cz_blob_store *bs, const cz_retentio
 cz_err_code cz_retention_delete_job(cz_store *s, cz_blob_store *bs, const char *id,
                                     cz_retention_stats *st, cz_error *err);
 
+/* Delete a model and its file if no other row names the same bytes (DELETE /v1/models/{id});
+ * NOT_FOUND, or CONFLICT while a queued or running job uses it. st may be NULL. */
+cz_err_code cz_retention_delete_model(cz_store *s, cz_blob_store *bs, const char *id,
+                                      cz_retention_stats *st, cz_error *err);
+
 /* Remove a blob if no row names it any more (counted in st, which may be NULL). */
 void cz_retention_drop_blob(cz_store *s, cz_blob_store *bs, const char *sha256,
                             cz_retention_stats *st);

@@ -60,6 +60,8 @@ M=$MODEL_ID
 submit '{"model": "'"$M"'", "steps": [{"op": "quantize", "type": "q8_0"}]}'
 J=$JOB_ID
 wait_job "$J" 60 || bail "job did not finish"
+ART_BYTES=$(jf "$JOB" .artifact.bytes)
+REPORT_BYTES=$(curl -s "$CZ_URL/v1/jobs/$J/report" | wc -c)
 req DELETE "/v1/jobs/$J"
 is "DELETE a succeeded job: 204" "$R_STATUS" 204
 req GET "/v1/jobs/$J/artifact"
@@ -68,6 +70,9 @@ is "its artifact and report files are gone, the model's stays" "$(blob_files "$D
 req DELETE "/v1/models/$M"
 is "then DELETE the model: 204" "$R_STATUS" 204
 is "no blob file left" "$(blob_files "$DATA")" 0
+is "metrics count both deletions and every byte" \
+  "$(metric 'compressd_deleted_total{kind="job"}') $(metric 'compressd_deleted_total{kind="model"}') $(metric compressd_reclaimed_bytes_total)" \
+  "1 1 $((MODEL_BYTES + ART_BYTES + REPORT_BYTES))"
 cz_stop "$CZ_PID"
 
 # ---- disk quota: two models fit, a third evicts the oldest ----
