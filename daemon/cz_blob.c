@@ -39,6 +39,16 @@ static cz_err_code sys_err(cz_error *err, int e, const char *op, const char *pat
   return cz_err_set(err, code, "blob store: %s %s: %s", op, path, why);
 }
 
+/* The last two components of path ("tmp/upload-...", "ab/abcd..."): writer errors reach API
+ * clients (a 507 on upload), who have no business learning where the data directory is. */
+static const char *client_path(const char *path) {
+  const char *last = strrchr(path, '/');
+  if (last == NULL || last == path) return path;
+  const char *p = last;
+  while (p > path && p[-1] != '/') p--;
+  return p;
+}
+
 /* ---- paths ---- */
 
 static int is_sha256_hex(const char *s) {
@@ -180,7 +190,7 @@ cz_err_code cz_blob_writer_open(cz_blob_store *bs, cz_blob_writer *w, cz_error *
     if (w->fd >= 0) return CZ_E_OK;
     if (errno != EEXIST) break;
   }
-  cz_err_code rc = sys_err(err, errno, "create temporary file", w->tmp_path);
+  cz_err_code rc = sys_err(err, errno, "create temporary file", client_path(w->tmp_path));
   w->tmp_path[0] = '\0';
   return rc;
 }
@@ -193,7 +203,7 @@ cz_err_code cz_blob_writer_write(cz_blob_writer *w, const void *data, size_t len
     ssize_t n = write(w->fd, p, len);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return sys_err(err, errno, "write", w->tmp_path);
+      return sys_err(err, errno, "write", client_path(w->tmp_path));
     }
     /* Hash exactly what reached the file, so a short write followed by an error leaves a
      * consistent (if useless) state. */
@@ -226,7 +236,7 @@ static cz_err_code commit_fail(cz_blob_writer *w, cz_err_code rc) {
 static cz_err_code writer_digest(cz_blob_writer *w, char hex[65], uint64_t *bytes,
                                  cz_error *err) {
   struct stat st;
-  if (fstat(w->fd, &st) != 0) return sys_err(err, errno, "stat", w->tmp_path);
+  if (fstat(w->fd, &st) != 0) return sys_err(err, errno, "stat", client_path(w->tmp_path));
   if (w->streamed) {
     if ((uint64_t)st.st_size != w->bytes)
       return cz_err_set(err, CZ_E_INTERNAL,
@@ -239,7 +249,7 @@ static cz_err_code writer_digest(cz_blob_writer *w, char hex[65], uint64_t *byte
   } else {
     int rc = cz_sha256_file(w->fd, hex); /* reads the whole file whatever the offset */
     if (rc == -ENOMEM) return cz_err_set(err, CZ_E_NO_MEMORY, "blob store: out of memory");
-    if (rc != 0) return sys_err(err, -rc, "read back", w->tmp_path);
+    if (rc != 0) return sys_err(err, -rc, "read back", client_path(w->tmp_path));
   }
   *bytes = (uint64_t)st.st_size;
   return CZ_E_OK;
@@ -250,7 +260,8 @@ cz_err_code cz_blob_writer_commit(cz_blob_writer *w, char sha256_hex[65], uint64
   if (w->fd < 0) return cz_err_set(err, CZ_E_INTERNAL, "blob store: commit of a closed writer");
   /* Never retried: after a failed fsync the kernel may have dropped the dirty pages and a
    * second fsync would report success for data that is gone. */
-  if (fsync(w->fd) != 0) return commit_fail(w, sys_err(err, errno, "fsync", w->tmp_path));
+  if (fsync(w->fd) != 0)
+    return commit_fail(w, sys_err(err, errno, "fsync", client_path(w->tmp_path)));
 
   char hex[65];
   uint64_t size = 0;
@@ -276,7 +287,7 @@ cz_err_code cz_blob_writer_commit(cz_blob_writer *w, char sha256_hex[65], uint64
     cz_blob_writer_abort(w);
   } else {
     if (rename(w->tmp_path, final_path) != 0)
-      return commit_fail(w, sys_err(err, errno, "rename into", final_path));
+      return commit_fail(w, sys_err(err, errno, "rename into", client_path(final_path)));
     close(w->fd);
     w->fd = -1;
     w->tmp_path[0] = '\0';

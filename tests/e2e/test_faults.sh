@@ -150,6 +150,10 @@ diag "$n201 uploads of 1 MiB stored before the file system was full ($(df -k --o
 check "some uploads fit first" [ "$n201" -ge 2 ]
 expect_error "the upload that does not fit: 507 no_space" 507 no_space
 diag "message: $(jf "$R_BODY" .error.message)"
+case $(jf "$R_BODY" .error.message) in
+  *"$MNT"*) not_ok "the 507 message does not reveal the data directory's path" ;;
+  *) ok "the 507 message does not reveal the data directory's path" ;;
+esac
 req GET /livez
 is "the daemon stays up (livez)" "$R_STATUS" 200
 req GET /readyz
