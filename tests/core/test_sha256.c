@@ -252,11 +252,48 @@ static void test_base64(void) {
   CHECK(!cz_base64_decode("Zm9vYmFy", 8, false, dec, 5, &n));  /* does not fit */
 }
 
+/* Properties over many inputs: encode then decode gives the bytes back (both alphabets), and
+ * any string the decoder accepts is the encoder's own spelling of what it decoded to (one
+ * token, one spelling: an altered page token cannot decode to the same bytes). */
+static void test_base64_properties(void) {
+  uint32_t x = 12345;
+  static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=";
+  int accepted = 0;
+  for (int iter = 0; iter < 4000; iter++) {
+    uint8_t in[100], out[100];
+    char enc[CZ_BASE64_ENCODED_LEN(100)], re[CZ_BASE64_ENCODED_LEN(100)];
+    size_t len = (size_t)(iter % 100), n = 0;
+    for (size_t i = 0; i < len; i++) {
+      x = x * 1664525u + 1013904223u;
+      in[i] = (uint8_t)(x >> 24);
+    }
+    bool url = iter & 1;
+    size_t el = cz_base64_encode(in, len, url, enc);
+    CHECK_EQ_INT(el, strlen(enc));
+    CHECK(cz_base64_decode(enc, el, url, out, sizeof out, &n) && n == len &&
+          memcmp(in, out, len) == 0);
+    /* a random string over both alphabets and '=' */
+    char rnd[24];
+    size_t rl = (size_t)(iter % 23);
+    for (size_t i = 0; i < rl; i++) {
+      x = x * 1664525u + 1013904223u;
+      rnd[i] = alpha[(x >> 24) % (sizeof alpha - 1)];
+    }
+    rnd[rl] = 0;
+    if (cz_base64_decode(rnd, rl, url, out, sizeof out, &n)) {
+      accepted++;
+      cz_base64_encode(out, n, url, re);
+      CHECK_EQ_STR(re, rnd);
+    }
+  }
+  CHECK(accepted > 50);  /* the property was exercised */
+}
+
 int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_nist_vectors),     CZ_TEST(test_million_a), CZ_TEST(test_streaming_chunks),
       CZ_TEST(test_shani_vs_scalar),
-      CZ_TEST(test_file_vs_sha256sum), CZ_TEST(test_file_bad_fd), CZ_TEST(test_hmac_rfc4231), CZ_TEST(test_base64),
+      CZ_TEST(test_file_vs_sha256sum), CZ_TEST(test_file_bad_fd), CZ_TEST(test_hmac_rfc4231), CZ_TEST(test_base64), CZ_TEST(test_base64_properties),
   };
   return cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
 }
