@@ -1,9 +1,9 @@
 #!/bin/sh
 # test_retention: DELETE of finished jobs and the retention sweep with a real daemon: a tiny
 # retention_age removes a finished job, its artifact and report, then its model; a disk_quota
-# evicts the oldest model first; the bytes reclaimed show on /metrics. (What is never removed,
-# a queued or running job's model among it, is checked in tests/daemon/test_retention.c with
-# a clock the test controls.)
+# evicts the oldest model first; a quota of 1 byte leaves the model of queued and running jobs
+# alone until they are done; the bytes reclaimed show on /metrics. (The other things never
+# removed are checked in tests/daemon/test_retention.c with a clock the test controls.)
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 blob_files() { find "$1/blobs" -type f | wc -l; }
@@ -97,6 +97,45 @@ is "a fourth: then q2, the oldest left" \
 is "the blob store is within the quota" "$(blob_files "$DATA")" 2
 is "metrics: 2 models deleted, their bytes reclaimed" \
   "$(metric 'compressd_deleted_total{kind="model"}') $(metric compressd_reclaimed_bytes_total)" "2 $((2 * SZ))"
+cz_stop "$CZ_PID"
+is "daemon exits 0" "$CZ_EXIT" 0
+
+# ---- in use: a quota of 1 byte removes nothing a queued or running job needs ----
+# Daemon 1 (no quota) takes the upload and two jobs and is stopped at once, which hands them
+# back to the queue; daemon 2 starts with the quota, so the model is in use from its first
+# sweep on: it must answer 200 for as long as one of its jobs is queued or running, and
+# everything goes once they are done.
+DATA=$T_TMP/inuse
+st_write "$T_TMP/big.safetensors" '{"tensors": [
+  {"name": "blk.0.ffn_up.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 1},
+  {"name": "blk.0.ffn_down.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 2}]}'
+cz_start "$DATA" --workers 1 || bail "cannot start compressd"
+upload "$T_TMP/big.safetensors" big
+BIG=$MODEL_ID
+submit '{"model": "'"$BIG"'", "steps": [{"op": "quantize", "type": "q8_0"}], "output": {"format": "gguf"}}'
+JA=$JOB_ID
+submit '{"model": "'"$BIG"'", "steps": [{"op": "quantize", "type": "q4_0"}], "output": {"format": "gguf"}}'
+JB=$JOB_ID
+cz_stop "$CZ_PID"
+cz_start "$DATA" --workers 1 --disk-quota 1 --retention-interval 1 || bail "cannot start compressd"
+polls=0 missing=0
+while :; do
+  sa=$(jf "$(job_json "$JA")" .state) sb=$(jf "$(job_json "$JB")" .state)
+  case "$sa $sb" in *queued* | *running*) ;; *) break ;; esac
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$CZ_URL/v1/models/$BIG")" = 200 ] || missing=$((missing + 1))
+  polls=$((polls + 1))
+  [ $polls -ge 1200 ] && break
+  sleep 0.05
+done
+is "while its jobs were queued or running the model answered 200 ($polls polls)" "$missing" 0
+check "...and the jobs ran at all under the quota (polled while they were active)" test "$polls" -gt 0
+check "...while a sweep found nothing it may remove (the log says so)" \
+  grep -q 'over the disk quota with nothing left to remove' "$CZ_LOG"
+wait_gone "/v1/models/$BIG" 20
+is "once both jobs are over, the jobs and then the model go" \
+  "$(for p in "/v1/jobs/$JA" "/v1/jobs/$JB" "/v1/models/$BIG"; do curl -s -o /dev/null -w '%{http_code} ' "$CZ_URL$p"; done)" \
+  "404 404 404 "
+is "the blob store is empty" "$(blob_files "$DATA")" 0
 cz_stop "$CZ_PID"
 is "daemon exits 0" "$CZ_EXIT" 0
 
