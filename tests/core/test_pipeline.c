@@ -16,6 +16,7 @@
 
 #include "cz_model.h"
 #include "cz_pipeline.h"
+#include "cz_report.h"
 #include "cz_sha256.h"
 #include "cz_test.h"
 #include "cz_type.h"
@@ -1176,6 +1177,56 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   return remove(path);
 }
 
+/* cz_errstat_add (vectorised, partial sums) against one serial long-double pass: the sums to
+ * 1e-12 relative, the maximum, the count and the non-finite count exactly; with NaN and Inf in
+ * the reference and in the decoded values, lengths that leave tails, and odd offsets. */
+static void test_errstat_sums(void) {
+  enum { N = 20011 };
+  static float x[N], y[N];
+  uint64_t st = 0x853C49E6748FEA9Bull;
+  for (int i = 0; i < N; i++) {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    const double u = (double)(st >> 11) / 9007199254740992.0 - 0.5;
+    x[i] = (float)(u * (i % 997 == 0 ? 300 : 1));
+    y[i] = x[i] + (float)(u * u * 1e-2);
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      x[17] = NAN, x[4000] = INFINITY, x[4001] = -INFINITY, x[N - 1] = NAN;
+      y[9001] = INFINITY; /* a decoded Inf: the error sum and maximum become Inf */
+    }
+    static const int offs[] = {0, 1, 3, 7}, lens[] = {N - 7, 8, 9, 15, 1, 0};
+    for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++)
+      for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        const int off = offs[o], n = lens[l] <= N - off ? lens[l] : N - off;
+        long double r = 0, e = 0;
+        double m = 0.25; /* a maximum carried over from an earlier chunk */
+        uint64_t bad = 0;
+        for (int i = off; i < off + n; i++) {
+          if (!isfinite(x[i])) {
+            bad++;
+            continue;
+          }
+          const double d = (double)x[i] - y[i];
+          r += (long double)x[i] * x[i];
+          e += (long double)d * d;
+          if (fabs(d) > m) m = fabs(d);
+        }
+        cz_errstat s = {0};
+        s.max_abs = 0.25;
+        cz_errstat_add(&s, x + off, y + off, n);
+        CHECK_EQ_INT(s.count, n);
+        CHECK_EQ_INT(s.nonfinite, bad);
+        CHECK(s.max_abs == m);
+        CHECK(fabsl((long double)s.sum_ref2 - r) <= 1e-12L * r);
+        if (isinf((double)e))
+          CHECK(isinf(s.sum_err2));
+        else
+          CHECK(fabsl((long double)s.sum_err2 - e) <= 1e-12L * e);
+      }
+  }
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "%s/cz_test_pipeline.XXXXXX",
            getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -1185,6 +1236,7 @@ int main(void) {
   }
   static const cz_test_case cases[] = {
       CZ_TEST(test_golden_q8_0),       CZ_TEST(test_order_independence),
+      CZ_TEST(test_errstat_sums),
       CZ_TEST(test_safetensors_q8_0),  CZ_TEST(test_safetensors_int8),
       CZ_TEST(test_report_numbers),    CZ_TEST(test_recipe_validation),
       CZ_TEST(test_non_finite),        CZ_TEST(test_cancel),
