@@ -4,10 +4,10 @@
  *   version (1 byte, 2) | list (1 byte) | cursor (8 bytes, big-endian) |
  *   issued (4 bytes, Unix seconds, big-endian) |
  *   filter digest (8 bytes: SHA-256 of the list's filter values) | MAC (16 bytes)
- * where the MAC is the leftmost 128 bits of HMAC-SHA256(key, everything before it). The key
- * is drawn at start-up, so a token is valid for the life of one daemon process: after a
- * restart, a client starts again from the first page, and for CZ_PAGE_TOKEN_TTL_S at most
- * (AIP-158's rule of thumb of 3 days).
+ * where the MAC is the leftmost 128 bits of HMAC-SHA256(key, everything before it). The
+ * daemon keeps the key in its data directory (page-token.key), so a token stays valid across
+ * restarts, for CZ_PAGE_TOKEN_TTL_S at most (AIP-158's rule of thumb of 3 days); removing
+ * the file (with the daemon stopped) revokes every token.
  * A token that does not decode, is not for this list or fails the MAC is 400
  * invalid_page_token; so is a valid token sent with different filters than its first page.
  *

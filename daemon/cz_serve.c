@@ -161,6 +161,47 @@ static int lock_data_dir(const char *dir, cz_error *err) {
   return fd;
 }
 
+/* The page-token key lives in the data directory (page-token.key, 0600), so that a client
+ * paging through a list carries on across a restart or an upgrade; made once, atomically
+ * (temporary file, fsync, rename), from the kernel's random source. A file of the wrong size
+ * is refused rather than replaced: it is not ours to overwrite. */
+static cz_err_code load_page_key(const char *dir, cz_page_key *k, cz_error *err) {
+  char path[4200], tmp[4220];
+  snprintf(path, sizeof path, "%s/page-token.key", dir);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd >= 0) {
+    ssize_t n = read(fd, k->key, sizeof k->key);
+    char extra;
+    bool more = n == (ssize_t)sizeof k->key && read(fd, &extra, 1) != 0;
+    close(fd);
+    if (n != (ssize_t)sizeof k->key || more)
+      return cz_err_set(err, CZ_E_IO, "%s is not a %d-byte key (remove it to make a new one)",
+                        path, CZ_PAGE_KEY_LEN);
+    return CZ_E_OK;
+  }
+  if (errno != ENOENT) return cz_err_set(err, CZ_E_IO, "cannot read %s: %s", path, strerror(errno));
+  if (!cz_page_key_init(k))
+    return cz_err_set(err, CZ_E_INTERNAL, "no random bytes for the page-token key: %s",
+                      strerror(errno));
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  bool ok = fd >= 0 && write(fd, k->key, sizeof k->key) == (ssize_t)sizeof k->key &&
+            fsync(fd) == 0;
+  if (fd >= 0 && close(fd) != 0) ok = false;
+  if (!ok || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return cz_err_set(err, e == ENOSPC ? CZ_E_NO_SPACE : CZ_E_IO, "cannot write %s: %s", path,
+                      strerror(e));
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);  /* the rename itself; a lost key only costs clients their page tokens */
+    close(dfd);
+  }
+  return CZ_E_OK;
+}
+
 static int fail(const cz_error *e) {
   cz_log(CZ_LOG_ERROR, "cannot start", "code", cz_err_name(e->code), "error", e->msg, NULL);
   fprintf(stderr, "compressd: %s\n", e->msg);
@@ -228,8 +269,7 @@ int cz_serve_main(int argc, char **argv) {
                                     (strcmp(cfg.auth, "auto") == 0 && !loopback(cfg.listen_addr)),
                    .webhook_max_attempts = cfg.webhook_max_attempts,
                    .wake = wake_worker, .wake_cls = &s};
-  if (!cz_page_key_init(&s.api.page_key)) {
-    cz_err_set(&e, CZ_E_INTERNAL, "no random bytes for the page-token key: %s", strerror(errno));
+  if (load_page_key(cfg.data_dir, &s.api.page_key, &e)) {
     rc = fail(&e);
     goto out;
   }

@@ -364,9 +364,10 @@ for other in "state=failed" "" "state=succeeded&model=$NAN_MODEL" "model=$NAN_MO
 done
 req GET "/v1/jobs?page_size=1&state=succeeded&page_token=$T1"
 expect_error "an unfiltered token used with state=succeeded" 400 invalid_page_token
-# a token of daemon 1 (another process, another key) is refused by daemon 2
+# daemon 2 has another data directory, so another key: daemon 1's token means nothing here
 req GET "/v1/models?page_size=2&page_token=$MODELS_TOKEN"
-expect_error "a page token from before the restart" 400 invalid_page_token
+expect_error "a page token of another daemon (another data directory)" 400 invalid_page_token
+is "the page-token key is private to the daemon (0600)" "$(stat -c %a "$DATA/page-token.key")" 600
 
 check "no temporary file left on daemon 2" dir_empty "$DATA/tmp"
 cz_stop "$CZ_PID"

@@ -141,9 +141,18 @@ is "two succeeded jobs listed, newest first" "$(jf "$R_BODY" '[.jobs[].id] | joi
 
 # ---- kill -9 of a job that has used its last attempt ----
 
+req GET "/v1/jobs?page_size=1"
+PAGE2=$(jf "$R_BODY" '.next_page_token // empty')
+req GET "/v1/jobs?page_size=1&page_token=$PAGE2"
+PAGE2_IDS=$(jf "$R_BODY" '[.jobs[].id] | join(" ")')
+check "page 2 of the jobs before the restart holds a job" [ -n "$PAGE2_IDS" ]
 cz_stop "$CZ_PID"
 is "SIGTERM with no job running: exit 0" "$CZ_EXIT" 0
 start --max-attempts 1
+# the page-token key is kept in the data directory: a client paging carries on after a restart
+req GET "/v1/jobs?page_size=1&page_token=$PAGE2"
+is "a page token from before the restart gives the next page" \
+  "$R_STATUS $(jf "$R_BODY" '[.jobs[].id] | join(" ")')" "200 $PAGE2_IDS"
 submit "$JOBREQ"
 J4=$JOB_ID
 is "job 4 (max_attempts 1) submitted" "$R_STATUS $(jf "$R_BODY" .max_attempts)" "202 1"
