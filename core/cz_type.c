@@ -334,7 +334,7 @@ CZ_F16C static void f16_to_f32_f16c(const unsigned char *s, float *dst, int64_t 
 }
 
 bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) return false;
+  if (!__builtin_cpu_supports("avx2") || !cz_cpu_has_f16c()) return false;
   q8_0_avx2(src, dst, n / CZ_QK8_0);
   return true;
 }
