@@ -20,9 +20,9 @@
 #include "cz_model.h"
 #include "cz_pipeline.h"
 #include "cz_retention.h"
+#include "cz_upload.h"
 #include "cz_webhook.h"
 
-#define MAX_NAME_LEN 255        /* a model's display name, in bytes */
 
 /* ---- helpers ---- */
 
@@ -108,91 +108,15 @@ static json_t *tensors_json(const cz_model *m, uint64_t *n_params) {
   return arr;
 }
 
-typedef struct {
-  cz_blob_writer w;
-  bool writer_open;
-  uint64_t limit;
-  char name[MAX_NAME_LEN + 1];
-  cz_error failed;   /* set when the upload went wrong mid-body: answered at the end, since
-                        libmicrohttpd cannot send a response while the body still arrives */
-} upload_state;
-
-static bool valid_name(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > MAX_NAME_LEN) return false;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
-  return true;
-}
-
-static enum MHD_Result upload_begin(cz_req *r) {
-  cz_api *api = r->app;
-  const char *ct = cz_req_header(r, "Content-Type");
-  size_t ctlen = ct ? strcspn(ct, "; \t") : 0;
-  if (ct == NULL || ctlen != 24 || strncasecmp(ct, "application/octet-stream", 24) != 0)
-    return cz_reply_error(r, CZ_E_UNSUPPORTED_MEDIA_TYPE,
-                          "upload the file as the raw body with Content-Type: "
-                          "application/octet-stream (curl --data-binary @FILE -H ...)");
-  const char *name = cz_req_arg(r, "name");
-  if (name && !valid_name(name))
-    return cz_reply_error(r, CZ_E_INVALID_ARGUMENT,
-                          "name: 1 to %d bytes without control characters", MAX_NAME_LEN);
-  const char *cl = cz_req_header(r, "Content-Length");
-  if (cl) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(cl, &end, 10);
-    if (errno == 0 && *end == 0 && v > api->max_upload_bytes)
-      return cz_reply_error(r, CZ_E_TOO_LARGE, "the file is %llu bytes; the limit is %" PRIu64,
-                            v, api->max_upload_bytes);
-  }
-  upload_state *u = calloc(1, sizeof *u);
-  if (!u) return cz_reply_error(r, CZ_E_NO_MEMORY, "out of memory");
-  u->limit = api->max_upload_bytes;
-  snprintf(u->name, sizeof u->name, "%s", name ? name : "model");
-  cz_error e = {0};
-  if (cz_blob_writer_open(api->blobs, &u->w, &e)) {
-    free(u);
-    return cz_reply_err(r, &e);
-  }
-  u->writer_open = true;
-  r->state = u;
-  return MHD_YES;
-}
-
-static void upload_abort(cz_req *r) {
-  upload_state *u = r->state;
-  if (!u) return;
-  if (u->writer_open) cz_blob_writer_abort(&u->w);
-  free(u);
-  r->state = NULL;
-}
-
-/* Mid-body failure: drop the partial file now, keep the error for the end of the body. */
-static enum MHD_Result upload_defer_error(upload_state *u, const cz_error *e) {
-  if (u->writer_open) cz_blob_writer_abort(&u->w);
-  u->writer_open = false;
-  u->failed = *e;
-  return MHD_YES;
-}
-
-/* Reply with an error and drop the partial upload. */
-static enum MHD_Result upload_fail(cz_req *r, const cz_error *e) {
-  upload_abort(r);
-  return cz_reply_err(r, e);
-}
-
 static enum MHD_Result upload_end(cz_req *r) {
   cz_api *api = r->app;
-  upload_state *u = r->state;
+  enum MHD_Result ret;
+  cz_upload *u = cz_upload_complete(r, &ret);
+  if (!u) return ret;
   cz_error e = {0};
-  if (u->failed.code) {
-    e = u->failed;
-    return upload_fail(r, &e);
-  }
   cz_model *m = NULL;
   /* validate the complete file before it becomes a blob: a rejected upload leaves nothing */
-  if (cz_model_open(u->w.tmp_path, &m, &e)) return upload_fail(r, &e);
+  if (cz_model_open(u->w.tmp_path, &m, &e)) return cz_upload_fail(r, &e);
   uint64_t n_params;
   json_t *tensors = tensors_json(m, &n_params);
   char *tensors_s = json_dumps(tensors, JSON_COMPACT);
@@ -204,12 +128,11 @@ static enum MHD_Result upload_end(cz_req *r) {
   uint64_t bytes;
   if (!tensors_s) {
     cz_err_set(&e, CZ_E_NO_MEMORY, "out of memory");
-    return upload_fail(r, &e);
+    return cz_upload_fail(r, &e);
   }
-  u->writer_open = false;  /* commit closes the writer whatever happens */
-  if (cz_blob_writer_commit(&u->w, sha, &bytes, &e)) {
+  if (cz_upload_commit(u, sha, &bytes, &e)) {
     free(tensors_s);
-    return upload_fail(r, &e);
+    return cz_upload_fail(r, &e);
   }
   char id[40];
   new_id("mdl_", id, sizeof id);
@@ -217,12 +140,9 @@ static enum MHD_Result upload_end(cz_req *r) {
                       tensors_s, now_ms()};
   cz_err_code rc = cz_store_model_insert(api->store, &row, &e);
   free(tensors_s);
-  free(u);
-  r->state = NULL;
+  cz_upload_done(r);
   if (rc) {
-    bool used = true;
-    cz_error e2;
-    if (!cz_store_blob_used(api->store, sha, &used, &e2) && !used) cz_blob_remove(api->blobs, sha, &e2);
+    cz_upload_unpublish(api, sha);
     return cz_reply_err(r, &e);
   }
   cz_log(CZ_LOG_INFO, "model uploaded", "model", id, "sha256", sha, "bytes", CZ_LOG_UINT(bytes),
@@ -237,19 +157,11 @@ static enum MHD_Result upload_end(cz_req *r) {
 
 static enum MHD_Result h_model_upload(cz_req *r, cz_upload_phase phase, const char *data,
                                       size_t len) {
-  upload_state *u = r->state;
-  cz_error e = {0};
   switch (phase) {
     case CZ_UPLOAD_BEGIN:
-      return upload_begin(r);
+      return cz_upload_begin(r, "the file", "model");
     case CZ_UPLOAD_CHUNK:
-      if (u->failed.code) return MHD_YES;  /* discard the rest of a failed body */
-      if (len > u->limit - u->w.bytes) {
-        cz_err_set(&e, CZ_E_TOO_LARGE, "the upload exceeds the limit of %" PRIu64 " bytes", u->limit);
-        return upload_defer_error(u, &e);
-      }
-      if (cz_blob_writer_write(&u->w, data, len, &e)) return upload_defer_error(u, &e);
-      return MHD_YES;
+      return cz_upload_chunk(r, data, len);
     case CZ_UPLOAD_END:
       return upload_end(r);
   }
@@ -567,7 +479,7 @@ enum MHD_Result cz_api_model_upload(cz_req *r, cz_upload_phase phase, const char
   return h_model_upload(r, phase, data, len);
 }
 
-void cz_api_model_upload_abort(cz_req *r) { upload_abort(r); }
+void cz_api_model_upload_abort(cz_req *r) { cz_upload_abort(r); }
 
 enum MHD_Result cz_api_reply_job(cz_req *r, unsigned status, const char *id) {
   return reply_job(r, status, id);
