@@ -963,6 +963,7 @@ cz_err_code cz_run_task(cz_run *run, size_t i, cz_error *err) {
 }
 
 void cz_run_cancel(cz_run *run) { atomic_store(&run->canceled, 1); }
+bool cz_run_canceled(const cz_run *run) { return atomic_load(&run->canceled) != 0; }
 
 void cz_run_progress(const cz_run *run, uint64_t *tensors_done, uint64_t *tensors_total,
                      uint64_t *bytes_done, uint64_t *bytes_total) {

@@ -97,6 +97,8 @@ cz_err_code cz_run_begin(cz_run *run, int fd, cz_error *err);
 cz_err_code cz_run_task(cz_run *run, size_t i, cz_error *err);
 /* Ask running and future tasks to stop at their next chunk boundary. */
 void cz_run_cancel(cz_run *run);
+/* Has cz_run_cancel been called? Any thread. */
+bool cz_run_canceled(const cz_run *run);
 void cz_run_progress(const cz_run *run, uint64_t *tensors_done, uint64_t *tensors_total,
                      uint64_t *bytes_done, uint64_t *bytes_total);
 /* After every task succeeded: the quality report (new reference). seconds is the wall time

@@ -74,6 +74,7 @@ struct job {
   cz_error err;
   bool release;             /* hand back to the queue instead of failing (shutdown) */
   bool crash_hook;          /* test build only: abort() in the first task (see crash_hook_armed) */
+  int slow_hook_ms;         /* test build only: sleep before each task (see slow_hook_ms) */
   bool finalizing;
   struct timespec t0;
   /* the job log: last progress line written, and whether the lost lease was said */
@@ -288,12 +289,38 @@ static bool crash_hook_armed(const char *model_name) {
 #endif
 }
 
+/* ---- test hook: a model whose jobs are slow ----
+ *
+ * Tests of queueing, long polls and cancels need a job that is still running when the next
+ * request arrives; with fast kernels no input of a test's size takes long enough on every
+ * machine. A test build (as for the crash hook) sleeps $CZ_TEST_SLOW_MS milliseconds (default
+ * 1000, at most 5000) before each task of a job whose model is named $CZ_TEST_SLOW_MODEL, in
+ * 10 ms slices that end early when the job is canceled. */
+#define SLOW_HOOK_DEFAULT_MS 1000
+#define SLOW_HOOK_MAX_MS 5000
+static int slow_hook_ms(const char *model_name) {
+#ifdef CZ_TEST_HOOKS
+  const char *slow = getenv("CZ_TEST_SLOW_MODEL");
+  if (!slow || !*slow || !model_name || strcmp(model_name, slow) != 0) return 0;
+  const char *ms = getenv("CZ_TEST_SLOW_MS");
+  long v = ms && *ms ? strtol(ms, NULL, 10) : SLOW_HOOK_DEFAULT_MS;
+  return v < 0 ? 0 : v > SLOW_HOOK_MAX_MS ? SLOW_HOOK_MAX_MS : (int)v;
+#else
+  (void)model_name;
+  return 0;
+#endif
+}
+
 /* Runs on: pool thread. */
 static void task_work(uv_work_t *req) {
   task_req *t = req->data;
   if (t->j->crash_hook) {
     cz_log(CZ_LOG_ERROR, "test hook: crashing the worker", "job", t->j->id, NULL);
     abort();
+  }
+  for (int ms = 0; ms < t->j->slow_hook_ms && !cz_run_canceled(t->j->run); ms += 10) {
+    const struct timespec d = {0, 10 * 1000000L};
+    nanosleep(&d, NULL);
   }
   cz_metrics_worker_busy(1);
   t->rc = cz_run_task(t->j->run, t->task, &t->err);
@@ -341,6 +368,7 @@ static cz_err_code job_prepare(job *j, json_t *row, cz_error *err) {
   snprintf(j->model_sha, sizeof j->model_sha, "%s",
            json_string_value(json_object_get(model, "sha256")));
   j->crash_hook = crash_hook_armed(json_string_value(json_object_get(model, "name")));
+  j->slow_hook_ms = slow_hook_ms(json_string_value(json_object_get(model, "name")));
   json_decref(model);
   char path[4096];
   cz_blob_path(w->blobs, j->model_sha, path, sizeof path);
@@ -482,6 +510,9 @@ cz_err_code cz_worker_start(uv_loop_t *loop, cz_store *store, cz_blob_store *blo
   if (getenv("CZ_TEST_CRASH_MODEL"))
     cz_log(CZ_LOG_WARN, "test hook armed: jobs on this model crash the daemon", "model",
            getenv("CZ_TEST_CRASH_MODEL"), NULL);
+  if (getenv("CZ_TEST_SLOW_MODEL"))
+    cz_log(CZ_LOG_WARN, "test hook armed: jobs on this model sleep before each task", "model",
+           getenv("CZ_TEST_SLOW_MODEL"), NULL);
 #endif
   *out = w;
   return CZ_E_OK;
