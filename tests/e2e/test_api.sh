@@ -36,6 +36,11 @@ tiny_st() { # tiny_st OUT SEED [nan]: a safetensors model of ~660 bytes, [4, 32]
 
 # ======== daemon 1: --max-upload-bytes 1000 ========
 
+# jobs on the model "blocker" sleep 2 s before each task in test builds (daemon/cz_worker.c)
+CZ_TEST_SLOW_MODEL=blocker
+CZ_TEST_SLOW_MS=2000
+export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
+
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
 cz_start "$DATA" --max-upload-bytes 1000 --workers 1 || bail "cannot start compressd"
 
@@ -267,10 +272,10 @@ expect_error "report of a failed job" 409 conflict
 req POST "/v1/jobs/$FAIL_JOB:cancel"
 expect_error "cancel of a failed job" 409 conflict
 
-# a queued job: one worker, a running job ahead of it. The running job takes about a second
-# (32 Mi F16 weights on one worker thread, sanitizer build); the checks that need it still
-# running come within a few requests of its claim. Should it finish first anyway (a very
-# slow machine), those checks are skipped, not failed: the daemon did nothing wrong.
+# a queued job: one worker, a running job ahead of it. The checks that need it still running
+# come within a few requests of its claim; the test builds' slow hook keeps a job on the model
+# "blocker" running for at least 2 s (CZ_TEST_SLOW_MODEL, set at the top). Without test hooks
+# it may finish first, and those checks are skipped, not failed: the daemon did nothing wrong.
 st_write "$T_TMP/block.safetensors" '{"tensors": [
   {"name": "blk.0.ffn_up.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 1},
   {"name": "blk.0.ffn_down.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 2}]}'
