@@ -2,8 +2,8 @@
  * of f32 input, scalar against optimized:
  *   ref      from_f32 (ggml's *_ref, scalar), row by row
  *   scalar   the file path (quantize, imatrix = NULL) in its scalar implementation
- *   opt      the same path in its optimized implementation (AVX2 twins: q4_0 q4_1 q5_0 q5_1 q8_0
- *            and q2_K..q6_K), which the type table's quantize takes when the CPU has AVX2;
+ *   opt      the same path in its optimized implementation (AVX2 twins: q4_0 q4_1 q5_0 q5_1 q8_0,
+ *            q2_K..q6_K, iq4_nl and iq4_xs), which the type table's quantize takes when the CPU has AVX2;
  *            "same" says whether it wrote the scalar path's bytes (it must)
  *   imatrix  the path with importance weights, scalar and optimized where both exist
  * Types without an optimized kernel show "-" in the opt columns.
@@ -51,8 +51,8 @@ typedef bool (*avx2_quantize_fn)(const float *, void *, int64_t, int64_t, const 
 typedef struct {
   int type;
   avx2_row_fn row_avx2;          /* legacy and q8_0: twin of from_f32 (file path = ref) */
-  quantize_fn k_scalar;          /* K types: the scalar quantize */
-  avx2_quantize_fn k_avx2;       /* K types: the AVX2 quantize */
+  quantize_fn k_scalar;          /* K types and iq4: the scalar quantize */
+  avx2_quantize_fn k_avx2;       /* K types and iq4: the AVX2 quantize */
 } impl;
 
 static const impl IMPLS[] = {
@@ -66,6 +66,8 @@ static const impl IMPLS[] = {
     {CZ_TYPE_Q4_K, NULL, cz_q4_K_quantize_scalar, cz_q4_K_quantize_avx2},
     {CZ_TYPE_Q5_K, NULL, cz_q5_K_quantize_scalar, cz_q5_K_quantize_avx2},
     {CZ_TYPE_Q6_K, NULL, cz_q6_K_quantize_scalar, cz_q6_K_quantize_avx2},
+    {CZ_TYPE_IQ4_NL, NULL, cz_iq4_nl_quantize_scalar, cz_iq4_nl_quantize_avx2},
+    {CZ_TYPE_IQ4_XS, NULL, cz_iq4_xs_quantize_scalar, cz_iq4_xs_quantize_avx2},
 };
 
 static const impl *impl_of(int t) {

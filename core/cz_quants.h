@@ -149,4 +149,16 @@ bool cz_q5_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n
 bool cz_q6_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix);
 
+/* iq4_nl's and iq4_xs's file path in its two implementations, as for the K-quants above: the
+ * AVX2 twins run eight groups of 32 at once, one per lane (eight iq4_nl blocks of a row, or
+ * one iq4_xs super-block), and write the scalar bytes for finite input. */
+size_t cz_iq4_nl_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                                 const float *imatrix);
+size_t cz_iq4_xs_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                                 const float *imatrix);
+bool cz_iq4_nl_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix);
+bool cz_iq4_xs_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix);
+
 #endif

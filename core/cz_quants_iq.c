@@ -19,6 +19,7 @@
  * iq4_xs's reference is its file quantizer; mxfp4, tq1_0 and tq2_0 ignore importance weights.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cz_quants.h"
@@ -186,8 +187,8 @@ void cz_iq4_nl_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
-size_t cz_iq4_nl_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                          const float *imatrix) {
+size_t cz_iq4_nl_quantize_scalar(const float *src, void *dst, int64_t nrows,
+                                 int64_t n_per_row, const float *imatrix) {
   const int64_t nb = n_per_row / QK_32;
   uint8_t *out = dst;
   uint8_t idx[QK_32] = {0};
@@ -252,8 +253,8 @@ static void iq4_xs_block(const float *x, const float *imp, blk_iq4_xs *b) {
   }
 }
 
-size_t cz_iq4_xs_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                          const float *imatrix) {
+size_t cz_iq4_xs_quantize_scalar(const float *src, void *dst, int64_t nrows,
+                                 int64_t n_per_row, const float *imatrix) {
   const int64_t nb = n_per_row / QK_256;
   uint8_t *out = dst;
   for (int64_t r = 0; r < nrows; r++) {
@@ -264,6 +265,267 @@ size_t cz_iq4_xs_quantize(const float *src, void *dst, int64_t nrows, int64_t n_
     }
   }
   return (size_t)(nrows * nb) * sizeof(blk_iq4_xs);
+}
+
+/* ---- iq4 AVX2 twins ------------------------------------------------------------------------ */
+
+/* Nearly all of iq4's time goes to iq4_group_scale: 16 candidate scales, each a codebook search
+ * and two serial sums over 32 weights. The twins run eight groups of 32 at once, one per lane
+ * (eight consecutive iq4_nl blocks of a row, or the eight groups of one iq4_xs super-block):
+ * element j of the eight groups sits in one vector, and each lane does its group's scalar
+ * operations in the scalar order, with compares and blends where the scalar code branches; no
+ * reduction crosses lanes, no fused multiply-add (target avx2 only, -ffp-contract=off), and
+ * division and square root are IEEE-exact in both, so every lane computes the scalar floats
+ * bit for bit. The model is cz_quants_k.c's twins. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define CZ_AVX2 __attribute__((target("avx2")))
+
+static bool have_avx2(void) { return __builtin_cpu_supports("avx2"); }
+
+/* cz_fp32_to_fp16 behind a vzeroupper, which GCC does not always put before the call (SSE code
+ * after dirty upper halves stalls). */
+CZ_AVX2 static inline uint16_t f2h_avx2(float f) {
+  _mm256_zeroupper();
+  return cz_fp32_to_fp16(f);
+}
+
+/* kIQ4[i] as floats, per lane, for i in [0, 15]: two 8-entry permutes and a blend on bit 3. */
+CZ_AVX2 static inline __m256 v_iq4_value(__m256i i) {
+  const __m256 lo = _mm256_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10);
+  const __m256 hi = _mm256_setr_ps(1, 13, 25, 38, 53, 69, 89, 113);
+  const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)); /* bit 3 to the sign */
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, i), _mm256_permutevar8x32_ps(hi, i), upper);
+}
+
+/* iq4_index per lane. Inside (kIQ4[0], kIQ4[15]) the bisection ends at lo = the largest i with
+ * kIQ4[i] <= v, which is the count of such i in [1, 15]; then the same tie rule. v <= kIQ4[0]
+ * gives lo = 0 and the rule picks 0, as the scalar's first test; v >= kIQ4[15] (and NaN, which
+ * fails every scalar compare and so bisects up to 15) is forced to 15. */
+CZ_AVX2 static inline __m256i v_iq4_index(__m256 v) {
+  __m256i lo = _mm256_setzero_si256();
+  for (int i = 1; i < 15; i++)
+    lo = _mm256_sub_epi32(
+        lo, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(kIQ4[i]), v, _CMP_LE_OQ)));
+  /* lo <= 14 here: kIQ4[15] is left out, v at or above it is handled below */
+  const __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(1));
+  const __m256 below = _mm256_cmp_ps(_mm256_sub_ps(v, v_iq4_value(lo)),
+                                     _mm256_sub_ps(v_iq4_value(hi), v), _CMP_LT_OQ);
+  const __m256i r = _mm256_blendv_epi8(hi, lo, _mm256_castps_si256(below));
+  const __m256 top = _mm256_cmp_ps(v, _mm256_set1_ps(kIQ4[15]), _CMP_NLT_UQ);
+  return _mm256_blendv_epi8(r, _mm256_set1_epi32(15), _mm256_castps_si256(top));
+}
+
+/* t[j] lane g = x[stride·g + j], j < 32. */
+CZ_AVX2 static inline void v_transpose32(const float *x, int stride, __m256 t[QK_32]) {
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(stride));
+  for (int j = 0; j < QK_32; j++) t[j] = _mm256_i32gather_ps(x + j, idx, 4);
+}
+
+/* iq4_weights per lane; sigma2 per lane too (iq4_nl's is per block, iq4_xs's shared). */
+CZ_AVX2 static inline void iq4_weights8(const __m256 x[QK_32], const __m256 *imp, __m256 sigma2,
+                                        __m256 w[QK_32]) {
+  for (int j = 0; j < QK_32; j++) {
+    const __m256 x2 = _mm256_mul_ps(x[j], x[j]);
+    w[j] = imp ? _mm256_mul_ps(imp[j], _mm256_sqrt_ps(_mm256_add_ps(sigma2, x2))) : x2;
+  }
+}
+
+/* Σ w·q·x and Σ w·q² of one candidate inverse scale, in the scalar's order. */
+CZ_AVX2 static inline void iq4_sums8(const __m256 x[QK_32], const __m256 w[QK_32], __m256 id,
+                                     __m256 *sumqx, __m256 *sumq2) {
+  __m256 sqx = _mm256_setzero_ps(), sq2 = _mm256_setzero_ps();
+  for (int j = 0; j < QK_32; j++) {
+    const __m256 q = v_iq4_value(v_iq4_index(_mm256_mul_ps(id, x[j])));
+    const __m256 wq = _mm256_mul_ps(w[j], q);
+    sqx = _mm256_add_ps(sqx, _mm256_mul_ps(wq, x[j]));
+    sq2 = _mm256_add_ps(sq2, _mm256_mul_ps(wq, q));
+  }
+  *sumqx = sqx;
+  *sumq2 = sq2;
+}
+
+/* iq4_group_scale with ntry = 7 for eight groups (the codes are recomputed by the callers). */
+CZ_AVX2 static __m256 iq4_group_scale8(const __m256 x[QK_32], const __m256 w[QK_32]) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 amax = zero, max = zero;
+  for (int j = 0; j < QK_32; j++) {
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[j]);
+    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, ax, gt);
+    max = _mm256_blendv_ps(max, x[j], gt);
+  }
+  const __m256 tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+  const __m256 d0 = _mm256_div_ps(_mm256_xor_ps(max, _mm256_set1_ps(-0.0f)),
+                                  _mm256_set1_ps(kIQ4[0]));
+  __m256 sumqx, sumq2;
+  iq4_sums8(x, w, _mm256_div_ps(_mm256_set1_ps(1.0f), d0), &sumqx, &sumq2);
+  __m256 d = _mm256_blendv_ps(zero, _mm256_div_ps(sumqx, sumq2),
+                              _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ));
+  __m256 best = _mm256_mul_ps(d, sumqx);
+  for (int itry = -7; itry <= 7; itry++) {
+    iq4_sums8(x, w, _mm256_div_ps(_mm256_set1_ps((float)(itry + kIQ4[0])), max), &sumqx, &sumq2);
+    const __m256 take = _mm256_and_ps(
+        _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ),
+        _mm256_cmp_ps(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2), _CMP_GT_OQ));
+    const __m256 dn = _mm256_div_ps(sumqx, sumq2);
+    d = _mm256_blendv_ps(d, dn, take);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(dn, sumqx), take);
+  }
+  return _mm256_blendv_ps(d, zero, tiny);
+}
+
+/* Codes of eight groups at inverse scales id (per lane), packed into each group's qs. */
+CZ_AVX2 static void iq4_codes8(const __m256 x[QK_32], __m256 id, uint8_t *qs[8]) {
+  int32_t t[QK_32][8];
+  for (int j = 0; j < QK_32; j++)
+    _mm256_storeu_si256((__m256i *)t[j], v_iq4_index(_mm256_mul_ps(id, x[j])));
+  for (int g = 0; g < 8; g++) {
+    uint8_t idx[QK_32];
+    for (int j = 0; j < QK_32; j++) idx[j] = (uint8_t)t[j][g];
+    iq4_pack(idx, qs[g]);
+  }
+}
+
+/* d ? 1 / d : 0 per lane. */
+CZ_AVX2 static inline __m256 v_inverse_or_zero(__m256 d) {
+  const __m256 zero = _mm256_setzero_ps();
+  return _mm256_blendv_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), zero,
+                          _mm256_cmp_ps(d, zero, _CMP_EQ_OQ));
+}
+
+/* Eight consecutive iq4_nl blocks (file path, ntry 7); imp NULL or their importance. */
+CZ_AVX2 static void iq4_nl_block8(const float *x, const float *imp, blk_iq4_nl b[8]) {
+  __m256 xt[QK_32], it[QK_32], w[QK_32];
+  v_transpose32(x, QK_32, xt);
+  if (imp) v_transpose32(imp, QK_32, it);
+  __m256 s = _mm256_setzero_ps();
+  for (int j = 0; j < QK_32; j++) s = _mm256_add_ps(s, _mm256_mul_ps(xt[j], xt[j]));
+  s = _mm256_mul_ps(s, _mm256_set1_ps(2.f / QK_32));
+  iq4_weights8(xt, imp ? it : NULL, s, w);
+  const __m256 d = iq4_group_scale8(xt, w);
+  uint8_t *qs[8];
+  for (int g = 0; g < 8; g++) qs[g] = b[g].qs;
+  iq4_codes8(xt, v_inverse_or_zero(d), qs);
+  float df[8];
+  _mm256_storeu_ps(df, d);
+  for (int g = 0; g < 8; g++) b[g].d = f2h_avx2(df[g]);
+}
+
+/* iq4_xs_block with the eight group scales and the eight code searches in lanes; the steps
+ * across groups (largest scale, 6-bit multipliers, packing) stay scalar. */
+CZ_AVX2 static void iq4_xs_block_avx2(const float *x, const float *imp, blk_iq4_xs *b) {
+  const int ng = QK_256 / QK_32;
+  __m256 xt[QK_32], it[QK_32], w[QK_32];
+  const float sigma2 = iq4_sigma2(x, QK_256);
+  v_transpose32(x, QK_32, xt);
+  if (imp) v_transpose32(imp, QK_32, it);
+  iq4_weights8(xt, imp ? it : NULL, _mm256_set1_ps(sigma2), w);
+  float scales[QK_256 / QK_32];
+  _mm256_storeu_ps(scales, iq4_group_scale8(xt, w));
+  float max_scale = 0, amax_scale = 0;
+  for (int g = 0; g < ng; g++) {
+    if (fabsf(scales[g]) > amax_scale) {
+      amax_scale = fabsf(scales[g]);
+      max_scale = scales[g];
+    }
+  }
+  const float d = -max_scale / 32;
+  const float id = d ? 1 / d : 0.f;
+  b->d = f2h_avx2(d);
+  b->scales_h = 0;
+  float idl[QK_256 / QK_32];
+  uint8_t *qs[QK_256 / QK_32];
+  for (int g = 0; g < ng; g++) {
+    int l = cz_nearest_int(id * scales[g]);
+    l = l < -32 ? -32 : l > 31 ? 31 : l;
+    const float dl = d * l;
+    idl[g] = dl ? 1 / dl : 0.f;
+    qs[g] = b->qs + g * (QK_32 / 2);
+    l += 32;
+    if (g % 2 == 0)
+      b->scales_l[g / 2] = (uint8_t)(l & 0xf);
+    else
+      b->scales_l[g / 2] |= (uint8_t)((l & 0xf) << 4);
+    b->scales_h |= (uint16_t)((l >> 4) << (2 * g));
+  }
+  iq4_codes8(xt, _mm256_loadu_ps(idl), qs);
+}
+
+CZ_AVX2 static void iq4_nl_rows_avx2(const float *src, void *dst, int64_t nrows,
+                                     int64_t n_per_row, const float *imatrix) {
+  const int64_t nb = n_per_row / QK_32;
+  uint8_t *out = dst;
+  for (int64_t r = 0; r < nrows; r++) {
+    const float *x = src + r * n_per_row;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+      blk_iq4_nl b[8];
+      iq4_nl_block8(x + i * QK_32, imatrix ? imatrix + i * QK_32 : NULL, b);
+      for (int g = 0; g < 8; g++)
+        memcpy(out + (r * nb + i + g) * (int64_t)sizeof b[g], &b[g], sizeof b[g]);
+    }
+    _mm256_zeroupper();
+    for (; i < nb; i++) { /* fewer than eight left in the row */
+      blk_iq4_nl b;
+      uint8_t idx[QK_32] = {0};
+      iq4_nl_block(x + i * QK_32, imatrix ? imatrix + i * QK_32 : NULL, 7, idx, &b);
+      memcpy(out + (r * nb + i) * (int64_t)sizeof b, &b, sizeof b);
+    }
+  }
+}
+
+CZ_AVX2 static void iq4_xs_rows_avx2(const float *src, void *dst, int64_t nrows,
+                                     int64_t n_per_row, const float *imatrix) {
+  const int64_t nb = n_per_row / QK_256;
+  uint8_t *out = dst;
+  for (int64_t r = 0; r < nrows; r++) {
+    for (int64_t i = 0; i < nb; i++) {
+      blk_iq4_xs b;
+      iq4_xs_block_avx2(src + r * n_per_row + i * QK_256,
+                        imatrix ? imatrix + i * QK_256 : NULL, &b);
+      memcpy(out + (r * nb + i) * (int64_t)sizeof b, &b, sizeof b);
+    }
+  }
+  _mm256_zeroupper();
+}
+#else
+static bool have_avx2(void) { return false; }
+static void iq4_nl_rows_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix) {
+  (void)src, (void)dst, (void)nrows, (void)n_per_row, (void)imatrix;
+}
+#define iq4_xs_rows_avx2 iq4_nl_rows_avx2
+#endif
+
+bool cz_iq4_nl_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix) {
+  if (!have_avx2()) return false;
+  iq4_nl_rows_avx2(src, dst, nrows, n_per_row, imatrix);
+  return true;
+}
+
+bool cz_iq4_xs_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix) {
+  if (!have_avx2()) return false;
+  iq4_xs_rows_avx2(src, dst, nrows, n_per_row, imatrix);
+  return true;
+}
+
+size_t cz_iq4_nl_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                          const float *imatrix) {
+  if (cz_iq4_nl_quantize_avx2(src, dst, nrows, n_per_row, imatrix))
+    return (size_t)(nrows * (n_per_row / QK_32)) * sizeof(blk_iq4_nl);
+  return cz_iq4_nl_quantize_scalar(src, dst, nrows, n_per_row, imatrix);
+}
+
+size_t cz_iq4_xs_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                          const float *imatrix) {
+  if (cz_iq4_xs_quantize_avx2(src, dst, nrows, n_per_row, imatrix))
+    return (size_t)(nrows * (n_per_row / QK_256)) * sizeof(blk_iq4_xs);
+  return cz_iq4_xs_quantize_scalar(src, dst, nrows, n_per_row, imatrix);
 }
 
 /* ggml's quantize_row_iq4_xs_ref is its file quantizer on one row without importance. */

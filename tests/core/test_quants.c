@@ -5,8 +5,10 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
- * - avx2: the AVX2 twins of the legacy references write the same bytes as the scalar code on
- *   the golden inputs, random rows and blocks aimed at their reductions;
+ * - avx2: the AVX2 twins of the legacy references, and of iq4_nl's and iq4_xs's file path
+ *   (with and without importance), write the same bytes as the scalar code on the golden
+ *   inputs, random rows and blocks aimed at their reductions; the golden check runs both
+ *   implementations of those file paths;
  * - pipeline: {"op":"quantize","type":T} over tiny-llama-f16.gguf gives, for every tensor that
  *   llama-quantize wrote as T in the manifest's T run, the same sha256; and the manifest's
  *   --imatrix runs are reproduced by calling quantize with the imatrix GGUF's importance
@@ -129,6 +131,19 @@ static void fill_random(float *x, int64_t n, double scale) {
   }
 }
 
+/* The file path's scalar and AVX2 implementations, for the types that have both apart from
+ * from_f32 (the legacy twins are of from_f32, see avx2_of). */
+typedef size_t (*quantize_fn)(const float *, void *, int64_t, int64_t, const float *);
+typedef bool (*quantize_avx2_fn)(const float *, void *, int64_t, int64_t, const float *);
+
+static bool file_path_impls(cz_type t, quantize_fn *scalar, quantize_avx2_fn *avx2) {
+  switch ((int)t) {
+    case CZ_TYPE_IQ4_NL: *scalar = cz_iq4_nl_quantize_scalar; *avx2 = cz_iq4_nl_quantize_avx2; return true;
+    case CZ_TYPE_IQ4_XS: *scalar = cz_iq4_xs_quantize_scalar; *avx2 = cz_iq4_xs_quantize_avx2; return true;
+    default: return false;
+  }
+}
+
 /* ---- golden: one type, one distribution, with or without importance ----------------------- */
 
 static void check_golden(const qtype *q, const char *dist, bool weighted) {
@@ -158,6 +173,16 @@ static void check_golden(const qtype *q, const char *dist, bool weighted) {
   CHECK_EQ_INT(n_written, nb);
   check_same_bytes(qname, got, tq->data, nb);
   CHECK(got[nb] == 0xA5); /* nothing past the end */
+  /* quantize took the AVX2 twin if the CPU has AVX2: the scalar code must match ggml too */
+  quantize_fn scalar;
+  quantize_avx2_fn fast;
+  if (file_path_impls(q->type, &scalar, &fast)) {
+    memset(got, 0xA5, sizeof got);
+    CHECK_EQ_INT(scalar(x, got, ROWS, COLS, weighted ? imp : NULL), nb);
+    char sname[160];
+    snprintf(sname, sizeof sname, "%s (scalar)", qname);
+    check_same_bytes(sname, got, tq->data, nb);
+  }
 
   /* dequantize ggml's bytes (read from the unaligned mapping directly) */
   tr->to_f32(tq->data, y, N);
@@ -316,6 +341,67 @@ static void check_avx2(const qtype *q) {
     memset(b, 0, sizeof b);
     CHECK_EQ_INT(tr->quantize(x, b, n / COLS, COLS, NULL), nb);
     check_same_bytes(what, b, a + 3, nb);
+  }
+}
+
+/* The file path's AVX2 twin against its scalar code, with and without importance weights, on
+ * the golden inputs, random rows (iq4_nl rows of 41 blocks: five groups of eight lanes and a
+ * scalar tail) and the special blocks, into an odd destination. */
+static void check_avx2_file(const qtype *q) {
+  const cz_type_traits *tr = cz_type_get(q->type);
+  quantize_fn scalar;
+  quantize_avx2_fn fast;
+  enum { NR = 64 * 1024, MAXC = 1536 };
+  static float x[NR], imp[MAXC];
+  static uint8_t a[NR + 64], b[NR + 64];
+  if (!file_path_impls(q->type, &scalar, &fast)) {
+    CHECK(false);
+    return;
+  }
+  if (!__builtin_cpu_supports("avx2")) {
+    CHECK(!fast(x, b, 1, 256, NULL)); /* no AVX2: it must decline */
+    printf("# no AVX2 on this CPU: only the fallback checked\n");
+    return;
+  }
+  const int64_t cols_random = q->type == CZ_TYPE_IQ4_NL ? 41 * 32 : 5 * 256;
+  for (int input = 0; input < N_DISTS + 2; input++) {
+    int64_t rows, cols;
+    char what[160], name[64];
+    if (input < N_DISTS) {
+      snprintf(name, sizeof name, "input.%s", DISTS[input]);
+      if (!load_floats(name, x, N)) return;
+      rows = ROWS;
+      cols = COLS;
+    } else {
+      cols = cols_random;
+      rows = NR / cols;
+      if (input == N_DISTS) fill_random(x, rows * cols, 0.02);
+      else fill_special(x, rows * cols / 32);
+    }
+    for (int variant = 0; variant < 4; variant++) {
+      const float *im = NULL;
+      if (variant == 1 && input < N_DISTS) { /* the golden's importance */
+        snprintf(name, sizeof name, "imatrix.%s", DISTS[input]);
+        if (!load_floats(name, imp, COLS)) return;
+        im = imp;
+      } else if (variant >= 1) { /* random, and random with zeros (a zero weight) */
+        for (int64_t c = 0; c < cols; c++)
+          imp[c] = variant == 3 && c % 5 == 0 ? 0.0f : (float)(rng_unit() * 3 + 1e-3);
+        im = imp;
+      }
+      snprintf(what, sizeof what, "%s avx2 file path on %s, importance %d", tr->name,
+               input < N_DISTS ? DISTS[input] : input == N_DISTS ? "random rows" : "special blocks",
+               variant);
+      const size_t nb = (size_t)rows * nbytes_of(q->type, cols);
+      memset(a, 0x5A, sizeof a);
+      memset(b, 0x5A, sizeof b);
+      CHECK_EQ_INT(scalar(x, a + 3, rows, cols, im), nb);
+      CHECK(fast(x, b + 3, rows, cols, im));
+      check_same_bytes(what, b, a, nb + 6); /* unaligned, and nothing written around */
+      memset(b, 0, sizeof b);
+      CHECK_EQ_INT(tr->quantize(x, b, rows, cols, im), nb); /* the dispatching entry point */
+      check_same_bytes(what, b, a + 3, nb);
+    }
   }
 }
 
@@ -509,7 +595,15 @@ static void check_imatrix_run(cz_type t, const char *ftype) {
 
 /* ---- the case list --------------------------------------------------------------------------- */
 
-typedef enum { K_GOLDEN, K_GOLDEN_IMATRIX, K_REFERENCE, K_AVX2, K_PIPELINE, K_IMATRIX_RUN } kind;
+typedef enum {
+  K_GOLDEN,
+  K_GOLDEN_IMATRIX,
+  K_REFERENCE,
+  K_AVX2,
+  K_AVX2_FILE,
+  K_PIPELINE,
+  K_IMATRIX_RUN
+} kind;
 
 typedef struct {
   kind k;
@@ -530,6 +624,7 @@ static void run_next(void) {
     case K_GOLDEN_IMATRIX: check_golden(c->q, c->dist, true); break;
     case K_REFERENCE: check_reference(c->q); break;
     case K_AVX2: check_avx2(c->q); break;
+    case K_AVX2_FILE: check_avx2_file(c->q); break;
     case K_PIPELINE: check_pipeline_run(c->q->type, c->ftype); break;
     case K_IMATRIX_RUN: check_imatrix_run(c->q->type, c->ftype); break;
   }
@@ -548,6 +643,7 @@ static void add_case(kind k, const qtype *q, const char *dist, const char *ftype
     case K_GOLDEN_IMATRIX: snprintf(nm, 64, "golden %s %s imatrix", t, dist); break;
     case K_REFERENCE: snprintf(nm, 64, "reference %s", t); break;
     case K_AVX2: snprintf(nm, 64, "avx2 %s = scalar", t); break;
+    case K_AVX2_FILE: snprintf(nm, 64, "avx2 %s file path = scalar", t); break;
     case K_PIPELINE: snprintf(nm, 64, "pipeline %s = llama-quantize %s", t, ftype); break;
     case K_IMATRIX_RUN: snprintf(nm, 64, "imatrix %s = llama-quantize %s --imatrix", t, ftype); break;
   }
@@ -584,6 +680,11 @@ int main(void) {
   for (int i = 0; i < N_TYPES; i++) add_case(K_REFERENCE, &TYPES[i], NULL, NULL);
   for (int i = 0; i < N_TYPES; i++)
     if (avx2_of(TYPES[i].type)) add_case(K_AVX2, &TYPES[i], NULL, NULL);
+  for (int i = 0; i < N_TYPES; i++) {
+    quantize_fn s;
+    quantize_avx2_fn f;
+    if (file_path_impls(TYPES[i].type, &s, &f)) add_case(K_AVX2_FILE, &TYPES[i], NULL, NULL);
+  }
   static const struct {
     cz_type t;
     const char *ftype;
