@@ -51,15 +51,15 @@ typedef bool (*avx2_quantize_fn)(const float *, void *, int64_t, int64_t, const 
 typedef struct {
   int type;
   avx2_row_fn row_avx2;          /* legacy and q8_0: twin of from_f32 (file path = ref) */
-  quantize_fn k_scalar;          /* K types and iq4: the scalar quantize */
-  avx2_quantize_fn k_avx2;       /* K types and iq4: the AVX2 quantize */
+  quantize_fn k_scalar;          /* K, legacy and iq4 types: the scalar quantize */
+  avx2_quantize_fn k_avx2;       /* K, legacy and iq4 types: the AVX2 quantize */
 } impl;
 
 static const impl IMPLS[] = {
-    {CZ_TYPE_Q4_0, cz_q4_0_from_f32_avx2, NULL, NULL},
-    {CZ_TYPE_Q4_1, cz_q4_1_from_f32_avx2, NULL, NULL},
-    {CZ_TYPE_Q5_0, cz_q5_0_from_f32_avx2, NULL, NULL},
-    {CZ_TYPE_Q5_1, cz_q5_1_from_f32_avx2, NULL, NULL},
+    {CZ_TYPE_Q4_0, cz_q4_0_from_f32_avx2, cz_q4_0_quantize_scalar, cz_q4_0_quantize_avx2},
+    {CZ_TYPE_Q4_1, cz_q4_1_from_f32_avx2, cz_q4_1_quantize_scalar, cz_q4_1_quantize_avx2},
+    {CZ_TYPE_Q5_0, cz_q5_0_from_f32_avx2, cz_q5_0_quantize_scalar, cz_q5_0_quantize_avx2},
+    {CZ_TYPE_Q5_1, cz_q5_1_from_f32_avx2, cz_q5_1_quantize_scalar, cz_q5_1_quantize_avx2},
     {CZ_TYPE_Q8_0, cz_q8_0_from_f32_avx2, NULL, NULL},
     {CZ_TYPE_Q2_K, NULL, cz_q2_K_quantize_scalar, cz_q2_K_quantize_avx2},
     {CZ_TYPE_Q3_K, NULL, cz_q3_K_quantize_scalar, cz_q3_K_quantize_avx2},

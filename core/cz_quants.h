@@ -60,6 +60,37 @@ bool cz_q4_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q5_0_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q5_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 
+/* The file path of q4_0 .. q5_1 in its two implementations: _scalar never takes an AVX2 twin;
+ * _avx2 (false, writing nothing, without AVX2) takes the from_f32 twins above without
+ * importance and, with importance, fits eight blocks of a row at once through
+ * cz_fit_symmetric32_x8 / cz_fit_affine32_x8. Same bytes for finite input. */
+size_t cz_q4_0_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q4_1_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q5_0_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+size_t cz_q5_1_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix);
+bool cz_q4_0_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q4_1_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q5_0_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+bool cz_q5_1_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
+
+/* Internal to libczcore (cz_quants_k.c, used by cz_quants_legacy.c): ggml's make_qx_quants
+ * (weighted, rmse_type 1) and make_qkx3_quants (rmin -0.9, rdelta 0.05, 36 steps, squared
+ * error) for eight groups of 32 at once, one per AVX2 lane, the scalar floats bit for bit.
+ * x and w hold the eight groups one after another (8 x 32 floats); L receives 8 x 32 codes
+ * (l + nmax for the symmetric fit), scale 8 scales, neg_min 8 negated mins. They return
+ * false, writing nothing, without AVX2. */
+bool cz_fit_symmetric32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale);
+bool cz_fit_affine32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale,
+                        float *neg_min);
+
 /* AVX2 twin of q8_0's reference (cz_type.c; same bytes for finite input), used by its quantize;
  * and the F16C twin of the F16 -> F32 row converter (same floats for every half; the type
  * table's to_f32 for F16 uses it). Both return false, writing nothing, without the CPU

@@ -1393,6 +1393,45 @@ CZ_AVX2 static void q6k_encode_weighted_avx2(const float *x, const float *qw, q6
   q6k_encode_with_avx2(x, qw, y);
 }
 
+CZ_AVX2 static void cz_fit_symmetric32_x8_avx2(int nmax, const float *x, const float *w,
+                                                uint8_t *L, float *scale) {
+  __m256 xt[32], wt[32];
+  __m256i l[32];
+  v_transpose(x, 32, 32, xt);
+  v_transpose(w, 32, 32, wt);
+  fit_symmetric8(32, nmax, xt, wt, l, scale);
+  v_untranspose8(l, 32, 32, 0, L);
+  _mm256_zeroupper();
+}
+
+/* make_qkx3's settings of the weighted q4_1 / q5_1: rmin -0.9, rdelta 0.05, 36 steps, squared
+ * error. */
+CZ_AVX2 static void cz_fit_affine32_x8_avx2(int nmax, const float *x, const float *w,
+                                             uint8_t *L, float *scale, float *neg_min) {
+  __m256 xt[32], wt[32];
+  __m256i l[32];
+  v_transpose(x, 32, 32, xt);
+  v_transpose(w, 32, 32, wt);
+  fit_affine8(32, nmax, xt, wt, l, scale, neg_min, -0.9f, 0.05f, 36, false);
+  v_untranspose8(l, 32, 32, 0, L);
+  _mm256_zeroupper();
+}
+
+/* The two searches for eight groups of 32, shared with the legacy types' weighted paths
+ * (cz_quants.h): x and w hold the eight groups one after another. */
+bool cz_fit_symmetric32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale) {
+  if (!have_avx2()) return false;
+  cz_fit_symmetric32_x8_avx2(nmax, x, w, L, scale);
+  return true;
+}
+
+bool cz_fit_affine32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale,
+                        float *neg_min) {
+  if (!have_avx2()) return false;
+  cz_fit_affine32_x8_avx2(nmax, x, w, L, scale, neg_min);
+  return true;
+}
+
 /* void-pointer wrappers for k_quantize_rows */
 #define CZ_K_AVX2_WRAP(tn, blk, enc, enc_weighted)                                            \
   CZ_AVX2 static void tn##_enc_avx2(const float *x, void *y) { enc##_avx2(x, (blk *)y); }    \
@@ -1409,6 +1448,15 @@ CZ_K_AVX2_WRAP(q6_K, q6k_block, q6k_encode, q6k_encode_weighted)
 #define CZ_K_AVX2_ENCW(tn) tn##_encw_avx2
 #else
 static bool have_avx2(void) { return false; }
+bool cz_fit_symmetric32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale) {
+  (void)nmax, (void)x, (void)w, (void)L, (void)scale;
+  return false;
+}
+bool cz_fit_affine32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale,
+                        float *neg_min) {
+  (void)nmax, (void)x, (void)w, (void)L, (void)scale, (void)neg_min;
+  return false;
+}
 #define CZ_K_AVX2_ENC(tn) NULL
 #define CZ_K_AVX2_ENCW(tn) NULL
 #endif

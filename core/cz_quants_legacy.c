@@ -238,22 +238,50 @@ static float affine_fit(int n, int nmax, const float *x, const float *w, uint8_t
   return scale;
 }
 
+/* The fits of a weighted row's blocks from block 0 of x on (nleft blocks left): eight at once
+ * through the AVX2 twins of the fits (cz_quants_k.c) when simd and eight are left, else one
+ * by the scalar code. Codes to L (QK per block), scales to scale, mins (affine) to min.
+ * Returns how many blocks were fitted. */
+static int fit_blocks(const float *x, const float *imp, float sigma2, int64_t nleft, int nmax,
+                      bool affine, bool simd, uint8_t L[8 * QK], float scale[8], float min[8]) {
+  float w[8 * QK];
+  if (simd && nleft >= 8) {
+    for (int g = 0; g < 8; g++) block_weights(x + g * QK, imp + g * QK, sigma2, w + g * QK);
+    if (affine) {
+      float neg_min[8];
+      if (cz_fit_affine32_x8(nmax, x, w, L, scale, neg_min)) {
+        for (int g = 0; g < 8; g++) min[g] = -neg_min[g];
+        return 8;
+      }
+    } else if (cz_fit_symmetric32_x8(nmax, x, w, L, scale)) {
+      return 8;
+    }
+  }
+  block_weights(x, imp, sigma2, w);
+  if (affine)
+    scale[0] = affine_fit(QK, nmax, x, w, L, &min[0]);
+  else
+    scale[0] = symmetric_fit(QK, nmax, x, w, L);
+  return 1;
+}
+
 /* Rows of the file path: nrows rows of n_per_row elements, one weighted row at a time.
  * Without importance the blocks do not depend on rows: one pass of the reference, or of its
- * AVX2 twin (same bytes) when the CPU has AVX2. */
-typedef void (*weighted_row_fn)(const float *x, uint8_t *dst, int64_t n, const float *imp);
+ * AVX2 twin (same bytes) when simd and the CPU has AVX2. */
+typedef void (*weighted_row_fn)(const float *x, uint8_t *dst, int64_t n, const float *imp,
+                                bool simd);
 typedef bool (*fast_ref_fn)(const float *x, void *dst, int64_t n);
 
 static size_t quantize_rows(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                             const float *imatrix, size_t block_bytes, cz_from_f32_fn ref,
-                            fast_ref_fn fast, weighted_row_fn weighted) {
+                            fast_ref_fn fast, weighted_row_fn weighted, bool simd) {
   const size_t row_bytes = (size_t)(n_per_row / QK) * block_bytes;
   uint8_t *out = dst;
   if (imatrix == NULL) {
-    if (!fast(src, out, nrows * n_per_row)) ref(src, out, nrows * n_per_row);
+    if (!simd || !fast(src, out, nrows * n_per_row)) ref(src, out, nrows * n_per_row);
   } else {
     for (int64_t r = 0; r < nrows; r++)
-      weighted(src + r * n_per_row, out + (size_t)r * row_bytes, n_per_row, imatrix);
+      weighted(src + r * n_per_row, out + (size_t)r * row_bytes, n_per_row, imatrix, simd);
   }
   return (size_t)nrows * row_bytes;
 }
@@ -282,24 +310,42 @@ void cz_q4_0_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
-static void q4_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp) {
+static void q4_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp,
+                             bool simd) {
   const float sigma2 = row_mean_square(x, n);
-  for (int64_t i = 0; i < n / QK; i++) {
-    const float *xb = x + i * QK;
-    float w[QK];
-    uint8_t q[QK];
-    blk_q4_0 b;
-    block_weights(xb, imp + i * QK, sigma2, w);
-    b.d = cz_fp32_to_fp16(symmetric_fit(QK, 8, xb, w, q));
-    pack4(q, b.qs);
-    memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+  const int64_t nb = n / QK;
+  for (int64_t i = 0; i < nb;) {
+    uint8_t L[8 * QK];
+    float scale[8], min[8];
+    const int k = fit_blocks(x + i * QK, imp + i * QK, sigma2, nb - i, 8, false, simd, L, scale,
+                             min);
+    for (int g = 0; g < k; g++, i++) {
+      blk_q4_0 b;
+      b.d = cz_fp32_to_fp16(scale[g]);
+      pack4(L + g * QK, b.qs);
+      memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+    }
   }
+}
+
+size_t cz_q4_0_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix) {
+  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
+                       cz_q4_0_from_f32_avx2, q4_0_weighted_row, false);
+}
+
+bool cz_q4_0_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix) {
+  if (!cz_q4_0_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
+  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
+                cz_q4_0_from_f32_avx2, q4_0_weighted_row, true);
+  return true;
 }
 
 size_t cz_q4_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
-                       cz_q4_0_from_f32_avx2, q4_0_weighted_row);
+                       cz_q4_0_from_f32_avx2, q4_0_weighted_row, true);
 }
 
 void cz_q4_0_to_f32(const void *src, float *dst, int64_t n) {
@@ -342,25 +388,43 @@ void cz_q4_1_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
-static void q4_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp) {
+static void q4_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp,
+                             bool simd) {
   const float sigma2 = row_mean_square(x, n);
-  for (int64_t i = 0; i < n / QK; i++) {
-    const float *xb = x + i * QK;
-    float w[QK], min;
-    uint8_t q[QK];
-    blk_q4_1 b;
-    block_weights(xb, imp + i * QK, sigma2, w);
-    b.d = cz_fp32_to_fp16(affine_fit(QK, 15, xb, w, q, &min));
-    b.m = cz_fp32_to_fp16(min);
-    pack4(q, b.qs);
-    memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+  const int64_t nb = n / QK;
+  for (int64_t i = 0; i < nb;) {
+    uint8_t L[8 * QK];
+    float scale[8], min[8];
+    const int k = fit_blocks(x + i * QK, imp + i * QK, sigma2, nb - i, 15, true, simd, L, scale,
+                             min);
+    for (int g = 0; g < k; g++, i++) {
+      blk_q4_1 b;
+      b.d = cz_fp32_to_fp16(scale[g]);
+      b.m = cz_fp32_to_fp16(min[g]);
+      pack4(L + g * QK, b.qs);
+      memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+    }
   }
+}
+
+size_t cz_q4_1_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix) {
+  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
+                       cz_q4_1_from_f32_avx2, q4_1_weighted_row, false);
+}
+
+bool cz_q4_1_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix) {
+  if (!cz_q4_1_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
+  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
+                cz_q4_1_from_f32_avx2, q4_1_weighted_row, true);
+  return true;
 }
 
 size_t cz_q4_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
-                       cz_q4_1_from_f32_avx2, q4_1_weighted_row);
+                       cz_q4_1_from_f32_avx2, q4_1_weighted_row, true);
 }
 
 void cz_q4_1_to_f32(const void *src, float *dst, int64_t n) {
@@ -401,24 +465,42 @@ void cz_q5_0_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
-static void q5_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp) {
+static void q5_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp,
+                             bool simd) {
   const float sigma2 = row_mean_square(x, n);
-  for (int64_t i = 0; i < n / QK; i++) {
-    const float *xb = x + i * QK;
-    float w[QK];
-    uint8_t q[QK];
-    blk_q5_0 b;
-    block_weights(xb, imp + i * QK, sigma2, w);
-    b.d = cz_fp32_to_fp16(symmetric_fit(QK, 16, xb, w, q));
-    pack5(q, b.qs, b.qh);
-    memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+  const int64_t nb = n / QK;
+  for (int64_t i = 0; i < nb;) {
+    uint8_t L[8 * QK];
+    float scale[8], min[8];
+    const int k = fit_blocks(x + i * QK, imp + i * QK, sigma2, nb - i, 16, false, simd, L, scale,
+                             min);
+    for (int g = 0; g < k; g++, i++) {
+      blk_q5_0 b;
+      b.d = cz_fp32_to_fp16(scale[g]);
+      pack5(L + g * QK, b.qs, b.qh);
+      memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+    }
   }
+}
+
+size_t cz_q5_0_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix) {
+  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
+                       cz_q5_0_from_f32_avx2, q5_0_weighted_row, false);
+}
+
+bool cz_q5_0_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix) {
+  if (!cz_q5_0_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
+  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
+                cz_q5_0_from_f32_avx2, q5_0_weighted_row, true);
+  return true;
 }
 
 size_t cz_q5_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
-                       cz_q5_0_from_f32_avx2, q5_0_weighted_row);
+                       cz_q5_0_from_f32_avx2, q5_0_weighted_row, true);
 }
 
 void cz_q5_0_to_f32(const void *src, float *dst, int64_t n) {
@@ -457,25 +539,43 @@ void cz_q5_1_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
-static void q5_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp) {
+static void q5_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const float *imp,
+                             bool simd) {
   const float sigma2 = row_mean_square(x, n);
-  for (int64_t i = 0; i < n / QK; i++) {
-    const float *xb = x + i * QK;
-    float w[QK], min;
-    uint8_t q[QK];
-    blk_q5_1 b;
-    block_weights(xb, imp + i * QK, sigma2, w);
-    b.d = cz_fp32_to_fp16(affine_fit(QK, 31, xb, w, q, &min));
-    b.m = cz_fp32_to_fp16(min);
-    pack5(q, b.qs, b.qh);
-    memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+  const int64_t nb = n / QK;
+  for (int64_t i = 0; i < nb;) {
+    uint8_t L[8 * QK];
+    float scale[8], min[8];
+    const int k = fit_blocks(x + i * QK, imp + i * QK, sigma2, nb - i, 31, true, simd, L, scale,
+                             min);
+    for (int g = 0; g < k; g++, i++) {
+      blk_q5_1 b;
+      b.d = cz_fp32_to_fp16(scale[g]);
+      b.m = cz_fp32_to_fp16(min[g]);
+      pack5(L + g * QK, b.qs, b.qh);
+      memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+    }
   }
+}
+
+size_t cz_q5_1_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix) {
+  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
+                       cz_q5_1_from_f32_avx2, q5_1_weighted_row, false);
+}
+
+bool cz_q5_1_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix) {
+  if (!cz_q5_1_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
+  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
+                cz_q5_1_from_f32_avx2, q5_1_weighted_row, true);
+  return true;
 }
 
 size_t cz_q5_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                         const float *imatrix) {
   return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
-                       cz_q5_1_from_f32_avx2, q5_1_weighted_row);
+                       cz_q5_1_from_f32_avx2, q5_1_weighted_row, true);
 }
 
 void cz_q5_1_to_f32(const void *src, float *dst, int64_t n) {

@@ -5,8 +5,8 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
- * - avx2: the AVX2 twins of the legacy references, and of iq4_nl's and iq4_xs's file path
- *   (with and without importance), write the same bytes as the scalar code on the golden
+ * - avx2: the AVX2 twins of the legacy references, and of the file path of the legacy types,
+ *   iq4_nl and iq4_xs (with and without importance), write the same bytes as the scalar code on the golden
  *   inputs, random rows and blocks aimed at their reductions; the golden check runs both
  *   implementations of those file paths;
  * - pipeline: {"op":"quantize","type":T} over tiny-llama-f16.gguf gives, for every tensor that
@@ -131,13 +131,17 @@ static void fill_random(float *x, int64_t n, double scale) {
   }
 }
 
-/* The file path's scalar and AVX2 implementations, for the types that have both apart from
- * from_f32 (the legacy twins are of from_f32, see avx2_of). */
+/* The file path's scalar and AVX2 implementations (with and without importance), for the
+ * types that have both (the legacy types also have twins of from_f32, see avx2_of). */
 typedef size_t (*quantize_fn)(const float *, void *, int64_t, int64_t, const float *);
 typedef bool (*quantize_avx2_fn)(const float *, void *, int64_t, int64_t, const float *);
 
 static bool file_path_impls(cz_type t, quantize_fn *scalar, quantize_avx2_fn *avx2) {
   switch ((int)t) {
+    case CZ_TYPE_Q4_0: *scalar = cz_q4_0_quantize_scalar; *avx2 = cz_q4_0_quantize_avx2; return true;
+    case CZ_TYPE_Q4_1: *scalar = cz_q4_1_quantize_scalar; *avx2 = cz_q4_1_quantize_avx2; return true;
+    case CZ_TYPE_Q5_0: *scalar = cz_q5_0_quantize_scalar; *avx2 = cz_q5_0_quantize_avx2; return true;
+    case CZ_TYPE_Q5_1: *scalar = cz_q5_1_quantize_scalar; *avx2 = cz_q5_1_quantize_avx2; return true;
     case CZ_TYPE_IQ4_NL: *scalar = cz_iq4_nl_quantize_scalar; *avx2 = cz_iq4_nl_quantize_avx2; return true;
     case CZ_TYPE_IQ4_XS: *scalar = cz_iq4_xs_quantize_scalar; *avx2 = cz_iq4_xs_quantize_avx2; return true;
     default: return false;
@@ -345,7 +349,7 @@ static void check_avx2(const qtype *q) {
 }
 
 /* The file path's AVX2 twin against its scalar code, with and without importance weights, on
- * the golden inputs, random rows (iq4_nl rows of 41 blocks: five groups of eight lanes and a
+ * the golden inputs, random rows (rows of 41 blocks of 32: five groups of eight lanes and a
  * scalar tail) and the special blocks, into an odd destination. */
 static void check_avx2_file(const qtype *q) {
   const cz_type_traits *tr = cz_type_get(q->type);
@@ -363,7 +367,7 @@ static void check_avx2_file(const qtype *q) {
     printf("# no AVX2 on this CPU: only the fallback checked\n");
     return;
   }
-  const int64_t cols_random = q->type == CZ_TYPE_IQ4_NL ? 41 * 32 : 5 * 256;
+  const int64_t cols_random = q->type == CZ_TYPE_IQ4_XS ? 5 * 256 : 41 * 32;
   for (int input = 0; input < N_DISTS + 2; input++) {
     int64_t rows, cols;
     char what[160], name[64];
