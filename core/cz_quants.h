@@ -192,4 +192,8 @@ bool cz_iq4_nl_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t
 bool cz_iq4_xs_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix);
 
+/* AVX2 twin of mxfp4's reference (its file path; same bytes for finite input), used by its
+ * quantize; false, writing nothing, without AVX2. */
+bool cz_mxfp4_from_f32_avx2(const float *src, void *dst, int64_t n);
+
 #endif

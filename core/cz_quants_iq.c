@@ -594,10 +594,66 @@ void cz_mxfp4_from_f32(const float *src, void *dst, int64_t n) {
   }
 }
 
+/* mxfp4's AVX2 twin: the code search is element-wise (16 candidate codes, the first strictly
+ * nearest kept), so a lane is an element and computes the scalar's floats; the block's
+ * largest magnitude (a max, the same whatever the order) and its scale stay scalar. */
+#if defined(__x86_64__) && defined(__GNUC__)
+CZ_AVX2 static void mxfp4_block_avx2(const float *x, blk_mxfp4 *b) {
+  __m256 v[4];
+  __m256 am = _mm256_setzero_ps();
+  for (int k = 0; k < 4; k++) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    am = _mm256_max_ps(am, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v[k]));
+  }
+  float a8[8];
+  _mm256_storeu_ps(a8, am);
+  float amax = 0.0f;
+  for (int k = 0; k < 8; k++)
+    if (amax < a8[k]) amax = a8[k];
+  _mm256_zeroupper(); /* log2f is SSE code */
+  const uint8_t e = amax > 0.0f ? (uint8_t)(int)(floorf(log2f(amax)) - 2 + 127) : 0;
+  const __m256 d = _mm256_set1_ps(e8m0_half(e));
+  b->e = e;
+  int32_t c[QK_32];
+  for (int k = 0; k < 4; k++) {
+    const __m256 xv = _mm256_loadu_ps(x + 8 * k);
+    __m256i best = _mm256_setzero_si256();
+    __m256 best_err = _mm256_andnot_ps(
+        _mm256_set1_ps(-0.0f), _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(kFP4x2[0]), d), xv));
+    for (int i = 1; i < 16; i++) {
+      const __m256 err = _mm256_andnot_ps(
+          _mm256_set1_ps(-0.0f), _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(kFP4x2[i]), d), xv));
+      const __m256 lt = _mm256_cmp_ps(err, best_err, _CMP_LT_OQ);
+      best = _mm256_blendv_epi8(best, _mm256_set1_epi32(i), _mm256_castps_si256(lt));
+      best_err = _mm256_blendv_ps(best_err, err, lt);
+    }
+    _mm256_storeu_si256((__m256i *)(c + 8 * k), best);
+  }
+  for (int j = 0; j < QK_32 / 2; j++) b->qs[j] = (uint8_t)(c[j] | (c[j + QK_32 / 2] << 4));
+}
+
+bool cz_mxfp4_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  if (!have_avx2()) return false;
+  uint8_t *out = dst;
+  for (int64_t i = 0; i < n / QK_32; i++) {
+    blk_mxfp4 b;
+    mxfp4_block_avx2(src + i * QK_32, &b);
+    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+  return true;
+}
+#else
+bool cz_mxfp4_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  (void)src, (void)dst, (void)n;
+  return false;
+}
+#endif
+
 size_t cz_mxfp4_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                          const float *imatrix) {
   (void)imatrix; /* ggml ignores it */
-  cz_mxfp4_from_f32(src, dst, nrows * n_per_row);
+  if (!cz_mxfp4_from_f32_avx2(src, dst, nrows * n_per_row))
+    cz_mxfp4_from_f32(src, dst, nrows * n_per_row);
   return (size_t)(nrows * (n_per_row / QK_32)) * sizeof(blk_mxfp4);
 }
 

@@ -5,7 +5,7 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
- * - avx2: the AVX2 twins of the legacy references, and of the file path of the legacy types,
+ * - avx2: the AVX2 twins of the legacy and mxfp4 references, and of the file path of the legacy types,
  *   iq4_nl and iq4_xs (with and without importance), write the same bytes as the scalar code on the golden
  *   inputs, random rows and blocks aimed at their reductions; the golden check runs both
  *   implementations of those file paths;
@@ -271,6 +271,7 @@ static avx2_fn avx2_of(cz_type t) {
     case CZ_TYPE_Q4_1: return cz_q4_1_from_f32_avx2;
     case CZ_TYPE_Q5_0: return cz_q5_0_from_f32_avx2;
     case CZ_TYPE_Q5_1: return cz_q5_1_from_f32_avx2;
+    case CZ_TYPE_MXFP4: return cz_mxfp4_from_f32_avx2;
     default: return NULL;
   }
 }
