@@ -16,6 +16,7 @@
 
 #include "cz_api_web.h"
 #include "cz_api_calib.h"
+#include "cz_jobcache.h"
 #include "cz_log.h"
 #include "cz_model.h"
 #include "cz_pipeline.h"
@@ -271,15 +272,30 @@ static json_t *webhook_json(cz_api *api, const char *job_id) {
   return o ? o : json_null();
 }
 
+/* The job as GET shows it. The rendered body is cached under the store generation read
+ * before the rows (cz_jobcache.h): a hit skips SQLite and jansson, and any store write since
+ * makes it a miss, so the answer is never older than a fresh read. */
 static enum MHD_Result reply_job(cz_req *r, unsigned status, const char *id) {
   cz_api *api = r->app;
+  uint64_t gen = cz_store_generation(api->store);
+  char cached[CZ_JOBCACHE_MAX_BODY];
+  size_t n = cz_jobcache_get(api->job_cache, id, gen, cached, sizeof cached);
+  if (n) return cz_reply_json_text(r, status, cached, n);
   json_t *row;
   cz_error e = {0};
   if (cz_store_job_get(api->store, id, &row, &e)) return cz_reply_err(r, &e);
   json_t *body = job_json(row);
   json_decref(row);
   json_object_set_new(body, "webhook", webhook_json(api, id));
-  return cz_reply_json(r, status, body);
+  if (!api->job_cache) return cz_reply_json(r, status, body);
+  char *s = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  if (!s) return cz_reply_error(r, CZ_E_NO_MEMORY, "out of memory");
+  n = strlen(s);
+  cz_jobcache_put(api->job_cache, id, gen, s, n);
+  enum MHD_Result ret = cz_reply_json_text(r, status, s, n);
+  free(s);
+  return ret;
 }
 
 /* "webhook": {"url": "http(s)://...", "secret": "whsec_..."}, both required, nothing else. */

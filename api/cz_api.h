@@ -12,6 +12,7 @@
 
 #include "cz_blob.h"
 #include "cz_http.h"
+#include "cz_jobcache.h"
 #include "cz_page.h"
 #include "cz_store.h"
 
@@ -27,6 +28,7 @@ typedef struct {
   void *wake_cls;
   cz_page_key page_key;        /* MACs the page tokens of every list (cz_page.h) */
   atomic_int ready;            /* 1 once recovery has run and the worker is up */
+  cz_jobcache *job_cache;      /* rendered job bodies (owned by the server); NULL: none */
 } cz_api;
 
 const cz_route *cz_api_routes(int *n);

@@ -289,6 +289,13 @@ enum MHD_Result cz_reply_json(cz_req *r, unsigned status, json_t *json) {
   return queue(r, status, resp);
 }
 
+enum MHD_Result cz_reply_json_text(cz_req *r, unsigned status, const char *s, size_t n) {
+  r->resp_bytes = n;
+  struct MHD_Response *resp = MHD_create_response_from_buffer(n, (void *)s, MHD_RESPMEM_MUST_COPY);
+  if (resp) MHD_add_response_header(resp, "Content-Type", "application/json");
+  return queue(r, status, resp);
+}
+
 enum MHD_Result cz_reply_error(cz_req *r, cz_err_code code, const char *fmt, ...) {
   char msg[512];
   va_list ap;

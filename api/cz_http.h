@@ -142,6 +142,8 @@ const char *cz_req_header(cz_req *r, const char *key);
 
 /* Responses. json is stolen. */
 enum MHD_Result cz_reply_json(cz_req *r, unsigned status, json_t *json);
+/* The same for JSON already serialized: the n bytes at s are copied (the caller keeps s). */
+enum MHD_Result cz_reply_json_text(cz_req *r, unsigned status, const char *s, size_t n);
 enum MHD_Result cz_reply_error(cz_req *r, cz_err_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result cz_reply_err(cz_req *r, const cz_error *e);

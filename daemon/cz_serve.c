@@ -268,7 +268,9 @@ int cz_serve_main(int argc, char **argv) {
                    .auth_required = strcmp(cfg.auth, "on") == 0 ||
                                     (strcmp(cfg.auth, "auto") == 0 && !loopback(cfg.listen_addr)),
                    .webhook_max_attempts = cfg.webhook_max_attempts,
-                   .wake = wake_worker, .wake_cls = &s};
+                   .wake = wake_worker, .wake_cls = &s,
+                   /* NULL (out of memory) only means every GET of a job reads the store */
+                   .job_cache = cz_jobcache_new()};
   if (load_page_key(cfg.data_dir, &s.api.page_key, &e)) {
     rc = fail(&e);
     goto out;
@@ -336,6 +338,7 @@ int cz_serve_main(int argc, char **argv) {
 out:
   if (store) cz_store_set_job_listener(store, NULL, NULL);
   cz_http_stop(s.http);
+  cz_jobcache_free(s.api.job_cache);  /* no handler runs any more */
   cz_webhook_stop(s.webhooks);
   cz_retention_stop(s.retention);
   if (s.loop) uv_loop_close(s.loop);

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,23 @@ struct cz_store {
   /* told after a job's state changed (cz_store_set_job_listener) */
   void (*job_listener)(void *cls, const char *job_id);
   void *job_listener_cls;
+  /* bumped by update_hook on every row this connection inserts, updates or deletes */
+  _Atomic uint64_t generation;
 };
+
+/* sqlite3_update_hook: every row change through this connection (the only writer: the data
+ * dir is flock'ed) bumps the generation, in whichever function and table it happens, so no
+ * write path can be forgotten. It runs under the connection's mutex before the COMMIT, so a
+ * reader that loads the generation and then queries either sees the change or a later number.
+ * Only the WITHOUT ROWID job_log table does not fire it; no generation user depends on it. */
+static void on_update(void *cls, int op, const char *db, const char *table, sqlite3_int64 row) {
+  (void)op, (void)db, (void)table, (void)row;
+  atomic_fetch_add_explicit(&((cz_store *)cls)->generation, 1, memory_order_release);
+}
+
+uint64_t cz_store_generation(cz_store *s) {
+  return atomic_load_explicit(&s->generation, memory_order_acquire);
+}
 
 /* After a committed change of a job's state, outside the lock. */
 static void job_changed(cz_store *s, const char *id) {
@@ -173,6 +190,7 @@ cz_err_code cz_store_open(const char *path, cz_store **out, cz_error *err) {
     goto fail;
   }
   sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+  sqlite3_update_hook(s->db, on_update, s);
   /* Switching a new database to WAL takes an exclusive lock and does not wait on the busy
    * handler, so a second process opening the same fresh file retries for a while. */
   for (int tries = 0;; tries++) {

@@ -169,6 +169,12 @@ cz_err_code cz_store_token_revoke(cz_store *s, const char *id, int64_t now, cz_e
 void cz_store_set_job_listener(cz_store *s, void (*fn)(void *cls, const char *job_id),
                                void *cls);
 
+/* A number that changes (grows) whenever any row of any table but job_log is inserted,
+ * updated or deleted through this store, whatever the path: the key under which the API
+ * caches rendered job JSON (cz_jobcache.h). Load it BEFORE reading the rows a cached value is
+ * made from: a write that lands in between then shows as a newer number. Any thread, lock-free. */
+uint64_t cz_store_generation(cz_store *s);
+
 /* ---- calibrations (importance matrices, migration 0010) ---- */
 typedef struct {
   const char *id, *name, *sha256, *format;   /* format: "gguf" or "dat" */

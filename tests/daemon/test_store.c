@@ -965,6 +965,82 @@ static void test_job_log(void) {
   cz_store_close(s);
 }
 
+/* ---- the generation (the key of the API's job cache) ---- */
+
+/* Every write path of a job, its webhook included, moves cz_store_generation; reads do not
+ * (else the API's cache would never hit) and failed writes may. */
+static void test_generation(void) {
+  fresh();
+  cz_store *s = open_store();
+  if (!s) return;
+  cz_error err = {0};
+  uint64_t g = cz_store_generation(s), g2;
+#define MOVED(what)                                                           \
+  do {                                                                        \
+    g2 = cz_store_generation(s);                                              \
+    if (g2 <= g) {                                                            \
+      printf("# %s did not move the generation (%llu)\n", what,              \
+             (unsigned long long)g2);                                         \
+      cz_test_failures++;                                                     \
+    }                                                                         \
+    g = g2;                                                                   \
+  } while (0)
+  CHECK_OK(add_model(s, "mdl_a", SHA_A, 1));
+  MOVED("model insert");
+  CHECK_OK(add_job(s, "job_1", "mdl_a", 5, 10));
+  MOVED("job insert");
+  /* reads leave it alone */
+  json_t *j = get_job(s, "job_1");
+  json_decref(j);
+  json_t *w = NULL;
+  CHECK_EQ_INT(cz_store_webhook_get(s, "job_1", &w, &err), CZ_E_NOT_FOUND);
+  CHECK(cz_store_generation(s) == g);
+  char id[64];
+  CHECK_EQ_STR(claim(s, "w1", 20, id, sizeof id), "job_1");
+  MOVED("claim");
+  bool cancel = true;
+  CHECK_OK(cz_store_job_heartbeat(s, "job_1", "w1", 1, 4, 100, 400, LEASE, 21, &cancel, &err));
+  MOVED("heartbeat (progress)");
+  CHECK_OK(cz_store_job_release(s, "job_1", "w1", 23, &err));
+  MOVED("release");
+  CHECK_EQ_STR(claim(s, "w2", 24, id, sizeof id), "job_1");
+  MOVED("claim again");
+  int requeued = 0, failed = 0;
+  CHECK_OK(cz_store_recover(s, 25, &requeued, &failed, &err));
+  CHECK_EQ_INT(requeued, 1);
+  MOVED("recover");
+  CHECK_EQ_STR(claim(s, "w3", 26, id, sizeof id), "job_1");
+  g = cz_store_generation(s);
+  bool was_running = false;
+  CHECK_OK(cz_store_job_cancel(s, "job_1", 26, &was_running, &err));
+  CHECK(was_running);
+  MOVED("cancel of a running job (cancel_requested)");
+  cz_job_outcome o = {.state = "failed", .error_code = "internal", .error_message = "x"};
+  CHECK_OK(cz_store_job_finish(s, "job_1", "w3", &o, 27, &err));
+  MOVED("finish");
+  CHECK_OK(cz_store_job_retry(s, "job_1", "job_2", 2, 0, 28, &err));
+  MOVED("retry");
+  cz_job_submit sub = {"job_3", "mdl_a", RECIPE, 2, 29, NULL, 0, "https://example.com/h",
+                       "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 3};
+  CHECK_OK(cz_store_job_submit(s, &sub, &err));
+  MOVED("submit with a webhook");
+  CHECK_EQ_STR(claim(s, "w4", 30, id, sizeof id), "job_2");
+  CHECK_EQ_STR(claim(s, "w4", 30, id, sizeof id), "job_3");
+  g = cz_store_generation(s);
+  o = (cz_job_outcome){.state = "canceled", .error_code = "canceled", .error_message = "x"};
+  CHECK_OK(cz_store_job_finish(s, "job_3", "w4", &o, 31, &err));
+  MOVED("finish of the webhook's job");
+  CHECK_OK(cz_store_webhook_schedule(s, "job_3", "msg_1", "job.canceled", "{}", 32, &err));
+  MOVED("webhook schedule");
+  CHECK_OK(cz_store_webhook_attempt(s, "job_3", false, 500, "boom", 33, 40, &err));
+  MOVED("webhook attempt");
+  char art[65], rep[65];
+  CHECK_OK(cz_store_job_delete(s, "job_1", art, rep, &err));
+  MOVED("job delete");
+#undef MOVED
+  cz_store_close(s);
+}
+
 int main(void) {
   static const cz_test_case cases[] = {
       CZ_TEST(test_open_schema),         CZ_TEST(test_newer_schema_refused),
@@ -974,6 +1050,7 @@ int main(void) {
       CZ_TEST(test_heartbeat_and_fencing), CZ_TEST(test_finish_and_cancel),
       CZ_TEST(test_release),             CZ_TEST(test_recover),
       CZ_TEST(test_job_list),            CZ_TEST(test_job_log),
+      CZ_TEST(test_generation),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   if (dir[0]) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -297,11 +297,22 @@ REP_STATUS=$R_STATUS
 REP_BODY=$R_BODY
 req DELETE "/v1/jobs/$Q_JOB"
 expect_error "DELETE a queued (or, on a slow machine, running) job" 409 conflict
+# read twice before the cancels (the second answer may come from the job cache), once
+# right after: never the state from before the write (cz_jobcache.h)
+req GET "/v1/jobs/$Q_JOB"
+req GET "/v1/jobs/$Q_JOB"
+Q_BEFORE=$(jf "$R_BODY" .state)
+req GET "/v1/jobs/$RUN_JOB"
+req GET "/v1/jobs/$RUN_JOB"
 req POST "/v1/jobs/$Q_JOB:cancel"
 QC="$R_STATUS $(jf "$R_BODY" .state)"
+req GET "/v1/jobs/$Q_JOB"
+Q_AFTER=$(jf "$R_BODY" .state)
 req POST "/v1/jobs/$RUN_JOB:cancel"
 RC_STATUS=$R_STATUS
 RC_BODY=$R_BODY
+req GET "/v1/jobs/$RUN_JOB"
+RUN_AFTER=$(jf "$R_BODY" '"\(.state) \(.cancel_requested)"')
 case $RC_BODY in
   *"already finished (succeeded)"*)
     why="the job ahead finished before the checks (slow machine)"
@@ -323,7 +334,13 @@ case $RC_BODY in
     R_STATUS=$REP_STATUS R_BODY=$REP_BODY
     expect_error "report of a queued job" 409 conflict
     is "cancel of a queued job: 200 and canceled at once" "$QC" "200 canceled"
+    is "GET before and right after that cancel: queued, then canceled" "$Q_BEFORE $Q_AFTER" \
+      "queued canceled"
     is "cancel of a running job: 202" "$RC_STATUS" 202
+    case $RUN_AFTER in
+      "running true"|"canceled true") ok "GET right after the running job's cancel shows it requested" ;;
+      *) not_ok "GET right after the running job's cancel shows it requested"; diag "$RUN_AFTER" ;;
+    esac
     [ "$RC_STATUS" = 202 ] || diag "$RC_BODY"
     wait_job "$RUN_JOB" 10
     is "the running job ends canceled" "$(jf "$JOB" .state)" canceled ;;
