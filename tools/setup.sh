@@ -8,7 +8,7 @@ top=$(pwd)
 
 BUILD_DEPS="build-essential autoconf automake pkg-config libmicrohttpd-dev libjansson-dev \
 libuv1-dev libsqlite3-dev libopenblas-dev liblapacke-dev libcurl4-openssl-dev"
-TEST_DEPS="curl jq python3 ca-certificates sqlite3"
+TEST_DEPS="curl jq python3 ca-certificates sqlite3 iproute2"
 # clang and its libFuzzer runtime: tests/fuzz/run-fuzzers.sh (skipped without them)
 TEST_DEPS="$TEST_DEPS clang libclang-rt-14-dev"
 # The dashboard's browser test: Debian's chromium driven by playwright-core from npm (node >= 18:

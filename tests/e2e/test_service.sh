@@ -411,12 +411,22 @@ expect_error "wait on an unknown job" 404 not_found
 submit "$BLOCK_BODY"
 QJ2=$JOB_ID
 for i in 1 2 3; do poll_bg "s$i" "$QJ2" 60s; done
+# SIGTERM stops accepting connections: wait until the three clients are connected (a loaded
+# machine may take a while to start curl), then a moment for their requests to be parked
+for i in $(seq 1 50); do
+  n=$(ss -Htn state established "( dport = :$CZ_PORT )" 2>/dev/null | wc -l)
+  [ "$n" -ge 3 ] && break
+  sleep 0.1
+done
 sleep 0.3
 cz_stop "$CZ_PID" TERM 20
 is "SIGTERM with parked long-polls: exit 0" "$CZ_EXIT" 0
 check "... within 10 s (took ${CZ_STOP_MS} ms)" [ "$CZ_STOP_MS" -lt 10000 ]
 bad=0
-for i in 1 2 3; do poll_result "s$i"; [ "$P_STATUS" = 200 ] || bad=$((bad + 1)); done
+for i in 1 2 3; do
+  poll_result "s$i"
+  [ "$P_STATUS" = 200 ] || { bad=$((bad + 1)); diag "long-poll s$i: status '$P_STATUS' after ${P_SECS}s"; }
+done
 is "the parked long-polls were answered (200) before the daemon went away" "$bad" 0
 
 # keys are durable: after a restart the same request still gets the same job
