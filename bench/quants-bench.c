@@ -3,7 +3,7 @@
  *   ref      from_f32 (ggml's *_ref, scalar), row by row
  *   scalar   the file path (quantize, imatrix = NULL) in its scalar implementation
  *   opt      the same path in its optimized implementation (AVX2 twins: q4_0 q4_1 q5_0 q5_1 q8_0,
- *            q2_K..q6_K, iq4_nl, iq4_xs and mxfp4), which the type table's quantize takes when the CPU has AVX2;
+ *            q2_K..q6_K, iq4_nl, iq4_xs, mxfp4, tq1_0, tq2_0), which the type table's quantize takes when the CPU has AVX2;
  *            "same" says whether it wrote the scalar path's bytes (it must)
  *   imatrix  the path with importance weights, scalar and optimized where both exist
  * Types without an optimized kernel show "-" in the opt columns.
@@ -50,7 +50,7 @@ typedef bool (*avx2_quantize_fn)(const float *, void *, int64_t, int64_t, const 
 /* The scalar and optimized implementations of a type's file path, where both exist. */
 typedef struct {
   int type;
-  avx2_row_fn row_avx2;          /* legacy, q8_0, mxfp4: twin of from_f32 (file path = ref) */
+  avx2_row_fn row_avx2;          /* legacy, q8_0, mxfp4, tq: twin of from_f32 (file path = ref) */
   quantize_fn k_scalar;          /* K, legacy and iq4 types: the scalar quantize */
   avx2_quantize_fn k_avx2;       /* K, legacy and iq4 types: the AVX2 quantize */
 } impl;
@@ -67,6 +67,8 @@ static const impl IMPLS[] = {
     {CZ_TYPE_Q5_K, NULL, cz_q5_K_quantize_scalar, cz_q5_K_quantize_avx2},
     {CZ_TYPE_Q6_K, NULL, cz_q6_K_quantize_scalar, cz_q6_K_quantize_avx2},
     {CZ_TYPE_MXFP4, cz_mxfp4_from_f32_avx2, NULL, NULL},
+    {CZ_TYPE_TQ1_0, cz_tq1_0_from_f32_avx2, NULL, NULL},
+    {CZ_TYPE_TQ2_0, cz_tq2_0_from_f32_avx2, NULL, NULL},
     {CZ_TYPE_IQ4_NL, NULL, cz_iq4_nl_quantize_scalar, cz_iq4_nl_quantize_avx2},
     {CZ_TYPE_IQ4_XS, NULL, cz_iq4_xs_quantize_scalar, cz_iq4_xs_quantize_avx2},
 };

@@ -192,8 +192,10 @@ bool cz_iq4_nl_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t
 bool cz_iq4_xs_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix);
 
-/* AVX2 twin of mxfp4's reference (its file path; same bytes for finite input), used by its
- * quantize; false, writing nothing, without AVX2. */
+/* AVX2 twins of mxfp4's, tq1_0's and tq2_0's references (their file paths; same bytes for
+ * finite input), used by their quantize; false, writing nothing, without AVX2. */
 bool cz_mxfp4_from_f32_avx2(const float *src, void *dst, int64_t n);
+bool cz_tq1_0_from_f32_avx2(const float *src, void *dst, int64_t n);
+bool cz_tq2_0_from_f32_avx2(const float *src, void *dst, int64_t n);
 
 #endif

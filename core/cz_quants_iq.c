@@ -686,31 +686,120 @@ static float ternary_scale(const float *x) {
 /* -1, 0, 1 -> 0, 1, 2 */
 static int trit(float v, float id) { return (int)lroundf(v * id) + 1; }
 
-/* n trits, most significant first, of elements x[0], x[stride], ...; then spread over a byte
- * by the ceiling of q * 256 / 3^5, so that a digit is read back as the top of q * 3^k * 3. */
-static uint8_t pack_trits(const float *x, int n, int stride, float id) {
+/* n trits t[0], t[stride], ..., most significant first; then spread over a byte by the
+ * ceiling of q * 256 / 3^5, so that a digit is read back as the top of q * 3^k * 3. */
+static uint8_t pack_trits(const uint8_t *t, int n, int stride) {
   uint8_t q = 0;
-  for (int k = 0; k < n; k++) q = (uint8_t)(q * 3 + trit(x[k * stride], id));
+  for (int k = 0; k < n; k++) q = (uint8_t)(q * 3 + t[k * stride]);
   for (int k = n; k < 5; k++) q = (uint8_t)(q * 3);
   return (uint8_t)(((uint16_t)q * 256 + (243 - 1)) / 243);
 }
 
 /* Layout: qs[0..32) hold elements m + 32 k (k < 5) of the first 160, qs[32..48) elements
  * 160 + m + 16 k of the next 80, qh[0..4) elements 240 + j + 4 k (k < 4) of the last 16. */
-static void tq1_0_block(const float *x, blk_tq1_0 *b) {
+static void tq1_0_pack(const uint8_t t[QK_256], blk_tq1_0 *b) {
+  for (int m = 0; m < 32; m++) b->qs[m] = pack_trits(t + m, 5, 32);
+  for (int m = 0; m < 16; m++) b->qs[32 + m] = pack_trits(t + 160 + m, 5, 16);
+  for (int j = 0; j < 4; j++) b->qh[j] = pack_trits(t + 240 + j, 4, 4);
+}
+
+/* Layout: per 128 elements, byte m of 32 holds element m + 32 k in bits 2k, 2k+1. */
+static void tq2_0_pack(const uint8_t t[QK_256], blk_tq2_0 *b) {
+  for (int h = 0; h < 2; h++) {
+    for (int m = 0; m < 32; m++) {
+      uint8_t q = 0;
+      for (int k = 0; k < 4; k++) q = (uint8_t)(q + ((t[128 * h + m + 32 * k] & 3) << (2 * k)));
+      b->qs[32 * h + m] = q;
+    }
+  }
+}
+
+/* The scale and the trits of a ternary block. */
+static float ternary_trits(const float *x, uint8_t t[QK_256]) {
   const float d = ternary_scale(x);
   const float id = d ? 1.0f / d : 0.0f;
-  b->d = cz_fp32_to_fp16(d);
-  for (int m = 0; m < 32; m++) b->qs[m] = pack_trits(x + m, 5, 32, id);
-  for (int m = 0; m < 16; m++) b->qs[32 + m] = pack_trits(x + 160 + m, 5, 16, id);
-  for (int j = 0; j < 4; j++) b->qh[j] = pack_trits(x + 240 + j, 4, 4, id);
+  for (int j = 0; j < QK_256; j++) t[j] = (uint8_t)trit(x[j], id);
+  return d;
+}
+
+/* The AVX2 twin of ternary_trits: the largest magnitude is a max (the same in any order),
+ * and lroundf per element is rounding half away from zero, done exactly on |v·id| (at most
+ * 1 plus an ulp): its integer part plus one when the exact remainder is at least a half.
+ * A non-finite v·id (a scale so small that 1/d overflows) gets what lroundf gives it on
+ * x86-64, LONG_MIN, whose low 32 bits are 0: trit 1, which the tests check. */
+#if defined(__x86_64__) && defined(__GNUC__)
+CZ_AVX2 static float ternary_trits_avx2(const float *x, uint8_t t[QK_256]) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 am = _mm256_setzero_ps();
+  for (int j = 0; j < QK_256; j += 8)
+    am = _mm256_max_ps(am, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+  float a8[8];
+  _mm256_storeu_ps(a8, am);
+  float d = 0.0f;
+  for (int k = 0; k < 8; k++) d = d > a8[k] ? d : a8[k];
+  const __m256 id = _mm256_set1_ps(d ? 1.0f / d : 0.0f);
+  for (int j = 0; j < QK_256; j += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), id);
+    const __m256 a = _mm256_andnot_ps(sign, v);
+    const __m256 r = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, r), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256i l = _mm256_sub_epi32(_mm256_cvttps_epi32(r), _mm256_castps_si256(up));
+    const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+    l = _mm256_blendv_epi8(l, _mm256_sub_epi32(_mm256_setzero_si256(), l), neg);
+    const __m256i finite = _mm256_castps_si256(
+        _mm256_cmp_ps(a, _mm256_set1_ps(8388608.0f), _CMP_LT_OQ));
+    l = _mm256_and_si256(l, finite);
+    l = _mm256_add_epi32(l, _mm256_set1_epi32(1));
+    int32_t l8[8];
+    _mm256_storeu_si256((__m256i *)l8, l);
+    for (int k = 0; k < 8; k++) t[j + k] = (uint8_t)l8[k];
+  }
+  _mm256_zeroupper();
+  return d;
+}
+
+static bool ternary_avx2_rows(const float *src, void *dst, int64_t n, bool tq1) {
+  if (!have_avx2()) return false;
+  uint8_t *out = dst;
+  for (int64_t i = 0; i < n / QK_256; i++) {
+    uint8_t t[QK_256];
+    const float d = ternary_trits_avx2(src + i * QK_256, t);
+    if (tq1) {
+      blk_tq1_0 b;
+      b.d = cz_fp32_to_fp16(d);
+      tq1_0_pack(t, &b);
+      memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+    } else {
+      blk_tq2_0 b;
+      b.d = cz_fp32_to_fp16(d);
+      tq2_0_pack(t, &b);
+      memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+    }
+  }
+  return true;
+}
+#else
+static bool ternary_avx2_rows(const float *src, void *dst, int64_t n, bool tq1) {
+  (void)src, (void)dst, (void)n, (void)tq1;
+  return false;
+}
+#endif
+
+bool cz_tq1_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  return ternary_avx2_rows(src, dst, n, true);
+}
+
+bool cz_tq2_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  return ternary_avx2_rows(src, dst, n, false);
 }
 
 void cz_tq1_0_from_f32(const float *src, void *dst, int64_t n) {
   uint8_t *out = dst;
   for (int64_t i = 0; i < n / QK_256; i++) {
     blk_tq1_0 b;
-    tq1_0_block(src + i * QK_256, &b);
+    uint8_t t[QK_256];
+    b.d = cz_fp32_to_fp16(ternary_trits(src + i * QK_256, t));
+    tq1_0_pack(t, &b);
     memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
   }
 }
@@ -718,7 +807,8 @@ void cz_tq1_0_from_f32(const float *src, void *dst, int64_t n) {
 size_t cz_tq1_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                          const float *imatrix) {
   (void)imatrix; /* ggml ignores it */
-  cz_tq1_0_from_f32(src, dst, nrows * n_per_row);
+  if (!cz_tq1_0_from_f32_avx2(src, dst, nrows * n_per_row))
+    cz_tq1_0_from_f32(src, dst, nrows * n_per_row);
   return (size_t)(nrows * (n_per_row / QK_256)) * sizeof(blk_tq1_0);
 }
 
@@ -746,25 +836,13 @@ void cz_tq1_0_to_f32(const void *src, float *dst, int64_t n) {
   }
 }
 
-/* Layout: per 128 elements, byte m of 32 holds element m + 32 k in bits 2k, 2k+1. */
-static void tq2_0_block(const float *x, blk_tq2_0 *b) {
-  const float d = ternary_scale(x);
-  const float id = d ? 1.0f / d : 0.0f;
-  b->d = cz_fp32_to_fp16(d);
-  for (int h = 0; h < 2; h++) {
-    for (int m = 0; m < 32; m++) {
-      uint8_t q = 0;
-      for (int k = 0; k < 4; k++) q = (uint8_t)(q + ((trit(x[128 * h + m + 32 * k], id) & 3) << (2 * k)));
-      b->qs[32 * h + m] = q;
-    }
-  }
-}
-
 void cz_tq2_0_from_f32(const float *src, void *dst, int64_t n) {
   uint8_t *out = dst;
   for (int64_t i = 0; i < n / QK_256; i++) {
     blk_tq2_0 b;
-    tq2_0_block(src + i * QK_256, &b);
+    uint8_t t[QK_256];
+    b.d = cz_fp32_to_fp16(ternary_trits(src + i * QK_256, t));
+    tq2_0_pack(t, &b);
     memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
   }
 }
@@ -772,7 +850,8 @@ void cz_tq2_0_from_f32(const float *src, void *dst, int64_t n) {
 size_t cz_tq2_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                          const float *imatrix) {
   (void)imatrix; /* ggml ignores it */
-  cz_tq2_0_from_f32(src, dst, nrows * n_per_row);
+  if (!cz_tq2_0_from_f32_avx2(src, dst, nrows * n_per_row))
+    cz_tq2_0_from_f32(src, dst, nrows * n_per_row);
   return (size_t)(nrows * (n_per_row / QK_256)) * sizeof(blk_tq2_0);
 }
 

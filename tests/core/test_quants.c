@@ -5,7 +5,7 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
- * - avx2: the AVX2 twins of the legacy and mxfp4 references, and of the file path of the legacy types,
+ * - avx2: the AVX2 twins of the legacy, mxfp4, tq1_0 and tq2_0 references, and of the file path of the legacy types,
  *   iq4_nl and iq4_xs (with and without importance), write the same bytes as the scalar code on the golden
  *   inputs, random rows and blocks aimed at their reductions; the golden check runs both
  *   implementations of those file paths;
@@ -272,6 +272,8 @@ static avx2_fn avx2_of(cz_type t) {
     case CZ_TYPE_Q5_0: return cz_q5_0_from_f32_avx2;
     case CZ_TYPE_Q5_1: return cz_q5_1_from_f32_avx2;
     case CZ_TYPE_MXFP4: return cz_mxfp4_from_f32_avx2;
+    case CZ_TYPE_TQ1_0: return cz_tq1_0_from_f32_avx2;
+    case CZ_TYPE_TQ2_0: return cz_tq2_0_from_f32_avx2;
     default: return NULL;
   }
 }
@@ -318,7 +320,7 @@ static void check_avx2(const qtype *q) {
     printf("# no AVX2 on this CPU: only the fallback checked\n");
     return;
   }
-  for (int input = 0; input < N_DISTS + 3; input++) {
+  for (int input = 0; input < N_DISTS + 4; input++) {
     int64_t n;
     char what[128];
     if (input < N_DISTS) {
@@ -331,10 +333,20 @@ static void check_avx2(const qtype *q) {
       n = NR;
       fill_random(x, n, 0.02);
       snprintf(what, sizeof what, "%s avx2 on random rows", tr->name);
-    } else {
+    } else if (input < N_DISTS + 3) {
       n = NR;
       fill_special(x, n / 32);
       snprintf(what, sizeof what, "%s avx2 on special blocks (%d)", tr->name, input);
+    } else { /* whole 256-blocks of subnormals (1/amax overflows to inf), tiny values, zeros */
+      n = NR;
+      fill_random(x, n, 1.0);
+      for (int64_t i = 0; i < n; i++) {
+        const int64_t sb = i / 256;
+        if (sb % 4 == 0) x[i] *= 1e-40f;
+        else if (sb % 4 == 1) x[i] *= 1e-36f;
+        else if (sb % 4 == 2) x[i] = 0.0f;
+      }
+      snprintf(what, sizeof what, "%s avx2 on subnormal, tiny and zero super-blocks", tr->name);
     }
     const size_t nb = nbytes_of(q->type, n);
     memset(a, 0x5A, sizeof a);
