@@ -1696,6 +1696,31 @@ static cz_err_code task_whole(cz_run *run, size_t i, cz_error *err) {
   return rc;
 }
 
+cz_err_code cz_run_set_input_sha256(cz_run *run, const char *hex, cz_error *err) {
+  enum { HEX = 64 }; /* a SHA-256 digest in hex */
+  if (strlen(run->input_sha256) != HEX || hex == NULL || strlen(hex) != HEX ||
+      strspn(hex, "0123456789abcdef") != HEX)
+    return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "set input sha256: not a digest, or none planned");
+  cz_layout *l = run->layout;
+  if (l->format == CZ_FORMAT_SAFETENSORS) {
+    if (!l->finished || run->fd < 0) /* no header yet, or nowhere to write it */
+      return cz_err_set(err, CZ_E_INVALID_ARGUMENT, "set input sha256: the run has not finished");
+    /* the compact JSON header holds "key":"value" once (metadata keys are unique) */
+    char needle[128];
+    int nl = snprintf(needle, sizeof needle, "\"compressd.source_sha256\":\"%s\"", run->input_sha256);
+    uint8_t *at = memmem(l->header, l->header_len, needle, (size_t)nl);
+    if (!at) return cz_err_set(err, CZ_E_INTERNAL, "set input sha256: not in the header");
+    memcpy(at + nl - 1 - HEX, hex, HEX);
+    cz_err_code rc = pwrite_all(run->fd, l->header, l->header_len, 0, err);
+    if (rc) { /* the layout keeps describing what the file holds */
+      memcpy(at + nl - 1 - HEX, run->input_sha256, HEX);
+      return rc;
+    }
+  }
+  memcpy(run->input_sha256, hex, HEX + 1);
+  return CZ_E_OK;
+}
+
 /* ---- report ---- */
 
 static double cosine_of(const tensor_state *s) {

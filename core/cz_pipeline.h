@@ -78,6 +78,18 @@ void cz_recipe_set_importance(cz_recipe *r, cz_importance_fn fn, const void *ud)
 cz_err_code cz_run_plan(const cz_recipe *r, const cz_model *in, const char *input_sha256,
                         cz_run **out, cz_error *err);
 void cz_run_free(cz_run *run);
+/* A caller that hashes the input while the run goes (the CLI) plans with this placeholder
+ * (64 characters, like a real digest, so the output's header has its final size) and hands
+ * the digest to cz_run_set_input_sha256 once it has it. */
+#define CZ_RUN_SHA256_PENDING "0000000000000000000000000000000000000000000000000000000000000000"
+/* After cz_run_exec succeeded, before cz_run_report: replace the input_sha256 given at plan
+ * time (CZ_RUN_SHA256_PENDING) with hex, 64 lower-case hex digits. Where the output's header
+ * carries it (safetensors' compressd.source_sha256), the header is patched in place (same
+ * length) and written again at offset 0 of the fd given to cz_run_begin; the caller fsyncs
+ * after. invalid_argument if the run was not planned with a digest, hex is not one, or the
+ * header does not exist yet (before cz_run_begin; in whole-tensor mode before the last task);
+ * on a write error the run keeps its old digest. */
+cz_err_code cz_run_set_input_sha256(cz_run *run, const char *hex, cz_error *err);
 
 size_t cz_run_n_tasks(const cz_run *run);
 /* The exact size of the output file: at plan time on the direct path, after the last task in

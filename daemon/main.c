@@ -2,6 +2,8 @@
  * a file without the server. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,11 +97,51 @@ static double seconds_since(const struct timespec *t0) {
   return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* Write to OUT.tmp, fsync, rename: OUT is either the old file or the complete new one. */
-static int run_compress(const compress_args *a, cz_recipe *recipe, cz_model *m, const char *sha) {
+/* The input's SHA-256 (output metadata, report), computed on a thread of its own while the
+ * pipeline runs instead of before it: at 1.3 GB/s it was a second and more of serial wall
+ * time on a 1.7 GB model. The thread reads the file with read(), through the page cache,
+ * not through the pipeline's mapping (which drops its pages as the tensors are consumed). */
+typedef struct {
+  int fd;        /* the input, open for reading; -1 when closed */
+  bool started;  /* a thread runs (else hash_join hashes on the caller's thread) */
+  pthread_t th;
+  int rc;        /* 0 or -errno from cz_sha256_file */
+  char hex[65];
+} input_hash;
+
+static void *hash_thread(void *p) {
+  input_hash *h = p;
+  h->rc = cz_sha256_file(h->fd, h->hex);
+  return NULL;
+}
+
+static int hash_start(input_hash *h, const char *path) {
+  h->started = false;
+  h->rc = 0;
+  h->hex[0] = 0;
+  if ((h->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) return -errno;
+  h->started = pthread_create(&h->th, NULL, hash_thread, h) == 0;
+  return 0;
+}
+
+/* Wait for the digest; idempotent. Returns 0 or -errno. */
+static int hash_join(input_hash *h) {
+  if (h->fd < 0) return h->rc;
+  if (h->started) pthread_join(h->th, NULL);
+  else h->rc = cz_sha256_file(h->fd, h->hex);
+  h->started = false;
+  close(h->fd);
+  h->fd = -1;
+  return h->rc;
+}
+
+/* Write to OUT.tmp, fsync, rename: OUT is either the old file or the complete new one. The
+ * input is hashed (hash, NULL on a dry run) while the run goes; its digest goes into the
+ * output's header before the fsync. */
+static int run_compress(const compress_args *a, cz_recipe *recipe, cz_model *m, input_hash *hash) {
   cz_error e = {0};
   cz_run *run;
-  if (cz_run_plan(recipe, m, sha, &run, &e)) return die("plan", &e);
+  if (cz_run_plan(recipe, m, hash ? CZ_RUN_SHA256_PENDING : NULL, &run, &e)) return die("plan", &e);
   if (a->dry_run) {
     json_t *plan = cz_run_plan_json(run);
     json_object_set_new(plan, "recipe", cz_recipe_normalized(recipe));
@@ -122,6 +164,11 @@ static int run_compress(const compress_args *a, cz_recipe *recipe, cz_model *m, 
     rc = die("output", &e);
   } else if (cz_run_begin(run, fd, &e) || cz_run_exec(run, a->threads, &e)) {
     rc = die("compress", &e);
+  } else if ((rc = hash_join(hash)) != 0) {
+    cz_err_set(&e, CZ_E_IO, "hashing %s: %s", a->in, strerror(-rc));
+    rc = die("input", &e);
+  } else if (cz_run_set_input_sha256(run, hash->hex, &e)) {
+    rc = die("output", &e);
   } else if (fsync(fd) != 0 || rename(tmp, a->out) != 0) {
     cz_err_set(&e, CZ_E_IO, "%s: %s", a->out, strerror(errno));
     rc = die("output", &e);
@@ -194,11 +241,15 @@ static int compress_main(int argc, char **argv) {
     rc = die(a.in, &e);
     goto out;
   }
-  char sha[65] = "";
-  int fd = a.dry_run ? -1 : open(a.in, O_RDONLY | O_CLOEXEC); /* a dry run reads no data */
-  if (fd < 0 || cz_sha256_file(fd, sha) != 0) sha[0] = 0;
-  if (fd >= 0) close(fd);
-  rc = run_compress(&a, recipe, m, sha[0] ? sha : NULL);
+  input_hash hash = {.fd = -1};
+  int hrc = a.dry_run ? 0 : hash_start(&hash, a.in); /* a dry run reads no data */
+  if (hrc) {
+    cz_err_set(&e, CZ_E_IO, "%s", strerror(-hrc));
+    rc = die(a.in, &e);
+    goto out;
+  }
+  rc = run_compress(&a, recipe, m, a.dry_run ? NULL : &hash);
+  hash_join(&hash); /* when the run failed before waiting for it */
 out:
   cz_model_close(m);
   cz_recipe_free(recipe);

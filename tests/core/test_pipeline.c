@@ -478,6 +478,110 @@ static void test_order_independence(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the input's digest handed over after the run (the CLI hashes while the pipeline runs)        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Plan with plan_sha, run on 2 threads, then (late_sha != NULL) cz_run_set_input_sha256;
+ * returns the report (NULL on failure, counted). */
+static json_t *sha_job(const cz_model *in, const char *recipe_text, const char *out_path,
+                       const char *plan_sha, const char *late_sha) {
+  job j = {0};
+  json_t *body = parse_json(recipe_text), *report = NULL;
+  cz_error err = {0};
+  int fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  cz_err_code rc = cz_recipe_parse(body, NULL, &j.recipe, &err);
+  json_decref(body);
+  if (!rc) rc = cz_run_plan(j.recipe, in, plan_sha, &j.run, &err);
+  if (!rc && late_sha && cz_run_output_format(j.run) == CZ_FORMAT_SAFETENSORS)
+    /* the header is not final before the run */
+    CHECK_EQ_INT(cz_run_set_input_sha256(j.run, late_sha, &err), CZ_E_INVALID_ARGUMENT);
+  if (!rc) rc = fd < 0 ? CZ_E_IO : cz_run_begin(j.run, fd, &err);
+  if (!rc) rc = cz_run_exec(j.run, 2, &err);
+  if (!rc && late_sha) {
+    /* not a digest: refused, nothing touched */
+    CHECK_EQ_INT(cz_run_set_input_sha256(j.run, "00112233", &err), CZ_E_INVALID_ARGUMENT);
+    char upper[65];
+    snprintf(upper, sizeof upper, "%s", late_sha);
+    upper[0] = 'A';
+    CHECK_EQ_INT(cz_run_set_input_sha256(j.run, upper, &err), CZ_E_INVALID_ARGUMENT);
+    rc = cz_run_set_input_sha256(j.run, late_sha, &err);
+  }
+  if (fd >= 0) close(fd);
+  if (rc) {
+    printf("# %s: %s: %s\n", out_path, cz_err_name(rc), err.msg);
+    cz_test_failures++;
+  } else {
+    report = cz_run_report(j.run, 0.5);
+  }
+  job_free(&j);
+  return report;
+}
+
+static void test_late_sha256(void) {
+  cz_model *st = open_st_model("late-sha-in.safetensors");
+  if (!st) return;
+  char in_path[512], hex[65];
+  size_t len = 0;
+  tmp_path(in_path, sizeof in_path, "late-sha-in.safetensors");
+  uint8_t *bytes = slurp(in_path, &len);
+  CHECK(bytes != NULL);
+  if (!bytes) goto done;
+  sha256_hex_of(bytes, len, hex);
+  free(bytes);
+  /* direct path (header written by cz_run_begin), whole-tensor mode (written by the last
+   * task), and a GGUF output (the digest only in the report) */
+  static const char *const recipes[] = {
+      "{\"steps\":[{\"op\":\"quantize\",\"type\":\"int8\"}],\"output\":{\"format\":\"safetensors\"}}",
+      "{\"steps\":[{\"op\":\"prune\",\"sparsity\":0.5},{\"op\":\"quantize\",\"type\":\"int8\"}],"
+      "\"output\":{\"format\":\"safetensors\"}}",
+      "{\"steps\":[{\"op\":\"quantize\",\"type\":\"q8_0\"}],\"output\":{\"format\":\"gguf\"}}",
+  };
+  for (size_t i = 0; i < sizeof recipes / sizeof recipes[0]; i++) {
+    char a[512], b[512], name[64];
+    snprintf(name, sizeof name, "late-sha-%zu-known.out", i);
+    tmp_path(a, sizeof a, name);
+    snprintf(name, sizeof name, "late-sha-%zu-late.out", i);
+    tmp_path(b, sizeof b, name);
+    json_t *ra = sha_job(st, recipes[i], a, hex, NULL);
+    json_t *rb = sha_job(st, recipes[i], b, CZ_RUN_SHA256_PENDING, hex);
+    if (ra && rb) {
+      check_same_file(a, b); /* the same bytes as with the digest known at plan time */
+      CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(rb, "input"), "sha256")), hex);
+      if (i < 2) {
+        cz_model *out = open_output(b);
+        const char *v = NULL;
+        for (size_t k = 0; out && k < out->n_meta; k++)
+          if (!strcmp(out->meta_keys[k], "compressd.source_sha256")) v = out->meta_values[k];
+        CHECK_EQ_STR(v, hex);
+        cz_model_close(out);
+      }
+    }
+    json_decref(ra);
+    json_decref(rb);
+  }
+  /* no digest planned: nothing to replace */
+  {
+    char c[512];
+    tmp_path(c, sizeof c, "late-sha-none.out");
+    job j = {0};
+    cz_error err = {0};
+    json_t *body = parse_json(recipes[0]);
+    int fd = open(c, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (!cz_recipe_parse(body, NULL, &j.recipe, &err) &&
+        !cz_run_plan(j.recipe, st, NULL, &j.run, &err) && fd >= 0 &&
+        !cz_run_begin(j.run, fd, &err) && !cz_run_exec(j.run, 2, &err))
+      CHECK_EQ_INT(cz_run_set_input_sha256(j.run, hex, &err), CZ_E_INVALID_ARGUMENT);
+    else
+      CHECK(!"the run without a digest failed");
+    if (fd >= 0) close(fd);
+    json_decref(body);
+    job_free(&j);
+  }
+done:
+  cz_model_close(st);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* safetensors -> q8_0 GGUF                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -1241,7 +1345,7 @@ int main(void) {
       CZ_TEST(test_report_numbers),    CZ_TEST(test_recipe_validation),
       CZ_TEST(test_non_finite),        CZ_TEST(test_cancel),
       CZ_TEST(test_progress),          CZ_TEST(test_split_tensor),
-      CZ_TEST(test_empty_tensors),
+      CZ_TEST(test_empty_tensors),     CZ_TEST(test_late_sha256),
   };
   int rc = cz_test_main(cases, (int)(sizeof cases / sizeof cases[0]));
   for (int i = 0; i < ST_N; i++) free(st_model[i].values);
