@@ -14,9 +14,11 @@
 #               $COMPRESSD_BENCH_CACHE, /tmp/compressd-bench-cache, for the next run)
 #
 # Per run: `/usr/bin/time -v compressd compress --threads 2 --recipe {"preset": P} IN OUT`.
-#   wall       the whole command (it hashes the input with SHA-256 before quantizing)
+#   wall       the whole command (it hashes the input with SHA-256 on a thread of its own
+#              while the pipeline runs, since 261aae9; before that, first)
 #   cpu        its user + system CPU time (what the run costs, whatever else the cores run)
-#   pipeline   the report's totals.seconds: F16 -> F32, quantize, error statistics, write, fsync
+#   pipeline   the report's totals.seconds: F16 -> F32, quantize, error statistics, write,
+#              waiting for the input's SHA-256, fsync
 #   peak RSS   ru_maxrss; the input is mmapped and released as it is consumed
 #   output     the artifact's size in bytes
 # The 1/5/15-minute load averages are printed before and after each preset: the machine's 2
@@ -104,8 +106,8 @@ for p in $presets; do
     "$best_pipe" "$best_cpu" "$best_rss" "$out_bytes" "$bpw" "${LQ[$p]:--}" "$ratio" "$load"
 done
 echo
-echo "wall_s: best wall time of the CLI (SHA-256 of the input, then the pipeline); scaled_s: wall_s"
-echo "  x ${LQ_BYTES} / model bytes; pipe_s: the report's totals.seconds (no input hashing);"
+echo "wall_s: best wall time of the CLI (the pipeline, the SHA-256 of the input beside it); scaled_s: wall_s"
+echo "  x ${LQ_BYTES} / model bytes; pipe_s: the report's totals.seconds (up to the hash's end);"
 echo "  cpu_s: user + system CPU seconds of that run (both threads; less sensitive to load);"
 echo "  RSS_MB: peak resident set (ru_maxrss); bpw: output bits per input F16 weight."
 echo "llama-q: llama-quantize wall seconds on a 1.67 GB F16 model with 2 threads as quoted in"
