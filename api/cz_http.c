@@ -22,7 +22,7 @@
 #define CONN_TIMEOUT_S 60         /* idle seconds before a connection is dropped */
 #define CONN_LIMIT 256            /* simultaneous connections */
 #define CONN_PER_IP_LIMIT 64      /* per client address */
-#define CONN_MEMORY_LIMIT (32 * 1024) /* MHD's per-connection buffer: headers must fit */
+#define CONN_MEMORY_LIMIT (128 * 1024) /* MHD's per-connection buffer: headers must fit */
 #define REQUEST_DEADLINE_S 60     /* a request must have arrived whole by then */
 #define MIN_UPLOAD_RATE (64 * 1024) /* unless it is an upload averaging this many bytes/s */
 #define HTTP_THREADS 4            /* MHD worker threads: uploads and long downloads overlap */

@@ -17,7 +17,7 @@
  *   --idle-timeout S      COMPRESSD_IDLE_TIMEOUT       idle_timeout        60
  *   --max-connections N   COMPRESSD_MAX_CONNECTIONS    max_connections     256
  *   --max-connections-per-ip N  ..._PER_IP             max_connections_per_ip  64
- *   --max-header-bytes N  COMPRESSD_MAX_HEADER_BYTES   max_header_bytes    32K
+ *   --max-header-bytes N  COMPRESSD_MAX_HEADER_BYTES   max_header_bytes    128K
  *   --auth MODE           COMPRESSD_AUTH               auth                auto
  *   --tls-cert FILE       COMPRESSD_TLS_CERT           tls_cert            none (plain HTTP)
  *   --tls-key FILE        COMPRESSD_TLS_KEY            tls_key             none
@@ -82,11 +82,10 @@
 #define CZ_CONFIG_DEFAULT_MAX_CONNECTIONS_PER_IP 64
 #define CZ_CONFIG_MAX_CONNECTIONS 100000
 /* per-connection memory of libmicrohttpd: the request line and headers must fit in it
- * (beyond: 414 or 431), and it is the read buffer of uploads. 32K like nginx's default
- * (large_client_header_buffers 4 8k): libmicrohttpd clears the whole pool between two
- * requests of a keep-alive connection, which at 128K cost about 5 us of CPU per small GET
- * (bench/README.md); upload throughput did not change measurably. */
-#define CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES (32 * 1024)
+ * (beyond: 414 or 431), and it is the read buffer of uploads. 32K would save about 5 us of
+ * CPU per keep-alive GET (libmicrohttpd clears the whole pool between requests), but uploads
+ * were 10-25 % slower with it in paired runs (bench/README.md), so 128K stays the default. */
+#define CZ_CONFIG_DEFAULT_MAX_HEADER_BYTES (128 * 1024)
 #define CZ_CONFIG_MIN_HEADER_BYTES (8 * 1024)
 #define CZ_CONFIG_MAX_HEADER_BYTES (16 * 1024 * 1024)
 /* Webhooks: tries per delivery (Standard Webhooks' schedule has 8 over about a day); the wait
