@@ -359,8 +359,13 @@ sleep 0.3
 t0=$(now_ms)
 req POST "/v1/jobs/$QJ:cancel"
 poll_result q
-is "a long-poll on a queued job returns when it is canceled: 200 canceled" "$P_STATUS $P_STATE" "200 canceled"
-check "... within 2 s of the cancel, not at the 30 s deadline (took ${P_SECS}s)" lt "$P_SECS" 2.5
+if [ "$R_STATUS" = 200 ]; then  # canceled while queued (202: it had started)
+  is "a long-poll on a queued job returns when it is canceled: 200 canceled" "$P_STATUS $P_STATE" "200 canceled"
+  check "... within 2 s of the cancel, not at the 30 s deadline (took ${P_SECS}s)" lt "$P_SECS" 2.5
+else
+  skip "a long-poll on a queued job returns when it is canceled" "the job ahead finished first (cancel answered $R_STATUS; a build without test hooks)"
+  skip "... within 2 s of the cancel" same
+fi
 poll_bg r "$RUNJ" 60s
 poll_result r
 is "a long-poll on the running job returns when it finishes" "$P_STATUS $P_STATE" "200 succeeded"
@@ -546,7 +551,11 @@ sleep 1
 is "a slow upload shows in compressd_uploads_in_flight" "$(metric compressd_uploads_in_flight)" 1
 kill "$SLOW" 2>/dev/null
 wait "$SLOW" 2>/dev/null
-sleep 0.5
+# the daemon sees the disconnect at its next read of the socket: allow a loaded machine 10 s
+for i in $(seq 1 100); do
+  [ "$(metric compressd_uploads_in_flight)" = 0 ] && break
+  sleep 0.1
+done
 is "... and leaves it when the client goes" "$(metric compressd_uploads_in_flight)" 0
 is "worker slots = the pool's threads (workers + 1)" "$(metric compressd_worker_slots)" 3
 submit "$BLOCK_BODY"
