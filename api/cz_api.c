@@ -48,20 +48,14 @@ static void new_id(const char *prefix, char *out, size_t len) {
     n += snprintf(out + n, len - (size_t)n, "%02x", b[i]);
 }
 
-void cz_api_time_iso(int64_t v, char *buf, size_t cap) {
-  time_t s = (time_t)(v / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(v % 1000));
-}
-
-static json_t *time_json(json_t *ms) {
+json_t *cz_api_time_json(const json_t *ms) {
   if (!json_is_integer(ms)) return json_null();
-  char buf[96];
-  cz_api_time_iso(json_integer_value(ms), buf, sizeof buf);
+  char buf[CZ_TIME_ISO_LEN];
+  cz_time_iso(json_integer_value(ms), buf);
   return json_string(buf);
 }
+
+static json_t *time_json(json_t *ms) { return cz_api_time_json(ms); }
 
 static json_t *col(json_t *row, const char *k) { return json_object_get(row, k); }
 

@@ -22,17 +22,7 @@
 
 static json_t *col(json_t *row, const char *k) { return json_object_get(row, k); }
 
-static json_t *time_json(json_t *ms) {
-  if (!json_is_integer(ms)) return json_null();
-  int64_t v = json_integer_value(ms);
-  time_t s = (time_t)(v / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(v % 1000));
-  return json_string(buf);
-}
+static json_t *time_json(json_t *ms) { return cz_api_time_json(ms); }
 
 static json_t *calib_json(json_t *row) {
   json_t *ds = json_loads(json_string_value(col(row, "datasets")), 0, NULL);

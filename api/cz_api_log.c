@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cz_api_service.h"
+#include "cz_log.h"
 
 #define LOG_PAGE_DEFAULT 500   /* lines per answer unless ?limit= says otherwise */
 
@@ -38,8 +39,8 @@ static enum MHD_Result reply_text(cz_req *r, json_t *log) {
   size_t i;
   json_t *l;
   json_array_foreach(json_object_get(log, "lines"), i, l) {
-    char when[40];
-    cz_api_time_iso(json_integer_value(json_object_get(l, "at")), when, sizeof when);
+    char when[CZ_TIME_ISO_LEN];
+    cz_time_iso(json_integer_value(json_object_get(l, "at")), when);
     fprintf(f, "%s %-5s %s: %s\n", when, json_string_value(json_object_get(l, "level")),
             json_string_value(json_object_get(l, "event")),
             json_string_value(json_object_get(l, "message")));
@@ -93,8 +94,8 @@ enum MHD_Result cz_api_job_log(cz_req *r) {
   size_t i;
   json_t *line;
   json_array_foreach(lines, i, line) {
-    char when[40];
-    cz_api_time_iso(json_integer_value(json_object_get(line, "at")), when, sizeof when);
+    char when[CZ_TIME_ISO_LEN];
+    cz_time_iso(json_integer_value(json_object_get(line, "at")), when);
     json_object_del(line, "at");
     json_object_set_new(line, "time", json_string(when));
   }

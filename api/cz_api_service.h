@@ -69,8 +69,9 @@ enum MHD_Result cz_api_status(cz_req *r);
 enum MHD_Result cz_api_job_log(cz_req *r);
 
 /* ---- defined in cz_api.c for the files above ---- */
-/* Unix milliseconds as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"). */
-void cz_api_time_iso(int64_t ms, char *buf, size_t cap);
+/* A row's Unix-milliseconds column as RFC 3339 UTC text (cz_time_iso); null if not an
+ * integer. New reference. */
+json_t *cz_api_time_json(const json_t *ms);
 /* The plain handlers (no Idempotency-Key); they set r->created_id on success. */
 enum MHD_Result cz_api_job_create(cz_req *r);
 enum MHD_Result cz_api_model_upload(cz_req *r, cz_upload_phase phase, const char *data,

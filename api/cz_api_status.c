@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "cz_api_service.h"
+#include "cz_log.h"
 #include "cz_metrics.h"
 
 enum MHD_Result cz_api_status(cz_req *r) {
@@ -21,9 +22,9 @@ enum MHD_Result cz_api_status(cz_req *r) {
   json_t *f;
   json_array_foreach(failures, i, f) {
     json_t *at = json_object_get(f, "last_at");
-    char when[40];
+    char when[CZ_TIME_ISO_LEN];
     if (json_is_integer(at)) {
-      cz_api_time_iso(json_integer_value(at), when, sizeof when);
+      cz_time_iso(json_integer_value(at), when);
       json_object_set_new(f, "last_at", json_string(when));
     }
   }

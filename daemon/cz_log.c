@@ -205,13 +205,20 @@ static _Thread_local const char *tl_request_id;
 
 void cz_log_set_request_id(const char *id) { tl_request_id = id; }
 
+void cz_time_iso(int64_t unix_ms, char out[CZ_TIME_ISO_LEN]) {
+  int64_t s = unix_ms / 1000, ms = unix_ms % 1000;
+  if (ms < 0) s--, ms += 1000;  /* before 1970: floor, not truncation */
+  time_t t = (time_t)s;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  snprintf(out, CZ_TIME_ISO_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+}
+
 static void format_ts(char out[64]) {
   struct timespec ts;
-  struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+  cz_time_iso((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, out);
 }
 
 /* Hand the line to the kernel. Normally one write(2); a signal or a short write on a full

@@ -34,6 +34,7 @@
 #define CZ_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 #include "cz_err.h"
 
@@ -82,5 +83,10 @@ void cz_log_set_request_id(const char *id);
 #define CZ_LOG_UINT(v) cz_log_u64((char[CZ_LOG_NUM_MAX]){0}, (unsigned long long)(v))
 const char *cz_log_i64(char buf[CZ_LOG_NUM_MAX], long long v);
 const char *cz_log_u64(char buf[CZ_LOG_NUM_MAX], unsigned long long v);
+
+/* Unix milliseconds as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"), the
+ * format of the log's ts= and of every time in the API. */
+#define CZ_TIME_ISO_LEN 32
+void cz_time_iso(int64_t unix_ms, char out[CZ_TIME_ISO_LEN]);
 
 #endif

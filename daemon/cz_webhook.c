@@ -90,13 +90,8 @@ int64_t cz_webhook_delay_ms(int backoff_ms, int n) {
 
 static json_t *time_json(json_t *ms) {
   if (!json_is_integer(ms)) return json_null();
-  int64_t v = json_integer_value(ms);
-  time_t s = (time_t)(v / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(v % 1000));
+  char buf[CZ_TIME_ISO_LEN];
+  cz_time_iso(json_integer_value(ms), buf);
   return json_string(buf);
 }
 
