@@ -86,7 +86,7 @@ const char *cz_log_u64(char buf[CZ_LOG_NUM_MAX], unsigned long long v);
 
 /* Unix milliseconds as RFC 3339 UTC with milliseconds ("2026-01-02T03:04:05.678Z"), the
  * format of the log's ts= and of every time in the API. */
-#define CZ_TIME_ISO_LEN 32
+#define CZ_TIME_ISO_LEN 64 /* 24 used; room for any int year, as gcc's -Wformat-truncation asks */
 void cz_time_iso(int64_t unix_ms, char out[CZ_TIME_ISO_LEN]);
 
 #endif

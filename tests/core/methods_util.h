@@ -264,6 +264,7 @@ static inline double rnum(const json_t *t, const char *key) {
 /* A tensor of m decoded to float (heap, *n elements), NULL (with a failure) if absent. */
 static inline float *t_read(const cz_model *m, const char *name, int64_t *n) {
   const cz_tensor *t = m ? cz_model_find(m, name) : NULL;
+  if (n) *n = 0;
   if (!t) {
     printf("# tensor %s is not in the output\n", name);
     cz_test_failures++;

@@ -118,7 +118,7 @@ static void test_svd_eckart_young(void) {
       CHECK_EQ_INT(rank, r);
       double ref2 = 0;
       for (int64_t i = 0; i < m * n; i++) ref2 += (double)t.v[i] * t.v[i];
-      double opt = eckart_young(s, k, r), mx;
+      double opt = eckart_young(s, k, r), mx = NAN;
       double got = y ? rel_l2_of(t.v, y, m * n, &mx) * sqrt(ref2) : NAN;
       CHECK_NEAR(got, opt, 1e-3);
       const json_t *rt = report_tensor(j.report, "blk.0.ffn_up.weight");
@@ -371,7 +371,7 @@ static void test_factorize_then_q8_0(void) {
       CHECK(cz_model_find(j.out, f[i].name) == NULL);
       double *y = product(j.out, f[i].a, f[i].b, f[i].m, f[i].n, NULL);
       float *w = t_read(in, f[i].name, NULL);
-      double mx, rel = y && w ? rel_l2_of(w, y, f[i].m * f[i].n, &mx) : NAN;
+      double mx = NAN, rel = y && w ? rel_l2_of(w, y, f[i].m * f[i].n, &mx) : NAN;
       const json_t *rt = report_tensor(j.report, f[i].name);
       CHECK_NEAR(rnum(rt, "rel_l2"), rel, 1e-9);
       CHECK_NEAR(rnum(rt, "max_abs_err"), mx, 1e-9);

@@ -136,7 +136,7 @@ static void test_palettize_tensor(void) {
   if (in && run_job(in, "{\"steps\":[{\"op\":\"palettize\",\"bits\":4}]}", "pal.out.safetensors", &j) == CZ_E_OK) {
     double *y = decode_palette(j.out, t.name, 64, 96, 4, 64, t.v);
     const json_t *rt = report_tensor(j.report, t.name);
-    double mx, rel = y ? rel_l2_of(t.v, y, 64 * 96, &mx) : NAN;
+    double mx = NAN, rel = y ? rel_l2_of(t.v, y, 64 * 96, &mx) : NAN;
     CHECK_NEAR(rnum(rt, "rel_l2"), rel, 1e-9);
     CHECK_NEAR(rnum(rt, "max_abs_err"), mx, 1e-9);
     CHECK_EQ_INT(rnum(rt, "codebook_size"), 16);

@@ -63,7 +63,7 @@ static void test_magnitude_exact(void) {
       job j;
       if (run_job_im(in, recipe, "mag.out.safetensors", c % 2 ? RUN_REVERSE : RUN_EXEC2, NULL,
                      &j) == CZ_E_OK) {
-        int64_t n;
+        int64_t n = 0;
         float *o = t_read(j.out, "blk.0.ffn_up.weight", &n);
         int64_t k = llround(sp[c] * (double)n);
         if (o) check_magnitude_mask(t.v, o, n, k);
@@ -113,8 +113,8 @@ static void test_global(void) {
     float *a = malloc(sizeof(float) * (size_t)N), *b = malloc(sizeof(float) * (size_t)N);
     int64_t off = 0;
     for (int s = 0; s < 3; s++) {
-      int64_t n;
-      float *o = t_read(j.out, t[sel[s]].name, &n);
+      int64_t n = t_n(&t[sel[s]]);
+      float *o = t_read(j.out, t[sel[s]].name, NULL);
       memcpy(a + off, t[sel[s]].v, sizeof(float) * (size_t)n);
       if (o) memcpy(b + off, o, sizeof(float) * (size_t)n);
       free(o);

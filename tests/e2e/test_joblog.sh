@@ -8,6 +8,9 @@
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
+CZ_TEST_SLOW_MODEL=slowtiny
+CZ_TEST_SLOW_MS=100
+export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
 cz_start "$DATA" --workers 1 || bail "cannot start compressd"
 
 upload "$CZ_DATA/tiny-llama-f16.gguf" tiny
@@ -90,7 +93,9 @@ is "... the last line is the JSON's last message" "$(printf '%s\n' "$R_BODY" | t
   "$(jf "$LOG" '.lines[-1].message')"
 
 # ---- cancel and retry are logged ----
-# with one worker the last of ten jobs waits behind the others (unless they are very fast)
+# with one worker the last of ten jobs waits behind the others: jobs on the copy named
+# "slowtiny" sleep 100 ms before each task in test builds (CZ_TEST_SLOW_MODEL, set at the top)
+upload "$CZ_DATA/tiny-llama-f16.gguf" slowtiny
 for i in 1 2 3 4 5 6 7 8 9 10; do
   submit "{\"model\": \"$MODEL_ID\", \"steps\": [{\"op\": \"quantize\", \"type\": \"q4_0\"}], \"output\": {\"format\": \"gguf\"}}"
 done

@@ -25,6 +25,12 @@ T_PIDS="$T_PIDS $CLI_PID"
 
 D=$(mktemp -d "$T_TMP/data.XXXXXX")
 # One worker thread: the job is slower, which leaves time to catch it running.
+# jobs on the model "big" must still be running when the test kills the daemon: with the
+# AVX2 kernels a release build quantizes it in a quarter of a second, so test builds sleep
+# 100 ms before each of its tasks (daemon/cz_worker.c's slow hook: a job takes a few seconds)
+CZ_TEST_SLOW_MODEL=big
+CZ_TEST_SLOW_MS=100
+export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
 start() { cz_start "$D" --workers 1 --log-level debug "$@"; }
 start || bail "cannot start compressd"
 A_PID=$CZ_PID
