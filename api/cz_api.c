@@ -55,7 +55,6 @@ json_t *cz_api_time_json(const json_t *ms) {
   return json_string(buf);
 }
 
-static json_t *time_json(json_t *ms) { return cz_api_time_json(ms); }
 
 static json_t *col(json_t *row, const char *k) { return json_object_get(row, k); }
 
@@ -80,7 +79,7 @@ static json_t *model_json(json_t *row) {
                         col(row, "name"), "sha256", col(row, "sha256"), "bytes",
                         col(row, "bytes"), "format", col(row, "format"), "tensor_count",
                         col(row, "n_tensors"), "parameter_count", col(row, "n_params"),
-                        "created_at", time_json(col(row, "created_at")));
+                        "created_at", cz_api_time_json(col(row, "created_at")));
   const char *tensors = json_string_value(col(row, "tensors"));
   if (tensors) json_object_set_new(o, "tensors", json_loads(tensors, 0, NULL));
   return o;
@@ -217,9 +216,10 @@ static json_t *job_json(json_t *row) {
       (int)json_integer_value(col(row, "cancel_requested")), "progress", "tensors_done", td,
       "tensors_total", tt, "bytes_done", bd, "bytes_total", bt, "fraction",
       bt > 0 ? (double)bd / (double)bt : (strcmp(state, "succeeded") == 0 ? 1.0 : 0.0),
-      "created_at", time_json(col(row, "created_at")), "started_at",
-      time_json(col(row, "started_at")), "finished_at", time_json(col(row, "finished_at")),
-      "updated_at", time_json(col(row, "updated_at")));
+      "created_at", cz_api_time_json(col(row, "created_at")), "started_at",
+      cz_api_time_json(col(row, "started_at")), "finished_at",
+      cz_api_time_json(col(row, "finished_at")), "updated_at",
+      cz_api_time_json(col(row, "updated_at")));
   if (json_is_string(col(row, "error_code")))
     json_object_set_new(o, "error", json_pack("{s:O, s:O}", "code", col(row, "error_code"),
                                               "message", col(row, "error_message")));
@@ -260,8 +260,8 @@ static json_t *webhook_json(cz_api *api, const char *job_id) {
                         "event", col(w, "event"), "attempts", col(w, "attempts"),
                         "max_attempts", col(w, "max_attempts"), "last_status",
                         col(w, "last_status"), "last_error", col(w, "last_error"),
-                        "next_attempt_at", time_json(col(w, "next_attempt_at")),
-                        "delivered_at", time_json(col(w, "delivered_at")));
+                        "next_attempt_at", cz_api_time_json(col(w, "next_attempt_at")),
+                        "delivered_at", cz_api_time_json(col(w, "delivered_at")));
   json_decref(w);
   return o ? o : json_null();
 }

@@ -22,7 +22,6 @@
 
 static json_t *col(json_t *row, const char *k) { return json_object_get(row, k); }
 
-static json_t *time_json(json_t *ms) { return cz_api_time_json(ms); }
 
 static json_t *calib_json(json_t *row) {
   json_t *ds = json_loads(json_string_value(col(row, "datasets")), 0, NULL);
@@ -31,7 +30,7 @@ static json_t *calib_json(json_t *row) {
                    col(row, "bytes"), "format", col(row, "format"), "entries",
                    col(row, "n_entries"), "chunk_count", col(row, "chunk_count"), "chunk_size",
                    col(row, "chunk_size"), "datasets", ds ? ds : json_array(), "created_at",
-                   time_json(col(row, "created_at")));
+                   cz_api_time_json(col(row, "created_at")));
 }
 
 /* ---- loading ---- */

@@ -76,6 +76,11 @@ now_ms() { date +%s%3N; }
 # cz_start DATA_DIR [EXTRA ARGS...]: start a daemon and wait (up to 10 s) for the line
 # "compressd X listening on http://127.0.0.1:PORT/ ...". Returns 1 (with the log as
 # diagnostics) if it exits or does not come up.
+# slow_model NAME MS: daemons started after this sleep MS milliseconds before each task of a
+# job on the model named NAME (the test builds' slow hook, daemon/cz_worker.c), so that a job
+# is still running when a test needs it to be; builds without test hooks ignore it.
+slow_model() { CZ_TEST_SLOW_MODEL=$1; CZ_TEST_SLOW_MS=$2; export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS; }
+
 cz_start() {
   _dir=$1
   shift

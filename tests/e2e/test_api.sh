@@ -37,9 +37,7 @@ tiny_st() { # tiny_st OUT SEED [nan]: a safetensors model of ~660 bytes, [4, 32]
 # ======== daemon 1: --max-upload-bytes 1000 ========
 
 # jobs on the model "blocker" sleep 2 s before each task in test builds (daemon/cz_worker.c)
-CZ_TEST_SLOW_MODEL=blocker
-CZ_TEST_SLOW_MS=2000
-export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
+slow_model blocker 2000
 
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
 cz_start "$DATA" --max-upload-bytes 1000 --workers 1 || bail "cannot start compressd"

@@ -8,9 +8,7 @@
 . "${CZ_SRCDIR:?}/tests/e2e/lib.sh"
 
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
-CZ_TEST_SLOW_MODEL=slowtiny
-CZ_TEST_SLOW_MS=100
-export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
+slow_model slowtiny 100
 cz_start "$DATA" --workers 1 || bail "cannot start compressd"
 
 upload "$CZ_DATA/tiny-llama-f16.gguf" tiny

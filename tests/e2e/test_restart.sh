@@ -28,9 +28,7 @@ D=$(mktemp -d "$T_TMP/data.XXXXXX")
 # jobs on the model "big" must still be running when the test kills the daemon: with the
 # AVX2 kernels a release build quantizes it in a quarter of a second, so test builds sleep
 # 100 ms before each of its tasks (daemon/cz_worker.c's slow hook: a job takes a few seconds)
-CZ_TEST_SLOW_MODEL=big
-CZ_TEST_SLOW_MS=100
-export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
+slow_model big 100
 start() { cz_start "$D" --workers 1 --log-level debug "$@"; }
 start || bail "cannot start compressd"
 A_PID=$CZ_PID

@@ -23,9 +23,7 @@ same_bytes() {
 # their tasks (unless canceled), so a blocker job takes at least 2 s. A build without test
 # hooks runs them at full speed, and the checks that need them running skip when they
 # finished first.
-CZ_TEST_SLOW_MODEL=blocker
-CZ_TEST_SLOW_MS=2000
-export CZ_TEST_SLOW_MODEL CZ_TEST_SLOW_MS
+slow_model blocker 2000
 
 DATA=$(mktemp -d "$T_TMP/data.XXXXXX")
 cz_start "$DATA" --workers 2 || bail "cannot start compressd"
