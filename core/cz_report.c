@@ -14,6 +14,8 @@
       const double d = x - y;                      \
       r##k += x * x;                               \
       e##k += d * d;                               \
+      p##k += x * y;                               \
+      g##k += y * y;                               \
       if (fabs(d) > m##k) m##k = fabs(d);          \
     }                                              \
   } while (0)
@@ -21,17 +23,18 @@
 /* AVX2: eight elements at a time in double lanes (the float -> double products are exact, as
  * in the scalar); a group of eight holding a non-finite reference goes through the scalar
  * code. max(|d|, m) keeps m when |d| is NaN, as the scalar comparison does. Returns the
- * number of elements done (a multiple of 8), adding into the scalar partial sums. */
+ * number of elements done (a multiple of 8), adding into the scalar partial sums (the five
+ * sums in s0[]: x², (x-y)², max |x-y|, x·y, y²). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
 __attribute__((target("avx2"))) static int64_t errstat_avx2(const float *ref, const float *got,
-                                                             int64_t n, double *r0, double *e0,
-                                                             double *m0, uint64_t *badp) {
-  __m256d ra = _mm256_setzero_pd(), rb = ra, ea = ra, eb = ra;
-  __m256d ma = _mm256_set1_pd(*m0), mb = ma;
+                                                             int64_t n, double s0[5],
+                                                             uint64_t *badp) {
+  __m256d ra = _mm256_setzero_pd(), rb = ra, ea = ra, eb = ra, pa = ra, pb = ra, ga = ra, gb = ra;
+  __m256d ma = _mm256_set1_pd(s0[2]), mb = ma;
   const __m256d sign = _mm256_set1_pd(-0.0);
-  double r1 = 0, e1 = 0, m1 = *m0;
+  double r1 = 0, e1 = 0, m1 = s0[2], p1 = 0, g1 = 0;
   uint64_t bad = 0;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -43,27 +46,36 @@ __attribute__((target("avx2"))) static int64_t errstat_avx2(const float *ref, co
     }
     const __m256d xa = _mm256_cvtps_pd(_mm256_castps256_ps128(xf));
     const __m256d xb = _mm256_cvtps_pd(_mm256_extractf128_ps(xf, 1));
-    const __m256d da = _mm256_sub_pd(xa, _mm256_cvtps_pd(_mm256_castps256_ps128(yf)));
-    const __m256d db = _mm256_sub_pd(xb, _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1)));
+    const __m256d ya = _mm256_cvtps_pd(_mm256_castps256_ps128(yf));
+    const __m256d yb = _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1));
+    const __m256d da = _mm256_sub_pd(xa, ya), db = _mm256_sub_pd(xb, yb);
     ra = _mm256_add_pd(ra, _mm256_mul_pd(xa, xa));
     rb = _mm256_add_pd(rb, _mm256_mul_pd(xb, xb));
     ea = _mm256_add_pd(ea, _mm256_mul_pd(da, da));
     eb = _mm256_add_pd(eb, _mm256_mul_pd(db, db));
+    pa = _mm256_add_pd(pa, _mm256_mul_pd(xa, ya));
+    pb = _mm256_add_pd(pb, _mm256_mul_pd(xb, yb));
+    ga = _mm256_add_pd(ga, _mm256_mul_pd(ya, ya));
+    gb = _mm256_add_pd(gb, _mm256_mul_pd(yb, yb));
     ma = _mm256_max_pd(_mm256_andnot_pd(sign, da), ma);
     mb = _mm256_max_pd(_mm256_andnot_pd(sign, db), mb);
   }
   double t[4], u[4];
   _mm256_storeu_pd(t, _mm256_add_pd(ra, rb));
-  *r0 += ((t[0] + t[1]) + (t[2] + t[3])) + r1;
+  s0[0] += ((t[0] + t[1]) + (t[2] + t[3])) + r1;
   _mm256_storeu_pd(t, _mm256_add_pd(ea, eb));
-  *e0 += ((t[0] + t[1]) + (t[2] + t[3])) + e1;
+  s0[1] += ((t[0] + t[1]) + (t[2] + t[3])) + e1;
+  _mm256_storeu_pd(t, _mm256_add_pd(pa, pb));
+  s0[3] += ((t[0] + t[1]) + (t[2] + t[3])) + p1;
+  _mm256_storeu_pd(t, _mm256_add_pd(ga, gb));
+  s0[4] += ((t[0] + t[1]) + (t[2] + t[3])) + g1;
   _mm256_storeu_pd(t, ma);
   _mm256_storeu_pd(u, mb);
   for (int k = 0; k < 4; k++) {
     if (t[k] > m1) m1 = t[k];
     if (u[k] > m1) m1 = u[k];
   }
-  *m0 = m1;
+  s0[2] = m1;
   *badp += bad;
   return i;
 }
@@ -76,12 +88,17 @@ __attribute__((target("avx2"))) static int64_t errstat_avx2(const float *ref, co
  * the non-finite count are the same. */
 void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n) {
   double r0 = 0, r1 = 0, r2 = 0, r3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+  double p0 = 0, p1 = 0, p2 = 0, p3 = 0, g0 = 0, g1 = 0, g2 = 0, g3 = 0;
   double m0 = s->max_abs, m1 = m0, m2 = m0, m3 = m0;
   uint64_t bad = 0;
   int64_t i = 0;
   /* a NaN would poison every sum: count it and leave it out */
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx2")) i = errstat_avx2(ref, got, n, &r0, &e0, &m0, &bad);
+  if (__builtin_cpu_supports("avx2")) {
+    double v[5] = {0, 0, m0, 0, 0};
+    i = errstat_avx2(ref, got, n, v, &bad);
+    r0 = v[0], e0 = v[1], m0 = v[2], p0 = v[3], g0 = v[4];
+  }
 #endif
   for (; i + 4 <= n; i += 4) {
     CZ_ERRSTAT_ACC(0, i);
@@ -92,6 +109,8 @@ void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n
   for (; i < n; i++) CZ_ERRSTAT_ACC(0, i);
   s->sum_ref2 += (r0 + r1) + (r2 + r3);
   s->sum_err2 += (e0 + e1) + (e2 + e3);
+  s->sum_dot += (p0 + p1) + (p2 + p3);
+  s->sum_got2 += (g0 + g1) + (g2 + g3);
   m0 = m0 > m1 ? m0 : m1;
   m2 = m2 > m3 ? m2 : m3;
   s->max_abs = m0 > m2 ? m0 : m2;
@@ -103,6 +122,8 @@ void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n
 void cz_errstat_merge(cz_errstat *into, const cz_errstat *from) {
   into->sum_ref2 += from->sum_ref2;
   into->sum_err2 += from->sum_err2;
+  into->sum_dot += from->sum_dot;
+  into->sum_got2 += from->sum_got2;
   if (from->max_abs > into->max_abs) into->max_abs = from->max_abs;
   into->count += from->count;
   into->nonfinite += from->nonfinite;
@@ -117,6 +138,12 @@ double cz_errstat_rel_l2(const cz_errstat *s) {
 double cz_errstat_snr_db(const cz_errstat *s) {
   if (s->sum_err2 == 0) return INFINITY;
   return 10.0 * log10(s->sum_ref2 / s->sum_err2);
+}
+
+double cz_errstat_cosine(const cz_errstat *s) {
+  if (s->sum_err2 == 0) return 1.0;
+  if (s->sum_ref2 == 0 || s->sum_got2 == 0) return NAN;
+  return s->sum_dot / sqrt(s->sum_ref2 * s->sum_got2);
 }
 
 json_t *cz_json_real_or_null(double v) {

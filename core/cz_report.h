@@ -17,8 +17,12 @@ typedef struct {
   double max_abs;    /* max |x - y| */
   uint64_t count;    /* elements seen */
   uint64_t nonfinite;/* input elements that were NaN or Inf */
+  double sum_dot;    /* sum of x*y over the finite x, for the cosine similarity */
+  double sum_got2;   /* sum of y^2 over the finite x */
 } cz_errstat;
 
+/* Adds n elements: every sum above in one pass over ref and got (a whole-model run reads each
+ * chunk once for all of them, instead of once per figure). */
 void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n);
 void cz_errstat_merge(cz_errstat *into, const cz_errstat *from);
 
@@ -26,6 +30,8 @@ void cz_errstat_merge(cz_errstat *into, const cz_errstat *from);
 double cz_errstat_rel_l2(const cz_errstat *s);
 /* SNR in dB, 10 log10(sum x^2 / sum (x-y)^2); returns +INFINITY when the error is zero. */
 double cz_errstat_snr_db(const cz_errstat *s);
+/* Cosine similarity of x and y: 1 when the error is zero, NaN when either is all zero. */
+double cz_errstat_cosine(const cz_errstat *s);
 
 /* A JSON number, or null for a non-finite value (JSON has no Inf). New reference. */
 json_t *cz_json_real_or_null(double v);

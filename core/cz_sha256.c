@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* FIPS 180-4 4.2.2: the first 32 bits of the fractional parts of the cube roots of the first
@@ -200,12 +202,16 @@ void cz_sha256_hex(const uint8_t digest[32], char hex[65]) {
 
 /* pread from offset 0 so that the descriptor's position neither matters nor changes; the
  * buffer is on the heap because 1 MiB is too much for a worker thread's stack. */
-int cz_sha256_file(int fd, char hex[65]) {
+/* A regular file is hashed through read-only mappings of HASH_WINDOW bytes, populated in one
+ * call and unmapped after: read() copied every byte once more (10 % of the hash's CPU time
+ * at SHA-NI speed). A window bounds the address space and the resident pages the hash holds.
+ * Anything else (a pipe, a file that will not map) is read in bounded chunks. */
+#define HASH_WINDOW ((size_t)16 << 20)
+
+static int sha256_read(int fd, cz_sha256 *c) {
   enum { CHUNK = 1 << 20 };
   uint8_t *buf = malloc(CHUNK);
   if (buf == NULL) return -ENOMEM;
-  cz_sha256 c;
-  cz_sha256_init(&c);
   off_t off = 0;
   for (;;) {
     ssize_t n = pread(fd, buf, CHUNK, off);
@@ -216,10 +222,37 @@ int cz_sha256_file(int fd, char hex[65]) {
       return -e;
     }
     if (n == 0) break;
-    cz_sha256_update(&c, buf, (size_t)n);
+    cz_sha256_update(c, buf, (size_t)n);
     off += n;
   }
   free(buf);
+  return 0;
+}
+
+static int sha256_mapped(int fd, uint64_t size, cz_sha256 *c) {
+  for (uint64_t off = 0; off < size;) {
+    const size_t n = size - off < HASH_WINDOW ? (size_t)(size - off) : HASH_WINDOW;
+    void *p = mmap(NULL, n, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+    if (p == MAP_FAILED) return off == 0 ? 1 : -errno;  /* 1: not mappable, read it */
+    cz_sha256_update(c, p, n);
+    munmap(p, n);
+    off += n;
+  }
+  return 0;
+}
+
+int cz_sha256_file(int fd, char hex[65]) {
+  cz_sha256 c;
+  cz_sha256_init(&c);
+  struct stat st;
+  int rc = 1;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+    rc = sha256_mapped(fd, (uint64_t)st.st_size, &c);
+  if (rc == 1) {
+    cz_sha256_init(&c);
+    rc = sha256_read(fd, &c);
+  }
+  if (rc != 0) return rc;
   uint8_t digest[32];
   cz_sha256_final(&c, digest);
   cz_sha256_hex(digest, hex);

@@ -24,7 +24,9 @@ void cz_sha256_hex(const uint8_t digest[32], char hex[65]);
  * The _shani one returns false, touching nothing, without them. */
 void cz_sha256_blocks_scalar(uint32_t h[8], const uint8_t *p, size_t nblocks);
 bool cz_sha256_blocks_shani(uint32_t h[8], const uint8_t *p, size_t nblocks);
-/* Hash a whole file by reading it in bounded chunks; returns 0 or -errno. */
+/* Hash a whole file from offset 0 to its end, whatever the descriptor's offset: a regular file
+ * through bounded read-only mappings, anything else by reading; returns 0 or -errno. A regular
+ * file must not shrink meanwhile (a mapping past its end faults). */
 int cz_sha256_file(int fd, char hex[65]);
 
 /* HMAC-SHA256 (RFC 2104 with SHA-256, FIPS 198-1): keys longer than the 64-byte block are

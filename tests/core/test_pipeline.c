@@ -1281,7 +1281,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   return remove(path);
 }
 
-/* cz_errstat_add (vectorised, partial sums) against one serial long-double pass: the sums to
+/* cz_errstat_add (vectorised, partial sums) against one serial long-double pass: the five sums to
  * 1e-12 relative, the maximum, the count and the non-finite count exactly; with NaN and Inf in
  * the reference and in the decoded values, lengths that leave tails, and odd offsets. */
 static void test_errstat_sums(void) {
@@ -1303,7 +1303,7 @@ static void test_errstat_sums(void) {
     for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++)
       for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
         const int off = offs[o], n = lens[l] <= N - off ? lens[l] : N - off;
-        long double r = 0, e = 0;
+        long double r = 0, e = 0, dp = 0, g = 0;
         double m = 0.25; /* a maximum carried over from an earlier chunk */
         uint64_t bad = 0;
         for (int i = off; i < off + n; i++) {
@@ -1314,6 +1314,8 @@ static void test_errstat_sums(void) {
           const double d = (double)x[i] - y[i];
           r += (long double)x[i] * x[i];
           e += (long double)d * d;
+          dp += (long double)x[i] * y[i];
+          g += (long double)y[i] * y[i];
           if (fabs(d) > m) m = fabs(d);
         }
         cz_errstat s = {0};
@@ -1327,6 +1329,13 @@ static void test_errstat_sums(void) {
           CHECK(isinf(s.sum_err2));
         else
           CHECK(fabsl((long double)s.sum_err2 - e) <= 1e-12L * e);
+        /* the cosine's sums: x·y can cancel, so its bound is relative to Σ|x·y| <= sqrt(r g) */
+        if (isinf((double)g)) {
+          CHECK(isinf(s.sum_got2));
+        } else {
+          CHECK(fabsl((long double)s.sum_got2 - g) <= 1e-12L * g);
+          CHECK(fabsl((long double)s.sum_dot - dp) <= 1e-12L * sqrtl(r * g));
+        }
       }
   }
 }
