@@ -3,7 +3,7 @@
 # (relative error and HQQ's own objective) for int4 g128, int3 g64 and int2 g32, and the size
 # and error of every scheme. Printed figures, not a timed test.
 #
-# usage: bench/schemes-bench.sh [BUILD_DIR] [MODEL]
+# usage: [HQQ_ONLY=1] bench/schemes-bench.sh [BUILD_DIR] [MODEL]  (HQQ_ONLY: the RTN/HQQ rows only)
 #   BUILD_DIR  a configured build tree (default build/release, configured and built when
 #              missing); its compressd runs the recipes.
 #   MODEL      a GGUF or safetensors model (default tests/data/tiny-llama-f16.gguf).
@@ -66,6 +66,7 @@ OBJ=1 run "int3 g64 asym RTN" '{"op": "quantize", "scheme": "int3", "group_size"
 OBJ=1 run "int3 g64 HQQ" '{"op": "quantize", "scheme": "int3", "group_size": 64, "hqq": true}'
 OBJ=1 run "int2 g32 asym RTN" '{"op": "quantize", "scheme": "int2", "group_size": 32, "symmetric": false}'
 OBJ=1 run "int2 g32 HQQ" '{"op": "quantize", "scheme": "int2", "group_size": 32, "hqq": true}'
+[ -n "${HQQ_ONLY:-}" ] && exit 0
 run "int8 channel sym" '{"op": "quantize", "scheme": "int8", "granularity": "channel"}'
 run "int8 g128 sym" '{"op": "quantize", "scheme": "int8", "group_size": 128}'
 run "int4 g128 sym" '{"op": "quantize", "scheme": "int4", "group_size": 128}'

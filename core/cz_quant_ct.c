@@ -13,9 +13,9 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 static void quant_with(const float *x, int64_t n, int qmin, int qmax, float scale, int zp,
                        int8_t *q) {
   for (int64_t i = 0; i < n; i++) {
-    /* x / scale is finite (the pipeline refuses non-finite input) and |x / scale| is at most
-     * 2^bits in this module's scales, so the int conversion cannot overflow */
-    float v = roundf(x[i] / scale);
+    /* x / scale is finite (the pipeline refuses non-finite input); the clamp keeps the int
+     * conversion defined whatever the scale (a refitted scale may be small) */
+    float v = fminf(fmaxf(roundf(x[i] / scale), -512.0f), 512.0f);
     q[i] = (int8_t)clampi((int)v + zp, qmin, qmax);
   }
 }
@@ -76,7 +76,7 @@ static double eval_zp(const float *x, int64_t n, int qmin, int qmax, float scale
                       double bound) {
   double s = 0;
   for (int64_t i = 0; i < n; i++) {
-    int q = clampi((int)roundf(x[i] / scale) + zp, qmin, qmax);
+    int q = clampi((int)fminf(fmaxf(roundf(x[i] / scale), -512.0f), 512.0f) + zp, qmin, qmax);
     float y = (float)(q - zp) * scale;
     s += pow(fabs((double)x[i] - (double)y), HQQ_P);
     if (s > bound) return s;
@@ -87,6 +87,46 @@ static double eval_zp(const float *x, int64_t n, int qmin, int qmax, float scale
 /* The zero point of a scale that keeps [lo, hi] in range (the RTN formula). */
 static int zp_for(float lo, float s, int qmin, int qmax) {
   return clampi((int)roundf((float)qmin - lo / s), qmin, qmax);
+}
+
+/* Squared L2 error of the stored reconstruction of (scale, zp): the codes quant_with chooses,
+ * decoded in float32 as cz_qct_dequant does, the error summed in double. */
+static double l2_zp(const float *x, int64_t n, int qmin, int qmax, float scale, int zp) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int q = clampi((int)fminf(fmaxf(roundf(x[i] / scale), -512.0f), 512.0f) + zp, qmin, qmax);
+    double d = (double)x[i] - (double)((float)(q - zp) * scale);
+    s += d * d;
+  }
+  return s;
+}
+
+#define REFIT_ITERS 6  /* code / least-squares scale alternations per integer zero point */
+
+/* For an integer zero point, alternate the codes (round to nearest at scale s) and the scale
+ * that minimizes the L2 error of those codes, s = sum x (q - zp) / sum (q - zp)^2 (in double,
+ * rounded to float32), at most REFIT_ITERS times, stopping as soon as the stored L2 error does
+ * not strictly decrease. Returns the best scale (s itself if no step helped) and its L2. */
+static float refit_scale(const float *x, int64_t n, int qmin, int qmax, float s, int zp,
+                         double *l2) {
+  double best = l2_zp(x, n, qmin, qmax, s, zp);
+  float best_s = s;
+  for (int it = 0; it < REFIT_ITERS; it++) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+      int q = clampi((int)fminf(fmaxf(roundf(x[i] / best_s), -512.0f), 512.0f) + zp, qmin, qmax);
+      num += (double)x[i] * (q - zp);
+      den += (double)(q - zp) * (q - zp);
+    }
+    if (!(den > 0) || !(num > 0)) break;
+    const float ns = (float)(num / den);
+    if (!(ns > 0) || ns == best_s || !isfinite(ns)) break;
+    const double e = l2_zp(x, n, qmin, qmax, ns, zp);
+    if (!(e < best)) break;
+    best = e, best_s = ns;
+  }
+  *l2 = best;
+  return best_s;
 }
 
 int cz_qct_group_hqq(const float *x, int64_t n, int bits, float *scale, int *zp, int8_t *q,
@@ -141,11 +181,33 @@ int cz_qct_group_hqq(const float *x, int64_t n, int bits, float *scale, int *zp,
     double o = eval_zp(x, n, qmin, qmax, best_s, zi, best);
     if (o < best) best = o, best_zp = zi;
   }
-  int changed = best_zp != *zp || best_s != *scale;
-  *zp = best_zp;
-  *scale = best_s;
-  quant_with(x, n, qmin, qmax, best_s, best_zp, q);
-  if (obj) obj[0] = rtn, obj[1] = best;
+  /* 3. the stored L2 error: the zero point is an integer, so refit the scale in closed form
+   * for HQQ's integer zero point and its neighbours (and for RTN's), then keep, among RTN,
+   * HQQ's raw result and the refits, the lowest L2 error of the reconstruction as stored
+   * (first candidate wins ties, RTN first): never worse than RTN in L2 */
+  const float rtn_s = *scale;
+  const int rtn_zp = *zp;
+  double l2_best = l2_zp(x, n, qmin, qmax, rtn_s, rtn_zp);
+  const double l2_rtn = l2_best;
+  float fin_s = rtn_s;
+  int fin_zp = rtn_zp;
+  struct { float s; int zp; bool refit; } cand[] = {
+      {best_s, best_zp, false}, {best_s, best_zp, true},     {best_s, best_zp - 1, true},
+      {best_s, best_zp + 1, true}, {rtn_s, rtn_zp, true},
+  };
+  for (size_t k = 0; k < sizeof cand / sizeof cand[0]; k++) {
+    if (cand[k].zp < qmin || cand[k].zp > qmax) continue;
+    double e;
+    float sc = cand[k].s;
+    if (cand[k].refit) sc = refit_scale(x, n, qmin, qmax, sc, cand[k].zp, &e);
+    else e = l2_zp(x, n, qmin, qmax, sc, cand[k].zp);
+    if (e < l2_best) l2_best = e, fin_s = sc, fin_zp = cand[k].zp;
+  }
+  int changed = fin_zp != rtn_zp || fin_s != rtn_s;
+  *zp = fin_zp;
+  *scale = fin_s;
+  quant_with(x, n, qmin, qmax, fin_s, fin_zp, q);
+  if (obj) obj[0] = l2_rtn, obj[1] = l2_best;
   return changed;
 }
 

@@ -30,17 +30,23 @@ void cz_qct_dequant(const int8_t *q, int64_t n, float scale, int zp, float *y);
 /* HQQ's objective of a decoding: sum |x - y|^0.7 (in double). */
 double cz_qct_hqq_objective(const float *x, const float *y, int64_t n);
 
-/* HQQ-style data-free optimization of an asymmetric group, in HQQ's objective (sum |error|^0.7,
- * mobiusml/hqq). compressed-tensors stores an integer zero point, so the grid is always the
- * multiples of the scale and HQQ's real-valued zero point cannot be kept as it is. Two stages:
+/* HQQ-style data-free optimization of an asymmetric group, then a closed-form refit in L2
+ * (docs/formats.md 4.9). compressed-tensors stores an integer zero point, so the grid is always
+ * the multiples of the scale and HQQ's real-valued zero point cannot be kept as it is.
  * (1) HQQ v2's scale search, widened: 15 scales from 0.70 to 1.05 times the RTN scale (0.025
- * apart), each with its RTN zero point, then the best one's zero point +-1; (2) HQQ's half-quadratic solver (legacy:
- * p = 0.7, beta = 10, kappa = 1.01, at most 20 iterations, early stop when the mean |error|
- * stops improving) on the zero point at the chosen scale, every rounded zero point it passes
- * tried. The best candidate in the objective is kept, the RTN start included: never worse
- * than RTN in that objective. In: *scale, *zp, q from cz_qct_group_rtn (asymmetric). Out: the
- * chosen scale, zero point and codes (round to nearest for them). Returns 1 if it changed
- * them, else 0. obj (may be NULL): {RTN objective, final objective}. */
+ * apart), each with its RTN zero point, then the best one's zero point +-1, in HQQ's objective
+ * (sum |error|^0.7, mobiusml/hqq); (2) HQQ's half-quadratic solver (legacy: p = 0.7, beta =
+ * 10, kappa = 1.01, at most 20 iterations, early stop when the mean |error| stops improving)
+ * on the zero point at that scale, every rounded zero point it passes tried, the best in the
+ * objective kept; (3) for that integer zero point, its neighbours +-1 and RTN's zero point,
+ * the scale is refitted by least squares over the codes (s = sum x (q - zp) / sum (q - zp)^2,
+ * codes re-rounded, at most 6 alternations while the L2 error falls). Of RTN, the result of
+ * (2) and the refits, the one with the lowest L2 error of the stored reconstruction (float32
+ * scale, integer zero point, the codes below) is kept, RTN winning ties: never worse than RTN
+ * in L2 (it may be in HQQ's objective). In: *scale, *zp, q from cz_qct_group_rtn
+ * (asymmetric). Out: the chosen scale, zero point and codes (clamp(roundf(x / scale) + zp)).
+ * Returns 1 if it changed them, else 0. obj (may be NULL): {RTN squared L2 error, final
+ * squared L2 error}, both sum (x - decoded)^2 in double. */
 int cz_qct_group_hqq(const float *x, int64_t n, int bits, float *scale, int *zp, int8_t *q,
                      double obj[2]);
 
