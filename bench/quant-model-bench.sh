@@ -13,7 +13,8 @@
 #   --clean     delete the generated model at the end (kept by default in
 #               $COMPRESSD_BENCH_CACHE, /tmp/compressd-bench-cache, for the next run)
 #
-# Per run: `/usr/bin/time -v compressd compress --threads 2 --recipe {"preset": P} IN OUT`.
+# Per run: `/usr/bin/time -v compressd compress --threads 2 --recipe {"preset": P} IN OUT`, once
+# as is (the CLI hashes the input beside the pipeline) and once with --input-sha256 (given).
 #   wall       the whole command (it hashes the input with SHA-256 on a thread of its own
 #              while the pipeline runs, since 261aae9; before that, first)
 #   cpu        its user + system CPU time (what the run costs, whatever else the cores run)
@@ -64,6 +65,10 @@ if [ ! -s "$model" ]; then
 fi
 model_bytes=$(stat -c %s "$model")
 cat "$model" > /dev/null  # warm the page cache: every run reads it from memory
+# The "given" rows pass the input's digest with --input-sha256, as a pipeline that knows it
+# (a model registry, Hugging Face's LFS object id) would: the CLI then does not hash the
+# input, like llama-quantize, which hashes nothing. Computed here once, outside the timing.
+model_sha=$(sha256sum "$model" | cut -d' ' -f1)
 
 # llama-quantize, 1.67 GB F16 model, 2 threads, "this kind of machine": issue 4's figures,
 # quoted, not measured here (wall seconds; peak RSS 655 MB for all four).
@@ -78,16 +83,19 @@ echo "model:    $model ($model_bytes bytes, F16 GGUF)"
 echo "runs:     best of $runs per preset, --threads 2; times scaled to ${LQ_BYTES} bytes: x $(
   awk -v a=$LQ_BYTES -v b="$model_bytes" 'BEGIN{printf "%.4f", a/b}')"
 echo
-printf '%-7s %8s %9s %9s %7s %9s %12s %6s | %8s %8s %7s\n' preset wall_s scaled_s pipe_s cpu_s \
-  "RSS_MB" output_B bpw "llama-q" "ratio" "load1"
+printf '%-7s %-8s %7s %9s %7s %6s %7s %11s %5s | %7s %6s %6s\n' preset sha256 wall_s scaled_s \
+  pipe_s cpu_s "RSS_MB" output_B bpw "llama-q" "ratio" "load1"
 for p in $presets; do
+for mode in hashed given; do
+  hash_arg=()
+  if [ "$mode" = given ]; then hash_arg=(--input-sha256 "$model_sha"); fi
   best_wall="" best_pipe="" best_rss="" best_cpu="" out_bytes="" bpw=""
   printf '{"steps": [{"op": "quantize", "preset": "%s"}], "output": {"format": "gguf"}}\n' "$p" \
     > "$work/recipe.json"
   load=$(cut -d' ' -f1 /proc/loadavg)
   for ((r = 1; r <= runs; r++)); do
     rm -f "$work/out.gguf" "$work/report.json"
-    /usr/bin/time -v -o "$work/time.txt" "$bin" compress --threads 2 --recipe "$work/recipe.json" \
+    /usr/bin/time -v -o "$work/time.txt" "$bin" compress --threads 2 "${hash_arg[@]}" --recipe "$work/recipe.json" \
       --report "$work/report.json" "$model" "$work/out.gguf" > "$work/cli.out" 2>&1 \
       || { cat "$work/cli.out" >&2; echo "quant-model-bench.sh: $p failed" >&2; exit 1; }
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/{n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$work/time.txt")
@@ -102,11 +110,16 @@ for p in $presets; do
   done
   scaled=$(awk -v w="$best_wall" -v a=$LQ_BYTES -v b="$model_bytes" 'BEGIN{printf "%.2f", w*a/b}')
   ratio=$(awk -v s="$scaled" -v l="${LQ[$p]:-0}" 'BEGIN{if (l>0) printf "%.2f", s/l; else print "-"}')
-  printf '%-7s %8.2f %9s %9.2f %7s %9s %12s %6s | %8s %8s %7s\n' "$p" "$best_wall" "$scaled" \
-    "$best_pipe" "$best_cpu" "$best_rss" "$out_bytes" "$bpw" "${LQ[$p]:--}" "$ratio" "$load"
+  printf '%-7s %-8s %7.2f %9s %7.2f %6s %7s %11s %5s | %7s %6s %6s\n' "$p" "$mode" "$best_wall" \
+    "$scaled" "$best_pipe" "$best_cpu" "$best_rss" "$out_bytes" "$bpw" "${LQ[$p]:--}" "$ratio" "$load"
+  got_sha=$(jq -r '.input.sha256' "$work/report.json")
+  [ "$got_sha" = "$model_sha" ] || { echo "quant-model-bench.sh: report sha256 $got_sha" >&2; exit 1; }
+done
 done
 echo
-echo "wall_s: best wall time of the CLI (the pipeline, the SHA-256 of the input beside it); scaled_s: wall_s"
+echo "sha256: hashed = the CLI computes the input's SHA-256 on a thread beside the pipeline (the"
+echo "  default); given = --input-sha256 passes the known digest, nothing is hashed (as llama-quantize)."
+echo "wall_s: best wall time of the CLI; scaled_s: wall_s"
 echo "  x ${LQ_BYTES} / model bytes; pipe_s: the report's totals.seconds (up to the hash's end);"
 echo "  cpu_s: user + system CPU seconds of that run (both threads; less sensitive to load);"
 echo "  RSS_MB: peak resident set (ru_maxrss); bpw: output bits per input F16 weight."

@@ -24,11 +24,13 @@
  * in the scalar); a group of eight holding a non-finite reference goes through the scalar
  * code. max(|d|, m) keeps m when |d| is NaN, as the scalar comparison does. Returns the
  * number of elements done (a multiple of 8), adding into the scalar partial sums (the five
- * sums in s0[]: x², (x-y)², max |x-y|, x·y, y²). */
+ * sums in s0[]: x², (x-y)², max |x-y|, x·y, y²). Fused multiply-adds: x², x·y and y² of
+ * floats are exact in double, so only (x-y)² rounds differently from a multiply then add
+ * (once, not twice); it halves the arithmetic of a pass that cost a Q4_0 run 15 % of its CPU. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-__attribute__((target("avx2"))) static int64_t errstat_avx2(const float *ref, const float *got,
+__attribute__((target("avx2,fma"))) static int64_t errstat_avx2(const float *ref, const float *got,
                                                              int64_t n, double s0[5],
                                                              uint64_t *badp) {
   __m256d ra = _mm256_setzero_pd(), rb = ra, ea = ra, eb = ra, pa = ra, pb = ra, ga = ra, gb = ra;
@@ -49,14 +51,14 @@ __attribute__((target("avx2"))) static int64_t errstat_avx2(const float *ref, co
     const __m256d ya = _mm256_cvtps_pd(_mm256_castps256_ps128(yf));
     const __m256d yb = _mm256_cvtps_pd(_mm256_extractf128_ps(yf, 1));
     const __m256d da = _mm256_sub_pd(xa, ya), db = _mm256_sub_pd(xb, yb);
-    ra = _mm256_add_pd(ra, _mm256_mul_pd(xa, xa));
-    rb = _mm256_add_pd(rb, _mm256_mul_pd(xb, xb));
-    ea = _mm256_add_pd(ea, _mm256_mul_pd(da, da));
-    eb = _mm256_add_pd(eb, _mm256_mul_pd(db, db));
-    pa = _mm256_add_pd(pa, _mm256_mul_pd(xa, ya));
-    pb = _mm256_add_pd(pb, _mm256_mul_pd(xb, yb));
-    ga = _mm256_add_pd(ga, _mm256_mul_pd(ya, ya));
-    gb = _mm256_add_pd(gb, _mm256_mul_pd(yb, yb));
+    ra = _mm256_fmadd_pd(xa, xa, ra);
+    rb = _mm256_fmadd_pd(xb, xb, rb);
+    ea = _mm256_fmadd_pd(da, da, ea);
+    eb = _mm256_fmadd_pd(db, db, eb);
+    pa = _mm256_fmadd_pd(xa, ya, pa);
+    pb = _mm256_fmadd_pd(xb, yb, pb);
+    ga = _mm256_fmadd_pd(ya, ya, ga);
+    gb = _mm256_fmadd_pd(yb, yb, gb);
     ma = _mm256_max_pd(_mm256_andnot_pd(sign, da), ma);
     mb = _mm256_max_pd(_mm256_andnot_pd(sign, db), mb);
   }
@@ -94,7 +96,7 @@ void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n
   int64_t i = 0;
   /* a NaN would poison every sum: count it and leave it out */
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx2")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     double v[5] = {0, 0, m0, 0, 0};
     i = errstat_avx2(ref, got, n, v, &bad);
     r0 = v[0], e0 = v[1], m0 = v[2], p0 = v[3], g0 = v[4];

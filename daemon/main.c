@@ -1,5 +1,6 @@
 /* compressd: command-line entry point: `serve` runs the daemon, `compress` runs a recipe on
  * a file without the server. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,7 +30,7 @@ static void usage(FILE *f) {
           "usage: compressd serve [--listen ADDR:PORT] [--data-dir DIR] [--workers N] "
           "[--config FILE] ...\n"
           "       compressd compress --recipe RECIPE.json IN OUT [--report FILE] [--threads N]\n"
-          "                          [--calibration IMATRIX]\n"
+          "                          [--calibration IMATRIX] [--input-sha256 HEX]\n"
           "       compressd compress --dry-run --recipe RECIPE.json IN [OUT] [--calibration IMATRIX]\n"
           "       compressd token create|list|revoke ... (API tokens)\n"
           "       compressd decompress IN OUT.safetensors [--dtype f32|f16]\n"
@@ -44,6 +45,7 @@ static int die(const char *what, const cz_error *e) {
 
 typedef struct {
   const char *recipe, *in, *out, *report, *calibration;
+  char input_sha256[65];  /* --input-sha256, lower-cased; "" when not given (then hashed) */
   int threads;
   bool dry_run;   /* print the plan and the exact output size; compute and write nothing */
 } compress_args;
@@ -58,10 +60,18 @@ static int parse_compress_args(int argc, char **argv, compress_args *a) {
     if (!strcmp(arg, "--dry-run")) {
       a->dry_run = true;
     } else if ((!strcmp(arg, "--recipe") || !strcmp(arg, "--report") ||
-                !strcmp(arg, "--threads") || !strcmp(arg, "--calibration")) &&
+                !strcmp(arg, "--threads") || !strcmp(arg, "--calibration") ||
+                !strcmp(arg, "--input-sha256")) &&
                i + 1 < argc) {
       const char *v = argv[++i];
-      if (!strcmp(arg, "--recipe")) a->recipe = v;
+      if (!strcmp(arg, "--input-sha256")) {
+        if (strlen(v) != 64) return -1;
+        for (int k = 0; k < 64; k++) {
+          if (!isxdigit((unsigned char)v[k])) return -1;
+          a->input_sha256[k] = (char)tolower((unsigned char)v[k]);
+        }
+        a->input_sha256[64] = 0;
+      } else if (!strcmp(arg, "--recipe")) a->recipe = v;
       else if (!strcmp(arg, "--report")) a->report = v;
       else if (!strcmp(arg, "--calibration")) a->calibration = v;
       else {
@@ -242,7 +252,11 @@ static int compress_main(int argc, char **argv) {
     goto out;
   }
   input_hash hash = {.fd = -1};
-  int hrc = a.dry_run ? 0 : hash_start(&hash, a.in); /* a dry run reads no data */
+  /* A dry run reads no data; a digest the caller already has (a model registry's, or the
+   * Hugging Face LFS object id, which is the file's SHA-256) spares the second core a pass
+   * over the whole input: it is written to the output and the report as given. */
+  if (a.input_sha256[0]) memcpy(hash.hex, a.input_sha256, sizeof hash.hex);
+  int hrc = a.dry_run || a.input_sha256[0] ? 0 : hash_start(&hash, a.in);
   if (hrc) {
     cz_err_set(&e, CZ_E_IO, "%s", strerror(-hrc));
     rc = die(a.in, &e);
