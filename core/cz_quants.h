@@ -179,6 +179,13 @@ bool cz_q5_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n
                            const float *imatrix);
 bool cz_q6_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix);
+/* The scalar decoders (cz_<t>_to_f32 takes a vector one where there is one: q6_K, with AVX2,
+ * computes the same floats); for tests and benchmarks. */
+void cz_q2_K_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q3_K_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q4_K_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q5_K_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q6_K_to_f32_scalar(const void *src, float *dst, int64_t n);
 
 /* iq4_nl's and iq4_xs's file path in its two implementations, as for the K-quants above: the
  * AVX2 twins run eight groups of 32 at once, one per lane (eight iq4_nl blocks of a row, or

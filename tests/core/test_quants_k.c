@@ -312,6 +312,44 @@ static void test_avx2_q4_K(void) { check_avx2_type(CZ_TYPE_Q4_K); }
 static void test_avx2_q5_K(void) { check_avx2_type(CZ_TYPE_Q5_K); }
 static void test_avx2_q6_K(void) { check_avx2_type(CZ_TYPE_Q6_K); }
 
+/* cz_<t>_to_f32 (q6_K's AVX2 decoder where the CPU has it) against the scalar decoder, bit for
+ * bit, on random bytes from an odd address: every 6-bit value and sub-block scale, and scales d
+ * that are zero, subnormal, the largest half, Inf and NaN (signaling too: a file's bytes). */
+static void test_decode_vs_scalar(void) {
+  enum { NB = 2048 };
+  static const struct {
+    cz_type t;
+    void (*scalar)(const void *, float *, int64_t);
+  } types[] = {{CZ_TYPE_Q2_K, cz_q2_K_to_f32_scalar}, {CZ_TYPE_Q3_K, cz_q3_K_to_f32_scalar},
+               {CZ_TYPE_Q4_K, cz_q4_K_to_f32_scalar}, {CZ_TYPE_Q5_K, cz_q5_K_to_f32_scalar},
+               {CZ_TYPE_Q6_K, cz_q6_K_to_f32_scalar}};
+  static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x7bff, 0xfbff,
+                                     0x7c00, 0xfc00, 0x7e00, 0x7d55, 0x3c00, 0x1400};
+  for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+    const cz_type_traits *tr = cz_type_get(types[k].t);
+    const size_t bs = tr->type_size;
+    uint8_t *src = malloc(NB * bs + 1);
+    float *y0 = malloc(sizeof(float) * NB * 256), *y1 = malloc(sizeof(float) * NB * 256);
+    for (size_t i = 0; i < NB * bs + 1; i++) src[i] = (uint8_t)(rng_unit() * 256);
+    /* d is the block's first half (K-quants with a min: d then dmin), except q6_K's last */
+    for (int b = 0; b < NB; b++) {
+      const size_t at = 1 + b * bs + (types[k].t == CZ_TYPE_Q6_K ? bs - 2 : 0);
+      uint16_t h = b < 64 ? special[b % 12] : (uint16_t)(rng_unit() * 0x7800);
+      if (b >= 64 && rng_unit() < 0.5) h |= 0x8000;
+      memcpy(src + at, &h, 2);
+    }
+    types[k].scalar(src + 1, y0, NB * 256);
+    tr->to_f32(src + 1, y1, NB * 256);
+    size_t bad = 0;
+    for (size_t i = 0; i < (size_t)NB * 256; i++) bad += memcmp(&y0[i], &y1[i], sizeof(float)) != 0;
+    if (bad) printf("# %s: %zu of %d values differ from the scalar decoder\n", tr->name, bad, NB * 256);
+    CHECK(bad == 0);
+    free(src);
+    free(y0);
+    free(y1);
+  }
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* whole model: llama-quantize's manifest                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -580,7 +618,7 @@ int main(void) {
       GOLDEN_TYPE_ROWS(q2_K),        GOLDEN_TYPE_ROWS(q3_K),     GOLDEN_TYPE_ROWS(q4_K),
       GOLDEN_TYPE_ROWS(q5_K),        GOLDEN_TYPE_ROWS(q6_K),     CZ_TEST(test_unaligned),
       CZ_TEST(test_avx2_q2_K),       CZ_TEST(test_avx2_q3_K),    CZ_TEST(test_avx2_q4_K),
-      CZ_TEST(test_avx2_q5_K),       CZ_TEST(test_avx2_q6_K),
+      CZ_TEST(test_avx2_q5_K),       CZ_TEST(test_avx2_q6_K),    CZ_TEST(test_decode_vs_scalar),
       CZ_TEST(test_pipeline_q2_K),   CZ_TEST(test_pipeline_q3_K), CZ_TEST(test_pipeline_q4_K),
       CZ_TEST(test_pipeline_q5_K),   CZ_TEST(test_pipeline_q6_K), CZ_TEST(test_imatrix_Q2_K),
       CZ_TEST(test_imatrix_Q6_K),    CZ_TEST(test_imatrix_Q4_K_M), CZ_TEST(test_every_run_direct),
