@@ -2,6 +2,7 @@
 #include "cz_report.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The scalar accumulation of one element into partial sum k (see cz_errstat_add). */
@@ -81,6 +82,62 @@ __attribute__((target("avx2,fma"))) static int64_t errstat_avx2(const float *ref
   *badp += bad;
   return i;
 }
+
+/* The same with AVX-512: sixteen elements an iteration in two eight-double registers per sum,
+ * a third of the AVX2 loop's instructions per element (its conversions and multiply-adds
+ * made the report 15 % of a whole-model Q4_0 run's CPU). */
+__attribute__((target("avx512f"))) static int64_t errstat_avx512(const float *ref,
+                                                                  const float *got, int64_t n,
+                                                                  double s0[5], uint64_t *badp) {
+  __m512d ra = _mm512_setzero_pd(), rb = ra, ea = ra, eb = ra, pa = ra, pb = ra, ga = ra, gb = ra;
+  __m512d ma = _mm512_set1_pd(s0[2]), mb = ma;
+  const __m512i ex = _mm512_set1_epi32(0x7f800000);
+  double r1 = 0, e1 = 0, m1 = s0[2], p1 = 0, g1 = 0;
+  uint64_t bad = 0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 xf = _mm512_loadu_ps(ref + i), yf = _mm512_loadu_ps(got + i);
+    if (_mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(xf), ex), ex)) {
+      for (int k = 0; k < 16; k++) CZ_ERRSTAT_ACC(1, i + k);
+      continue;
+    }
+    const __m512d xa = _mm512_cvtps_pd(_mm512_castps512_ps256(xf));
+    const __m512d xb = _mm512_cvtps_pd(
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xf), 1)));
+    const __m512d ya = _mm512_cvtps_pd(_mm512_castps512_ps256(yf));
+    const __m512d yb = _mm512_cvtps_pd(
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yf), 1)));
+    const __m512d da = _mm512_sub_pd(xa, ya), db = _mm512_sub_pd(xb, yb);
+    ra = _mm512_fmadd_pd(xa, xa, ra);
+    rb = _mm512_fmadd_pd(xb, xb, rb);
+    ea = _mm512_fmadd_pd(da, da, ea);
+    eb = _mm512_fmadd_pd(db, db, eb);
+    pa = _mm512_fmadd_pd(xa, ya, pa);
+    pb = _mm512_fmadd_pd(xb, yb, pb);
+    ga = _mm512_fmadd_pd(ya, ya, ga);
+    gb = _mm512_fmadd_pd(yb, yb, gb);
+    ma = _mm512_max_pd(_mm512_abs_pd(da), ma);
+    mb = _mm512_max_pd(_mm512_abs_pd(db), mb);
+  }
+  double t[8], u[8];
+  double *const out[4] = {&s0[0], &s0[1], &s0[3], &s0[4]};
+  const __m512d sums[4] = {_mm512_add_pd(ra, rb), _mm512_add_pd(ea, eb), _mm512_add_pd(pa, pb),
+                           _mm512_add_pd(ga, gb)};
+  const double tails[4] = {r1, e1, p1, g1};
+  for (int k = 0; k < 4; k++) {
+    _mm512_storeu_pd(t, sums[k]);
+    *out[k] += (((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))) + tails[k];
+  }
+  _mm512_storeu_pd(t, ma);
+  _mm512_storeu_pd(u, mb);
+  for (int k = 0; k < 8; k++) {
+    if (t[k] > m1) m1 = t[k];
+    if (u[k] > m1) m1 = u[k];
+  }
+  s0[2] = m1;
+  *badp += bad;
+  return i;
+}
 #endif
 
 /* Partial sums (and maxima) in registers, vectorised with AVX2 when the CPU has it, else four
@@ -89,6 +146,11 @@ __attribute__((target("avx2,fma"))) static int64_t errstat_avx2(const float *ref
  * serial sum's only by rounding (and chunks already merge in any order); the maximum and
  * the non-finite count are the same. */
 void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n) {
+  cz_errstat_add_isa(s, ref, got, n, CZ_ISA_BEST);
+}
+
+bool cz_errstat_add_isa(cz_errstat *s, const float *ref, const float *got, int64_t n,
+                        cz_isa isa) {
   double r0 = 0, r1 = 0, r2 = 0, r3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
   double p0 = 0, p1 = 0, p2 = 0, p3 = 0, g0 = 0, g1 = 0, g2 = 0, g3 = 0;
   double m0 = s->max_abs, m1 = m0, m2 = m0, m3 = m0;
@@ -96,11 +158,17 @@ void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n
   int64_t i = 0;
   /* a NaN would poison every sum: count it and leave it out */
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  const bool has512 = __builtin_cpu_supports("avx512f");
+  const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if ((isa == CZ_ISA_AVX512 && !has512) || (isa == CZ_ISA_AVX2 && !has2)) return false;
+  if (isa != CZ_ISA_SCALAR && (has512 || has2)) {
     double v[5] = {0, 0, m0, 0, 0};
-    i = errstat_avx2(ref, got, n, v, &bad);
+    i = has512 && isa != CZ_ISA_AVX2 ? errstat_avx512(ref, got, n, v, &bad)
+                                     : errstat_avx2(ref, got, n, v, &bad);
     r0 = v[0], e0 = v[1], m0 = v[2], p0 = v[3], g0 = v[4];
   }
+#else
+  if (isa == CZ_ISA_AVX2 || isa == CZ_ISA_AVX512) return false;
 #endif
   for (; i + 4 <= n; i += 4) {
     CZ_ERRSTAT_ACC(0, i);
@@ -118,6 +186,7 @@ void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n
   s->max_abs = m0 > m2 ? m0 : m2;
   s->count += (uint64_t)n;
   s->nonfinite += bad;
+  return true;
 }
 #undef CZ_ERRSTAT_ACC
 

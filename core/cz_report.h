@@ -9,6 +9,7 @@
 #define CZ_REPORT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct {
@@ -24,6 +25,11 @@ typedef struct {
 /* Adds n elements: every sum above in one pass over ref and got (a whole-model run reads each
  * chunk once for all of them, instead of once per figure). */
 void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n);
+/* The same on a chosen instruction set, for tests and benchmarks (cz_errstat_add takes the
+ * best the CPU has): returns false, touching nothing, when the CPU or the build lacks it. */
+typedef enum { CZ_ISA_BEST, CZ_ISA_SCALAR, CZ_ISA_AVX2, CZ_ISA_AVX512 } cz_isa;
+bool cz_errstat_add_isa(cz_errstat *s, const float *ref, const float *got, int64_t n,
+                        cz_isa isa);
 void cz_errstat_merge(cz_errstat *into, const cz_errstat *from);
 
 /* Relative L2 error ||x-y|| / ||x|| (0 when both are zero). */

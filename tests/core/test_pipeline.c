@@ -1281,7 +1281,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   return remove(path);
 }
 
-/* cz_errstat_add (vectorised, partial sums) against one serial long-double pass: the five sums to
+/* cz_errstat_add on each instruction set the CPU has (scalar, AVX2, AVX-512; vectorised,
+ * partial sums) against one serial long-double pass: the five sums to
  * 1e-12 relative, the maximum, the count and the non-finite count exactly; with NaN and Inf in
  * the reference and in the decoded values, lengths that leave tails, and odd offsets. */
 static void test_errstat_sums(void) {
@@ -1318,23 +1319,29 @@ static void test_errstat_sums(void) {
           g += (long double)y[i] * y[i];
           if (fabs(d) > m) m = fabs(d);
         }
-        cz_errstat s = {0};
-        s.max_abs = 0.25;
-        cz_errstat_add(&s, x + off, y + off, n);
-        CHECK_EQ_INT(s.count, n);
-        CHECK_EQ_INT(s.nonfinite, bad);
-        CHECK(s.max_abs == m);
-        CHECK(fabsl((long double)s.sum_ref2 - r) <= 1e-12L * r);
-        if (isinf((double)e))
-          CHECK(isinf(s.sum_err2));
-        else
-          CHECK(fabsl((long double)s.sum_err2 - e) <= 1e-12L * e);
-        /* the cosine's sums: x·y can cancel, so its bound is relative to Σ|x·y| <= sqrt(r g) */
-        if (isinf((double)g)) {
-          CHECK(isinf(s.sum_got2));
-        } else {
-          CHECK(fabsl((long double)s.sum_got2 - g) <= 1e-12L * g);
-          CHECK(fabsl((long double)s.sum_dot - dp) <= 1e-12L * sqrtl(r * g));
+        for (int isa = CZ_ISA_BEST; isa <= CZ_ISA_AVX512; isa++) {
+          cz_errstat s = {0};
+          s.max_abs = 0.25;
+          if (!cz_errstat_add_isa(&s, x + off, y + off, n, (cz_isa)isa)) {
+            CHECK(isa == CZ_ISA_AVX2 || isa == CZ_ISA_AVX512); /* only these may be missing */
+            CHECK(s.count == 0);
+            continue;
+          }
+          CHECK_EQ_INT(s.count, n);
+          CHECK_EQ_INT(s.nonfinite, bad);
+          CHECK(s.max_abs == m);
+          CHECK(fabsl((long double)s.sum_ref2 - r) <= 1e-12L * r);
+          if (isinf((double)e))
+            CHECK(isinf(s.sum_err2));
+          else
+            CHECK(fabsl((long double)s.sum_err2 - e) <= 1e-12L * e);
+          /* the cosine's sums: x·y can cancel, so its bound is relative to Σ|x·y| <= sqrt(r g) */
+          if (isinf((double)g)) {
+            CHECK(isinf(s.sum_got2));
+          } else {
+            CHECK(fabsl((long double)s.sum_got2 - g) <= 1e-12L * g);
+            CHECK(fabsl((long double)s.sum_dot - dp) <= 1e-12L * sqrtl(r * g));
+          }
         }
       }
   }
