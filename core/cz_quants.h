@@ -60,6 +60,27 @@ bool cz_q4_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q5_0_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q5_1_from_f32_avx2(const float *src, void *dst, int64_t n);
 
+/* The dequantizers of q4_0 .. q5_1 in their two implementations (cz_<t>_to_f32, the type
+ * table's, takes the AVX2 twin when the CPU has it): same floats, bit for bit, for every
+ * block; the twins return false, writing nothing, without AVX2 and F16C. */
+void cz_q4_0_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q4_1_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q5_0_to_f32_scalar(const void *src, float *dst, int64_t n);
+void cz_q5_1_to_f32_scalar(const void *src, float *dst, int64_t n);
+bool cz_q4_0_to_f32_avx2(const void *src, float *dst, int64_t n);
+bool cz_q4_1_to_f32_avx2(const void *src, float *dst, int64_t n);
+bool cz_q5_0_to_f32_avx2(const void *src, float *dst, int64_t n);
+bool cz_q5_1_to_f32_avx2(const void *src, float *dst, int64_t n);
+
+/* q8_0 twins in cz_quants_legacy.c (eight blocks per iteration, as the four above):
+ * cz_q8_0_from_f32_avx2_x8 writes the bytes of cz_quantize_row_q8_0 for finite input,
+ * cz_q8_0_to_f32_avx2 the floats of cz_dequantize_row_q8_0 (n elements, bytes of whole
+ * blocks at any alignment). Both return false, writing nothing, without AVX2 and F16C.
+ * Not yet on the type table's path: cz_type.c still takes its own cz_q8_0_from_f32_avx2
+ * and the scalar dequantizer. */
+bool cz_q8_0_from_f32_avx2_x8(const float *src, void *dst, int64_t n);
+bool cz_q8_0_to_f32_avx2(const void *src, float *dst, int64_t n);
+
 /* The file path of q4_0 .. q5_1 in its two implementations: _scalar never takes an AVX2 twin;
  * _avx2 (false, writing nothing, without AVX2) takes the from_f32 twins above without
  * importance and, with importance, fits eight blocks of a row at once through

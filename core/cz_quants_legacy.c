@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "cz_cpu.h"
 #include "cz_quants.h"
 #include "cz_type.h"
 
@@ -348,7 +349,7 @@ size_t cz_q4_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_pe
                        cz_q4_0_from_f32_avx2, q4_0_weighted_row, true);
 }
 
-void cz_q4_0_to_f32(const void *src, float *dst, int64_t n) {
+void cz_q4_0_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
     blk_q4_0 b;
@@ -427,7 +428,7 @@ size_t cz_q4_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_pe
                        cz_q4_1_from_f32_avx2, q4_1_weighted_row, true);
 }
 
-void cz_q4_1_to_f32(const void *src, float *dst, int64_t n) {
+void cz_q4_1_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
     blk_q4_1 b;
@@ -503,7 +504,7 @@ size_t cz_q5_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_pe
                        cz_q5_0_from_f32_avx2, q5_0_weighted_row, true);
 }
 
-void cz_q5_0_to_f32(const void *src, float *dst, int64_t n) {
+void cz_q5_0_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
     blk_q5_0 b;
@@ -578,7 +579,7 @@ size_t cz_q5_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_pe
                        cz_q5_1_from_f32_avx2, q5_1_weighted_row, true);
 }
 
-void cz_q5_1_to_f32(const void *src, float *dst, int64_t n) {
+void cz_q5_1_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
     blk_q5_1 b;
@@ -591,80 +592,101 @@ void cz_q5_1_to_f32(const void *src, float *dst, int64_t n) {
   }
 }
 
-/* ---- AVX2 twins of the four reference quantizers ------------------------------------------ */
+/* ---- AVX2 twins: the reference quantizers (and q8_0's), and the dequantizers ---------------- */
 
-/* Same bytes as the scalar references for finite input (the pipeline rejects anything else),
- * eight elements of a block at a time. Every per-element expression is the scalar one, lane by
- * lane, without fused multiply-adds (target avx2 only, no fma; -ffp-contract=off anyway), and
- * the conversions truncate as the scalar casts do. The only reductions are a block's extremes:
- * max and min are exact in any order, and the scalar scans keep the first element that
- * attains them (strict comparisons), which matters for the sign of the signed maximum of
- * q4_0/q5_0 and for -0.0 versus +0.0; so the vector code finds the extreme value, then the
- * first element equal to it, and takes that element's own bits. The scale, its inverse and
- * the fp16 conversions are the scalar code's. */
+/* Same bytes (and floats) as the scalar code for finite input (the pipeline rejects anything
+ * else), eight blocks per iteration, each block spread over four vectors of eight floats.
+ * Every per-element expression is the scalar one, lane by lane, without fused multiply-adds
+ * (target avx2 and f16c only, no fma; -ffp-contract=off anyway), and the conversions
+ * truncate as the scalar casts do. The only reductions are a block's extremes: max and min
+ * are exact in any order, and the scalar scans keep the first element that attains them
+ * (strict comparisons), which matters for the sign of the signed maximum of q4_0/q5_0 and
+ * for -0.0 versus +0.0 in the min and max of q4_1/q5_1; so the vector code reduces first and
+ * then looks for the first element equal to the extreme. The eight blocks' extremes are
+ * reduced into one vector (lane b = block b), so the scales, their inverses (vdivps is
+ * correctly rounded, as the scalar divisions) and their fp16 (vcvtps2ph rounds to nearest
+ * even, as cz_fp32_to_fp16, for every non-NaN float: checked over all 2^32 bit patterns) take
+ * one instruction for the eight. A row whose block count is not a multiple of eight ends with
+ * one padded group in a local buffer. The dequantizers read each scale with vcvtph2ps, exact
+ * as cz_fp16_to_fp32 for every half but NaN (it quiets a signaling one): blocks with a NaN
+ * scale or min go through the scalar code. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define CZ_AVX2 __attribute__((target("avx2")))
+#define CZ_AVX2 __attribute__((target("avx2,f16c")))
+#define CZ_AVX2_INLINE CZ_AVX2 static inline __attribute__((always_inline))
+#define CZ_UNROLL _Pragma("GCC unroll 8")
 
-CZ_AVX2 static inline float hmax8(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
+enum { GROUP = 8 }; /* blocks per iteration: one lane of the scale vectors each */
+
+/* Every AVX2 CPU has F16C; a virtual machine that hides it gets the scalar code. */
+static bool have_avx2(void) { return __builtin_cpu_supports("avx2") && cz_cpu_has_f16c(); }
+
+/* Lane b of the result: the largest (smallest) of the eight lanes of m[b]. */
+CZ_AVX2_INLINE __m256 reduce_max8(const __m256 m[GROUP]) {
+  __m256 a[4], c[2];
+  CZ_UNROLL for (int i = 0; i < 4; i++)
+    a[i] = _mm256_max_ps(_mm256_unpacklo_ps(m[2 * i], m[2 * i + 1]),
+                         _mm256_unpackhi_ps(m[2 * i], m[2 * i + 1]));
+  CZ_UNROLL for (int i = 0; i < 2; i++)
+    c[i] = _mm256_max_ps(_mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44),
+                         _mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0xEE));
+  return _mm256_max_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20),
+                       _mm256_permute2f128_ps(c[0], c[1], 0x31));
 }
 
-CZ_AVX2 static inline float hmin8(__m256 v) {
-  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
+CZ_AVX2_INLINE __m256 reduce_min8(const __m256 m[GROUP]) {
+  __m256 a[4], c[2];
+  CZ_UNROLL for (int i = 0; i < 4; i++)
+    a[i] = _mm256_min_ps(_mm256_unpacklo_ps(m[2 * i], m[2 * i + 1]),
+                         _mm256_unpackhi_ps(m[2 * i], m[2 * i + 1]));
+  CZ_UNROLL for (int i = 0; i < 2; i++)
+    c[i] = _mm256_min_ps(_mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44),
+                         _mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0xEE));
+  return _mm256_min_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20),
+                       _mm256_permute2f128_ps(c[0], c[1], 0x31));
 }
 
-/* Index of the first of the 32 lanes where v[k] == t (one must exist). */
-CZ_AVX2 static inline int first_equal(const __m256 v[4], float t) {
-  const __m256 tv = _mm256_set1_ps(t);
-  uint32_t mask = 0;
-  for (int k = 0; k < 4; k++)
-    mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(v[k], tv, _CMP_EQ_OQ)) << (8 * k);
-  return __builtin_ctz(mask);
+/* Lane b of v in all eight lanes. */
+CZ_AVX2_INLINE __m256 lane(__m256 v, int b) {
+  return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(b));
 }
 
-/* The scalar signed_absmax: +0.0 when every |x| is 0, else the first x of largest |x|. */
-CZ_AVX2 static inline float signed_absmax8(const float *x, const __m256 v[4]) {
+/* Per block b: max over its 32 elements of |x|. */
+CZ_AVX2_INLINE void block_absmax(const float *x, __m256 m[GROUP]) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  __m256 a[4];
-  for (int k = 0; k < 4; k++) a[k] = _mm256_andnot_ps(sign, v[k]);
-  const float amax = hmax8(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
-  return amax > 0.0f ? x[first_equal(a, amax)] : 0.0f;
-}
-
-/* The scalar min_max: the first element equal to the minimum, and to the maximum. Equal
- * nonzero floats have equal bits, so only a zero extreme needs the search (its sign). */
-CZ_AVX2 static inline void min_max8(const float *x, const __m256 v[4], float *lo, float *hi) {
-  const float mn = hmin8(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
-  const float mx = hmax8(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
-  *lo = mn != 0.0f ? mn : x[first_equal(v, mn)];
-  *hi = mx != 0.0f ? mx : x[first_equal(v, mx)];
-}
-
-/* (int)trunc((v - sub) * id + add) for the 32 elements, as bytes in element order (every code
- * fits a byte; packs saturate, which never triggers). q4_0/q5_0 pass sub = +0.0: x - 0.0 is
- * x bit for bit, so that is the scalar x * id. */
-CZ_AVX2 static inline __m256i codes8(const __m256 v[4], float sub, float id, float add,
-                                     int clamp) {
-  const __m256 s = _mm256_set1_ps(sub), m = _mm256_set1_ps(id), a = _mm256_set1_ps(add);
-  __m256i c[4];
-  for (int k = 0; k < 4; k++) {
-    c[k] = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], s), m), a));
-    if (clamp) c[k] = _mm256_min_epi32(c[k], _mm256_set1_epi32(clamp));
+  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
+    const float *y = x + QK * b;
+    m[b] = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(y)),
+                                       _mm256_andnot_ps(sign, _mm256_loadu_ps(y + 8))),
+                         _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(y + 16)),
+                                       _mm256_andnot_ps(sign, _mm256_loadu_ps(y + 24))));
   }
+}
+
+/* d ? 1 / d : 0, lane by lane (+0.0 for a zero of either sign, as the scalar). */
+CZ_AVX2_INLINE __m256 inverse(__m256 d) {
+  return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d),
+                       _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
+/* The first of the 32 elements equal to t (the scalar scans' choice between -0.0 and +0.0). */
+static float first_equal(const float *y, float t) {
+  for (int j = 0; j < QK; j++)
+    if (y[j] == t) return y[j];
+  return t;
+}
+
+/* Four vectors of int32 codes to 32 bytes in element order (signed saturation; codes that
+ * matter fit a byte, and 0x80000000 from a NaN or infinite product becomes 0x80, whose low
+ * five bits are those of the scalar cast's 0). */
+CZ_AVX2_INLINE __m256i pack_codes(const __m256i c[4]) {
   const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
   return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
 /* qs[j] = low 4 bits of code j | low 4 bits of code j + 16 << 4. */
-CZ_AVX2 static inline void store_nibbles(__m256i q, uint8_t qs[QK / 2]) {
+CZ_AVX2_INLINE void store_nibbles(__m256i q, uint8_t *qs) {
   const __m128i m = _mm_set1_epi8(0x0F);
   const __m128i lo = _mm_and_si128(_mm256_castsi256_si128(q), m);
   const __m128i hi = _mm_and_si128(_mm256_extracti128_si256(q, 1), m);
@@ -672,100 +694,313 @@ CZ_AVX2 static inline void store_nibbles(__m256i q, uint8_t qs[QK / 2]) {
 }
 
 /* Bit 4 of code j into bit j (movemask reads bit 7 of each byte after a shift by 3). */
-CZ_AVX2 static inline void store_high_bits(__m256i q, uint8_t qh[4]) {
+CZ_AVX2_INLINE void store_high_bits(__m256i q, uint8_t *qh) {
   const uint32_t bits = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(q, 3));
   memcpy(qh, &bits, 4);
 }
 
-CZ_AVX2 static inline void load8(const float *x, __m256 v[4]) {
-  for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
-}
-
-static bool have_avx2(void) { return __builtin_cpu_supports("avx2"); }
-
-CZ_AVX2 static void q4_0_avx2(const float *src, uint8_t *out, int64_t nb) {
-  for (int64_t i = 0; i < nb; i++) {
-    const float *x = src + i * QK;
-    __m256 v[4];
-    blk_q4_0 b;
-    load8(x, v);
-    const float d = signed_absmax8(x, v) / -8;
-    const float id = d ? 1.0f / d : 0.0f;
-    b.d = cz_fp32_to_fp16(d);
-    store_nibbles(codes8(v, 0.0f, id, 8.5f, 15), b.qs);
-    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+/* q4_0 (nmax 8) and q5_0 (nmax 16): GROUP blocks of x to out, bytes blocks apart. d = max /
+ * -nmax with max the first element of largest |x| (+0.0 for a block of zeros: the scalar's
+ * strict < never fires), codes (int)(x * id + nmax + 0.5) clamped to 2 nmax - 1. */
+CZ_AVX2_INLINE void symmetric_group(const float *x, uint8_t *out, size_t bytes, int nmax) {
+  __m256 m[GROUP];
+  block_absmax(x, m);
+  const __m256 amax = reduce_max8(m);
+  uint32_t neg = 0; /* bit b: block b's first element of largest |x| is negative */
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
+    const float *y = x + QK * b;
+    const __m256 t = lane(amax, b);
+    uint32_t eq = 0, sg = 0;
+    CZ_UNROLL for (int k = 0; k < 4; k++) {
+      const __m256 v = _mm256_loadu_ps(y + 8 * k);
+      eq |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), t, _CMP_EQ_OQ)) << (8 * k);
+      sg |= (uint32_t)_mm256_movemask_ps(v) << (8 * k);
+    }
+    neg |= ((sg >> __builtin_ctz(eq | 0x80000000u)) & 1u) << b;
+  }
+  const __m256i negv = _mm256_sllv_epi32(_mm256_set1_epi32((int)neg), _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24));
+  const __m256 max = _mm256_or_ps(amax, _mm256_and_ps(_mm256_and_ps(_mm256_castsi256_ps(negv), sign),
+                                                      _mm256_cmp_ps(amax, _mm256_setzero_ps(), _CMP_GT_OQ)));
+  const __m256 d = _mm256_div_ps(max, _mm256_set1_ps((float)-nmax));
+  const __m256 id = inverse(d);
+  uint16_t hd[GROUP];
+  _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(d, 0));
+  const __m256 add = _mm256_set1_ps((float)nmax + 0.5f);
+  const __m256i top = _mm256_set1_epi32(2 * nmax - 1);
+  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
+    const float *y = x + QK * b;
+    const __m256 idb = lane(id, b);
+    __m256i c[4];
+    CZ_UNROLL for (int k = 0; k < 4; k++)
+      c[k] = _mm256_min_epi32(
+          _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(y + 8 * k), idb), add)), top);
+    const __m256i q = pack_codes(c);
+    uint8_t *o = out + b * bytes;
+    memcpy(o, &hd[b], 2);
+    if (nmax == 16) {
+      store_high_bits(q, o + 2);
+      store_nibbles(q, o + 6);
+    } else {
+      store_nibbles(q, o + 2);
+    }
   }
 }
 
-CZ_AVX2 static void q4_1_avx2(const float *src, uint8_t *out, int64_t nb) {
-  for (int64_t i = 0; i < nb; i++) {
-    const float *x = src + i * QK;
-    __m256 v[4];
-    blk_q4_1 b;
-    float min, max;
-    load8(x, v);
-    min_max8(x, v, &min, &max);
-    const float d = (max - min) / 15;
-    const float id = d ? 1.0f / d : 0.0f;
-    b.d = cz_fp32_to_fp16(d);
-    b.m = cz_fp32_to_fp16(min);
-    store_nibbles(codes8(v, min, id, 0.5f, 15), b.qs);
-    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+/* q4_1 (nmax 15, clamped) and q5_1 (nmax 31, not clamped, as the scalar): d = (max - min) /
+ * nmax, codes (int)((x - min) * id + 0.5). */
+CZ_AVX2_INLINE void affine_group(const float *x, uint8_t *out, size_t bytes, int nmax) {
+  __m256 lo[GROUP], hi[GROUP];
+  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
+    const float *y = x + QK * b;
+    const __m256 v0 = _mm256_loadu_ps(y), v1 = _mm256_loadu_ps(y + 8);
+    const __m256 v2 = _mm256_loadu_ps(y + 16), v3 = _mm256_loadu_ps(y + 24);
+    lo[b] = _mm256_min_ps(_mm256_min_ps(v0, v1), _mm256_min_ps(v2, v3));
+    hi[b] = _mm256_max_ps(_mm256_max_ps(v0, v1), _mm256_max_ps(v2, v3));
+  }
+  __m256 mn = reduce_min8(lo), mx = reduce_max8(hi);
+  /* equal nonzero floats have equal bits: only a zero extreme needs the scalar's choice */
+  const __m256 zero = _mm256_setzero_ps();
+  const int zeros = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(mn, zero, _CMP_EQ_OQ),
+                                                    _mm256_cmp_ps(mx, zero, _CMP_EQ_OQ)));
+  if (zeros) {
+    float fmn[GROUP], fmx[GROUP];
+    _mm256_storeu_ps(fmn, mn);
+    _mm256_storeu_ps(fmx, mx);
+    for (int b = 0; b < GROUP; b++) {
+      if (fmn[b] == 0.0f) fmn[b] = first_equal(x + QK * b, fmn[b]);
+      if (fmx[b] == 0.0f) fmx[b] = first_equal(x + QK * b, fmx[b]);
+    }
+    mn = _mm256_loadu_ps(fmn);
+    mx = _mm256_loadu_ps(fmx);
+  }
+  const __m256 d = _mm256_div_ps(_mm256_sub_ps(mx, mn), _mm256_set1_ps((float)nmax));
+  const __m256 id = inverse(d);
+  uint16_t hd[GROUP], hm[GROUP];
+  _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(d, 0));
+  _mm_storeu_si128((__m128i *)hm, _mm256_cvtps_ph(mn, 0));
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256i top = _mm256_set1_epi32(nmax);
+  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
+    const float *y = x + QK * b;
+    const __m256 idb = lane(id, b), mnb = lane(mn, b);
+    __m256i c[4];
+    CZ_UNROLL for (int k = 0; k < 4; k++) {
+      c[k] = _mm256_cvttps_epi32(
+          _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(y + 8 * k), mnb), idb), half));
+      if (nmax == 15) c[k] = _mm256_min_epi32(c[k], top);
+    }
+    const __m256i q = pack_codes(c);
+    uint8_t *o = out + b * bytes;
+    memcpy(o, &hd[b], 2);
+    memcpy(o + 2, &hm[b], 2);
+    if (nmax == 31) {
+      store_high_bits(q, o + 4);
+      store_nibbles(q, o + 8);
+    } else {
+      store_nibbles(q, o + 4);
+    }
   }
 }
 
-CZ_AVX2 static void q5_0_avx2(const float *src, uint8_t *out, int64_t nb) {
-  for (int64_t i = 0; i < nb; i++) {
-    const float *x = src + i * QK;
-    __m256 v[4];
-    blk_q5_0 b;
-    load8(x, v);
-    const float d = signed_absmax8(x, v) / -16;
-    const float id = d ? 1.0f / d : 0.0f;
-    b.d = cz_fp32_to_fp16(d);
-    const __m256i q = codes8(v, 0.0f, id, 16.5f, 31);
-    store_nibbles(q, b.qs);
-    store_high_bits(q, b.qh);
-    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+/* q8_0: d = amax / 127, codes roundf(x * id) with roundf's half away from zero: truncate, and
+ * step one away from zero when the remainder (exact) is at least a half; the low byte of the
+ * int32, as the scalar (int8_t) cast keeps it (also of the 0x80000000 that cvttps gives for
+ * the infinite or NaN x * id of a block whose d is subnormal, where 1 / d overflows). */
+CZ_AVX2_INLINE void q8_0_group(const float *x, uint8_t *out) {
+  __m256 m[GROUP];
+  block_absmax(x, m);
+  const __m256 d = _mm256_div_ps(reduce_max8(m), _mm256_set1_ps(127.0f));
+  const __m256 id = inverse(d);
+  uint16_t hd[GROUP];
+  _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(d, 0));
+  const __m256 half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f);
+  const __m256i low = _mm256_set1_epi32(0xFF);
+  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
+    const float *y = x + QK * b;
+    const __m256 idb = lane(id, b);
+    __m256i q[4];
+    CZ_UNROLL for (int k = 0; k < 4; k++) {
+      const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(y + 8 * k), idb);
+      const __m256 r = _mm256_sub_ps(p, _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+      __m256i t = _mm256_cvttps_epi32(p);
+      t = _mm256_sub_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(r, half, _CMP_GE_OQ)));
+      t = _mm256_add_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(r, nhalf, _CMP_LE_OQ)));
+      q[k] = _mm256_and_si256(t, low);
+    }
+    const __m256i b8 = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
+    uint8_t *o = out + b * sizeof(cz_block_q8_0);
+    memcpy(o, &hd[b], 2);
+    _mm256_storeu_si256((__m256i *)(o + 2),
+                        _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
   }
 }
 
-CZ_AVX2 static void q5_1_avx2(const float *src, uint8_t *out, int64_t nb) {
-  for (int64_t i = 0; i < nb; i++) {
-    const float *x = src + i * QK;
-    __m256 v[4];
-    blk_q5_1 b;
-    float min, max;
-    load8(x, v);
-    min_max8(x, v, &min, &max);
-    const float d = (max - min) / 31;
-    const float id = d ? 1.0f / d : 0.0f;
-    b.d = cz_fp32_to_fp16(d);
-    b.m = cz_fp32_to_fp16(min);
-    const __m256i q = codes8(v, min, id, 0.5f, 0); /* no clamp, as the scalar */
-    store_nibbles(q, b.qs);
-    store_high_bits(q, b.qh);
-    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+/* nb blocks of src to out: whole groups in place, the last nb % GROUP blocks through a
+ * zero-padded local group. */
+#define CZ_GROUPS(name, group_call, bytes)                                                  \
+  CZ_AVX2 static void name(const float *src, uint8_t *out, int64_t nb) {                    \
+    int64_t i = 0;                                                                          \
+    for (; i + GROUP <= nb; i += GROUP) {                                                   \
+      const float *x = src + i * QK;                                                        \
+      uint8_t *o = out + i * (int64_t)(bytes);                                              \
+      group_call;                                                                           \
+    }                                                                                       \
+    if (i < nb) {                                                                           \
+      float xb[GROUP * QK] = {0};                                                           \
+      uint8_t ob[GROUP * (bytes)];                                                          \
+      memcpy(xb, src + i * QK, (size_t)(nb - i) * QK * sizeof(float));                      \
+      const float *x = xb;                                                                  \
+      uint8_t *o = ob;                                                                      \
+      group_call;                                                                           \
+      memcpy(out + i * (int64_t)(bytes), ob, (size_t)(nb - i) * (bytes));                   \
+    }                                                                                       \
+  }
+
+CZ_GROUPS(q4_0_avx2, symmetric_group(x, o, sizeof(blk_q4_0), 8), sizeof(blk_q4_0))
+CZ_GROUPS(q5_0_avx2, symmetric_group(x, o, sizeof(blk_q5_0), 16), sizeof(blk_q5_0))
+CZ_GROUPS(q4_1_avx2, affine_group(x, o, sizeof(blk_q4_1), 15), sizeof(blk_q4_1))
+CZ_GROUPS(q5_1_avx2, affine_group(x, o, sizeof(blk_q5_1), 31), sizeof(blk_q5_1))
+CZ_GROUPS(q8_0_avx2, q8_0_group(x, o), sizeof(cz_block_q8_0))
+
+/* ---- dequantizers ---- */
+
+/* A half's float, or false for a NaN (the block then takes the scalar code). */
+CZ_AVX2_INLINE bool scale_of(const uint8_t *p, __m256 *v) {
+  uint16_t h;
+  memcpy(&h, p, 2);
+  if ((h & 0x7FFF) > 0x7C00) return false;
+  *v = _mm256_set1_ps(_cvtsh_ss(h));
+  return true;
+}
+
+/* Eight codes (int32) times d, plus m when affine, as the scalar: (float)q * d [+ m]. */
+CZ_AVX2_INLINE void store_dq(float *y, __m256i q, __m256 d, const __m256 *m) {
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+  if (m) v = _mm256_add_ps(v, *m);
+  _mm256_storeu_ps(y, v);
+}
+
+CZ_AVX2 static void q8_0_to_f32_avx2(const uint8_t *s, float *y, int64_t nb) {
+  for (int64_t i = 0; i < nb; i++, s += sizeof(cz_block_q8_0), y += QK) {
+    __m256 d;
+    if (!scale_of(s, &d)) {
+      cz_block_q8_0 b;
+      memcpy(&b, s, sizeof b);
+      cz_dequantize_row_q8_0(&b, y, QK);
+      continue;
+    }
+    CZ_UNROLL for (int k = 0; k < 4; k++)
+      store_dq(y + 8 * k, _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + 2 + 8 * k))), d, NULL);
   }
 }
+
+/* The low nibbles of qs are elements 0..15, the high ones 16..31; five-bit types add bit j of
+ * qh as bit 4 of element j. bias: the code offset of the symmetric types (0 for affine). */
+CZ_AVX2_INLINE void dq_block(const uint8_t *qs, const uint8_t *qh, float *y, __m256 d,
+                             const __m256 *m, int bias) {
+  const __m128i raw = _mm_loadu_si128((const __m128i *)qs), mask = _mm_set1_epi8(0x0F);
+  const __m128i nib[2] = {_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, 4), mask)};
+  __m256i hv = _mm256_setzero_si256();
+  if (qh) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    hv = _mm256_set1_epi32((int)h);
+  }
+  const __m256i bv = _mm256_set1_epi32(bias), one = _mm256_set1_epi32(1);
+  CZ_UNROLL for (int g = 0; g < 4; g++) { /* elements 8 g .. 8 g + 7 */
+    const __m128i src = (g & 1) ? _mm_srli_si128(nib[g >> 1], 8) : nib[g >> 1];
+    __m256i q = _mm256_cvtepu8_epi32(src);
+    if (qh) {
+      const __m256i sh = _mm256_add_epi32(_mm256_set1_epi32(8 * g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      q = _mm256_or_si256(q, _mm256_slli_epi32(_mm256_and_si256(_mm256_srlv_epi32(hv, sh), one), 4));
+    }
+    if (bias) q = _mm256_sub_epi32(q, bv);
+    store_dq(y + 8 * g, q, d, m);
+  }
+}
+
+#define CZ_DQ(name, blk, scalar, affine, five, bias)                                        \
+  CZ_AVX2 static void name(const uint8_t *s, float *y, int64_t nb) {                        \
+    for (int64_t i = 0; i < nb; i++, s += sizeof(blk), y += QK) {                           \
+      __m256 d, m = _mm256_setzero_ps();                                                    \
+      if (!scale_of(s, &d) || (affine && !scale_of(s + 2, &m))) {                           \
+        scalar(s, y, QK);                                                                   \
+        continue;                                                                           \
+      }                                                                                     \
+      const uint8_t *q = s + (affine ? 4 : 2);                                              \
+      dq_block(q + (five ? 4 : 0), five ? q : NULL, y, d, affine ? &m : NULL, bias);        \
+    }                                                                                       \
+  }
+
+CZ_DQ(q4_0_to_f32_avx2, blk_q4_0, cz_q4_0_to_f32_scalar, 0, 0, 8)
+CZ_DQ(q4_1_to_f32_avx2, blk_q4_1, cz_q4_1_to_f32_scalar, 1, 0, 0)
+CZ_DQ(q5_0_to_f32_avx2, blk_q5_0, cz_q5_0_to_f32_scalar, 0, 1, 16)
+CZ_DQ(q5_1_to_f32_avx2, blk_q5_1, cz_q5_1_to_f32_scalar, 1, 1, 0)
 
 #define CZ_AVX2_ENTRY(t)                                                    \
   bool cz_##t##_from_f32_avx2(const float *src, void *dst, int64_t n) {     \
     if (!have_avx2()) return false;                                         \
     t##_avx2(src, dst, n / QK);                                             \
     return true;                                                            \
+  }                                                                         \
+  bool cz_##t##_to_f32_avx2(const void *src, float *dst, int64_t n) {       \
+    if (!have_avx2()) return false;                                         \
+    t##_to_f32_avx2(src, dst, n / QK);                                      \
+    return true;                                                            \
   }
+
+bool cz_q8_0_from_f32_avx2_x8(const float *src, void *dst, int64_t n) {
+  if (!have_avx2()) return false;
+  q8_0_avx2(src, dst, n / QK);
+  return true;
+}
+
+bool cz_q8_0_to_f32_avx2(const void *src, float *dst, int64_t n) {
+  if (!have_avx2()) return false;
+  q8_0_to_f32_avx2(src, dst, n / QK);
+  return true;
+}
 #else
 #define CZ_AVX2_ENTRY(t)                                                    \
   bool cz_##t##_from_f32_avx2(const float *src, void *dst, int64_t n) {     \
-    (void)src;                                                              \
-    (void)dst;                                                              \
-    (void)n;                                                                \
+    (void)src, (void)dst, (void)n;                                          \
+    return false;                                                           \
+  }                                                                         \
+  bool cz_##t##_to_f32_avx2(const void *src, float *dst, int64_t n) {       \
+    (void)src, (void)dst, (void)n;                                          \
     return false;                                                           \
   }
+
+bool cz_q8_0_from_f32_avx2_x8(const float *src, void *dst, int64_t n) {
+  (void)src, (void)dst, (void)n;
+  return false;
+}
+
+bool cz_q8_0_to_f32_avx2(const void *src, float *dst, int64_t n) {
+  (void)src, (void)dst, (void)n;
+  return false;
+}
 #endif
 
 CZ_AVX2_ENTRY(q4_0)
 CZ_AVX2_ENTRY(q4_1)
 CZ_AVX2_ENTRY(q5_0)
 CZ_AVX2_ENTRY(q5_1)
+
+/* The type table's dequantizers: the AVX2 twin when the CPU has it. */
+void cz_q4_0_to_f32(const void *src, float *dst, int64_t n) {
+  if (!cz_q4_0_to_f32_avx2(src, dst, n)) cz_q4_0_to_f32_scalar(src, dst, n);
+}
+
+void cz_q4_1_to_f32(const void *src, float *dst, int64_t n) {
+  if (!cz_q4_1_to_f32_avx2(src, dst, n)) cz_q4_1_to_f32_scalar(src, dst, n);
+}
+
+void cz_q5_0_to_f32(const void *src, float *dst, int64_t n) {
+  if (!cz_q5_0_to_f32_avx2(src, dst, n)) cz_q5_0_to_f32_scalar(src, dst, n);
+}
+
+void cz_q5_1_to_f32(const void *src, float *dst, int64_t n) {
+  if (!cz_q5_1_to_f32_avx2(src, dst, n)) cz_q5_1_to_f32_scalar(src, dst, n);
+}

@@ -5,7 +5,9 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
- * - avx2: the AVX2 twins of the legacy, mxfp4, tq1_0 and tq2_0 references, and of the file path of the legacy types,
+ * - avx2: the AVX2 twins of the legacy, mxfp4, tq1_0 and tq2_0 references (also on every block
+ *   count 1 .. 40), of the legacy dequantizers (bit for bit, NaN and infinite scales included),
+ *   and of the file path of the legacy types,
  *   iq4_nl and iq4_xs (with and without importance), write the same bytes as the scalar code on the golden
  *   inputs, random rows and blocks aimed at their reductions; the golden check runs both
  *   implementations of those file paths;
@@ -359,6 +361,115 @@ static void check_avx2(const qtype *q) {
     CHECK_EQ_INT(tr->quantize(x, b, n / COLS, COLS, NULL), nb);
     check_same_bytes(what, b, a + 3, nb);
   }
+  /* every block count 1 .. 40 from an odd block of random and special blocks (the legacy
+   * twins go eight blocks at a time: whole groups and a padded rest) */
+  fill_random(x, NR / 2, 0.02);
+  fill_special(x + NR / 2, NR / 2 / 32);
+  for (int blocks = 1; blocks <= 40; blocks++) {
+    for (int half = 0; half < 2; half++) {
+      const float *src = x + half * (NR / 2) + 32 * (blocks * 13 % 97);
+      const int64_t n = 32 * (int64_t)blocks;
+      const size_t nb = nbytes_of(q->type, n);
+      char what[128];
+      snprintf(what, sizeof what, "%s avx2 on %d %s blocks", tr->name, blocks,
+               half ? "special" : "random");
+      memset(a, 0x5A, sizeof a);
+      memset(b, 0x5A, sizeof b);
+      tr->from_f32(src, a + 1, n);
+      CHECK(fast(src, b + 1, n));
+      check_same_bytes(what, b, a, nb + 2);
+    }
+  }
+}
+
+/* ---- dequantizer twins --------------------------------------------------------------------- */
+
+typedef void (*dequant_fn)(const void *src, float *dst, int64_t n);
+typedef bool (*dequant_avx2_fn)(const void *src, float *dst, int64_t n);
+
+static bool dequant_impls(cz_type t, dequant_fn *scalar, dequant_avx2_fn *fast) {
+  switch ((int)t) {
+    case CZ_TYPE_Q4_0: *scalar = cz_q4_0_to_f32_scalar; *fast = cz_q4_0_to_f32_avx2; return true;
+    case CZ_TYPE_Q4_1: *scalar = cz_q4_1_to_f32_scalar; *fast = cz_q4_1_to_f32_avx2; return true;
+    case CZ_TYPE_Q5_0: *scalar = cz_q5_0_to_f32_scalar; *fast = cz_q5_0_to_f32_avx2; return true;
+    case CZ_TYPE_Q5_1: *scalar = cz_q5_1_to_f32_scalar; *fast = cz_q5_1_to_f32_avx2; return true;
+    default: return false;
+  }
+}
+
+static uint32_t float_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* The dequantizer twin gives the scalar floats bit for bit, NaNs included, on blocks of random
+ * bytes whose scale (and min) halves are zeros of both signs, subnormal, the largest finite,
+ * infinite, NaN (signaling and quiet) or random; the golden blocks; every block count 1 .. 40
+ * and a long row from odd addresses; and the table's to_f32 takes it. */
+static void check_dequant_avx2(const qtype *q) {
+  const cz_type_traits *tr = cz_type_get(q->type);
+  dequant_fn scalar;
+  dequant_avx2_fn fast;
+  enum { NBLK = 2053, MAXB = 24 };
+  static uint8_t raw[NBLK * MAXB + 1];
+  static float want[NBLK * 32], got[NBLK * 32 + 1];
+  if (!dequant_impls(q->type, &scalar, &fast)) {
+    CHECK(false);
+    return;
+  }
+  const size_t bs = tr->type_size;
+  const bool affine = q->type == CZ_TYPE_Q4_1 || q->type == CZ_TYPE_Q5_1;
+  static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83FF, 0x7BFF, 0xFBFF,
+                                     0x7C00, 0xFC00, 0x7C01, 0xFE00, 0x3C00, 0x0400};
+  for (size_t i = 0; i < sizeof raw; i++) raw[i] = (uint8_t)(rng_unit() * 256);
+  for (int blk = 0; blk < NBLK; blk++) {
+    uint8_t *p = raw + 1 + blk * bs;
+    const uint16_t d = special[(blk / 2) % 12], m = special[(blk / 5 + 3) % 12];
+    if (blk % 2 == 0) memcpy(p, &d, 2);
+    if (affine && blk % 3 == 0) memcpy(p + 2, &m, 2);
+  }
+  if (!__builtin_cpu_supports("avx2")) {
+    CHECK(!fast(raw + 1, got, 32)); /* no AVX2: it must decline */
+    printf("# no AVX2 on this CPU: only the fallback checked\n");
+    return;
+  }
+  scalar(raw + 1, want, NBLK * 32);
+  for (int nb = 1; nb <= 41; nb++) {
+    const int blocks = nb == 41 ? NBLK : nb, start = nb == 41 ? 0 : (nb * 89) % (NBLK - 40);
+    const int64_t n = 32 * (int64_t)blocks;
+    for (int64_t i = 0; i <= n; i++) memcpy(&got[i], "ZZZZ", 4);
+    if (!fast(raw + 1 + start * bs, got, n)) {
+      CHECK(false); /* the CPU has AVX2: it may decline only without F16C */
+      printf("# %s dequantizer twin declined\n", tr->name);
+      return;
+    }
+    size_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+      if (float_bits(got[i]) != float_bits(want[start * 32 + i]) && bad++ < 3)
+        printf("# %s to_f32 avx2, %d blocks from %d: element %lld %08x, scalar %08x\n", tr->name,
+               blocks, start, (long long)i, float_bits(got[i]), float_bits(want[start * 32 + i]));
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(memcmp(&got[n], "ZZZZ", 4) == 0); /* nothing written past the end */
+  }
+  memset(got, 0, sizeof got);
+  tr->to_f32(raw + 1, got, NBLK * 32);
+  CHECK(memcmp(got, want, NBLK * 32 * sizeof(float)) == 0);
+  /* ggml's blocks and floats (the golden check runs the table's to_f32, now the twin; here
+   * the scalar code too) */
+  for (int d = 0; d < N_DISTS; d++) {
+    char qname[64], dname[64];
+    snprintf(qname, sizeof qname, "%s.%s.quant", tr->name, DISTS[d]);
+    snprintf(dname, sizeof dname, "%s.%s.dequant", tr->name, DISTS[d]);
+    const cz_tensor *tq = golden_tensor(qname, CZ_TYPE_U8, nbytes_of(q->type, N));
+    const cz_tensor *td = golden_tensor(dname, CZ_TYPE_F32, N * sizeof(float));
+    if (tq == NULL || td == NULL) return;
+    scalar(tq->data, want, N);
+    check_same_bytes(dname, want, td->data, N * sizeof(float));
+    CHECK(fast(tq->data, got, N));
+    check_same_bytes(dname, got, td->data, N * sizeof(float));
+  }
 }
 
 /* The file path's AVX2 twin against its scalar code, with and without importance weights, on
@@ -618,6 +729,7 @@ typedef enum {
   K_REFERENCE,
   K_AVX2,
   K_AVX2_FILE,
+  K_DEQUANT,
   K_PIPELINE,
   K_IMATRIX_RUN
 } kind;
@@ -642,6 +754,7 @@ static void run_next(void) {
     case K_REFERENCE: check_reference(c->q); break;
     case K_AVX2: check_avx2(c->q); break;
     case K_AVX2_FILE: check_avx2_file(c->q); break;
+    case K_DEQUANT: check_dequant_avx2(c->q); break;
     case K_PIPELINE: check_pipeline_run(c->q->type, c->ftype); break;
     case K_IMATRIX_RUN: check_imatrix_run(c->q->type, c->ftype); break;
   }
@@ -661,6 +774,7 @@ static void add_case(kind k, const qtype *q, const char *dist, const char *ftype
     case K_REFERENCE: snprintf(nm, 64, "reference %s", t); break;
     case K_AVX2: snprintf(nm, 64, "avx2 %s = scalar", t); break;
     case K_AVX2_FILE: snprintf(nm, 64, "avx2 %s file path = scalar", t); break;
+    case K_DEQUANT: snprintf(nm, 64, "avx2 %s to_f32 = scalar", t); break;
     case K_PIPELINE: snprintf(nm, 64, "pipeline %s = llama-quantize %s", t, ftype); break;
     case K_IMATRIX_RUN: snprintf(nm, 64, "imatrix %s = llama-quantize %s --imatrix", t, ftype); break;
   }
@@ -701,6 +815,11 @@ int main(void) {
     quantize_fn s;
     quantize_avx2_fn f;
     if (file_path_impls(TYPES[i].type, &s, &f)) add_case(K_AVX2_FILE, &TYPES[i], NULL, NULL);
+  }
+  for (int i = 0; i < N_TYPES; i++) {
+    dequant_fn s;
+    dequant_avx2_fn f;
+    if (dequant_impls(TYPES[i].type, &s, &f)) add_case(K_DEQUANT, &TYPES[i], NULL, NULL);
   }
   static const struct {
     cz_type t;

@@ -1,5 +1,6 @@
 /* test_type: the type table and the fp16/bf16/Q8_0 primitives against independent references;
- * the AVX2 twin of Q8_0 and the F16C twin of F16 -> F32 against the scalar code. */
+ * the AVX2 twins of Q8_0 (cz_type.c's quantizer, cz_quants_legacy.c's quantizer and
+ * dequantizer) and the F16C twin of F16 -> F32 against the scalar code. */
 #include <math.h>
 #include <stdint.h>
 
@@ -397,6 +398,93 @@ static void test_q8_0_avx2(void) {
   CHECK(memcmp(got, want, sizeof want) == 0);
 }
 
+/* The eight-block Q8_0 twin of cz_quants_legacy.c writes the scalar reference's bytes: the
+ * inputs of test_q8_0_avx2 plus exact halves at other scales (amax 127 * 2^e: id = 2^-e, so
+ * x * id = k + 0.5 of both signs), a maximum of either sign, -0.0 blocks, one subnormal or
+ * huge lane, d subnormal with 1 / d finite or infinite; every block count 1 .. 40 (whole
+ * groups of eight and a padded rest) from odd addresses, and a long row. */
+static void test_q8_0_avx2_x8(void) {
+  enum { NB = 4099, N = NB * CZ_QK8_0 };
+  static float x[N + 1];
+  static cz_block_q8_0 want[NB];
+  static unsigned char got[sizeof want + 2];
+  float *xs = x + 1; /* a source that is not 32-byte aligned */
+  for (int b = 0; b < NB; b++) {
+    float *y = xs + b * CZ_QK8_0;
+    const int pos = (int)(rng_next() % 32), e = (int)(rng_next() % 60) - 30;
+    for (int j = 0; j < 32; j++)
+      y[j] = (float)((double)(int64_t)rng_next() / 0x1p63 * ldexp(1, (int)(rng_next() % 20) - 10));
+    switch (b % 13) {
+      case 0: case 1: /* halves at scale 2^e */
+        for (int j = 0; j < 32; j++)
+          y[j] = ldexpf((float)((int)(rng_next() % 253) - 126) + (j % 2 ? 0.5f : -0.5f), e);
+        y[pos] = ldexpf(b % 2 ? 127.0f : -127.0f, e);
+        break;
+      case 2: for (int j = 0; j < 32; j++) y[j] = -0.0f; break;
+      case 3: for (int j = 0; j < 32; j++) y[j] = j % 3 ? 0.0f : -0.0f; break;
+      case 4: for (int j = 0; j < 32; j++) y[j] = 0.0f; y[pos] = b % 2 ? 1e-42f : -3e38f; break;
+      case 5: for (int j = 0; j < 32; j++) y[j] *= 1e-40f; break; /* 1 / d infinite */
+      case 6: for (int j = 0; j < 32; j++) y[j] *= 4e-37f; break; /* d subnormal, 1 / d finite */
+      case 7: for (int j = 0; j < 32; j++) y[j] *= 3e37f; break;
+      case 8: y[pos] = 5.0f; y[(pos + 3) % 32] = -5.0f; break;
+      case 9: for (int j = 0; j < 32; j++) y[j] = (float)(j - 16) * 0.5f; break;
+      default: break;
+    }
+  }
+  cz_quantize_row_q8_0(xs, want, N);
+  if (!__builtin_cpu_supports("avx2") || !have_f16c()) {
+    CHECK(!cz_q8_0_from_f32_avx2_x8(xs, got, N));
+    printf("# no AVX2 and F16C: only the fallback checked\n");
+    return;
+  }
+  for (int nb = 1; nb <= 41; nb++) {
+    const int blocks = nb == 41 ? NB : nb, start = nb == 41 ? 0 : (nb * 97) % (NB - 40);
+    const size_t bytes = (size_t)blocks * sizeof(cz_block_q8_0);
+    memset(got, 0x5A, sizeof got);
+    CHECK(cz_q8_0_from_f32_avx2_x8(xs + start * CZ_QK8_0, got + 1, (int64_t)blocks * CZ_QK8_0));
+    size_t bad = 0;
+    for (size_t i = 0; i < bytes; i++) bad += got[1 + i] != ((unsigned char *)(want + start))[i];
+    if (bad) printf("# q8_0 avx2 x8, %d blocks from %d: %zu bytes differ\n", blocks, start, bad);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(got[0] == 0x5A && got[bytes + 1] == 0x5A); /* nothing written around */
+  }
+}
+
+/* The Q8_0 dequantizer twin gives cz_dequantize_row_q8_0's bits for blocks of random bytes
+ * whose scales are zeros of both signs, subnormal, huge, infinite, NaN (signaling and quiet)
+ * and random halves, codes -128 .. 127; every block count 1 .. 40 and a long row, from odd
+ * addresses. */
+static void test_q8_0_to_f32_avx2(void) {
+  enum { NB = 2051, N = NB * CZ_QK8_0 };
+  static cz_block_q8_0 q[NB];
+  static unsigned char raw[sizeof q + 1];
+  static float want[N], got[N + 1];
+  for (int b = 0; b < NB; b++) {
+    for (int j = 0; j < 32; j++) q[b].qs[j] = (int8_t)(rng_next() & 0xFF);
+    static const uint16_t special[] = {0x0000, 0x8000, 0x0001, 0x83FF, 0x7BFF, 0xFBFF,
+                                       0x7C00, 0xFC00, 0x7C01, 0xFE00, 0x3C00, 0x0400};
+    q[b].d = b % 3 ? (uint16_t)(rng_next() & 0xFFFF) : special[(b / 3) % 12];
+  }
+  memcpy(raw + 1, q, sizeof q);
+  cz_dequantize_row_q8_0(q, want, N);
+  if (!__builtin_cpu_supports("avx2") || !have_f16c()) {
+    CHECK(!cz_q8_0_to_f32_avx2(raw + 1, got, N));
+    printf("# no AVX2 and F16C: only the fallback checked\n");
+    return;
+  }
+  for (int nb = 1; nb <= 41; nb++) {
+    const int blocks = nb == 41 ? NB : nb, start = nb == 41 ? 0 : (nb * 89) % (NB - 40);
+    const int64_t n = (int64_t)blocks * CZ_QK8_0;
+    for (int64_t i = 0; i <= n; i++) got[i] = float_of(0x5A5A5A5Au);
+    CHECK(cz_q8_0_to_f32_avx2(raw + 1 + start * sizeof(cz_block_q8_0), got, n));
+    size_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += bits_of(got[i]) != bits_of(want[start * CZ_QK8_0 + i]);
+    if (bad) printf("# q8_0 to_f32 avx2, %d blocks from %d: %zu floats differ\n", blocks, start, bad);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(bits_of(got[n]) == 0x5A5A5A5Au);
+  }
+}
+
 /* The F16C converter gives cz_fp16_to_fp32's bits for all 65536 halves, NaNs included, at
  * every offset (odd byte addresses, lengths that leave a scalar tail); so does the table. */
 static void test_f16_to_f32_f16c(void) {
@@ -662,6 +750,7 @@ int main(void) {
       CZ_TEST(test_fp32_to_fp16_ties),  CZ_TEST(test_bf16_exhaustive),
       CZ_TEST(test_fp32_to_bf16_sweep), CZ_TEST(test_q8_0_known_block),
       CZ_TEST(test_q8_0_random_rows),   CZ_TEST(test_q8_0_avx2),
+      CZ_TEST(test_q8_0_avx2_x8),       CZ_TEST(test_q8_0_to_f32_avx2),
       CZ_TEST(test_f16_to_f32_f16c),    CZ_TEST(test_table_rows),
       CZ_TEST(test_table_converters),   CZ_TEST(test_name_lookups),
       CZ_TEST(test_row_size),           CZ_TEST(test_f8_e4m3_exhaustive),
