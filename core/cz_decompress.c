@@ -218,44 +218,69 @@ static cz_err_code leaf_packq(ctx *c, const json_t *node, mat *out, const char *
   return CZ_E_OK;
 }
 
-/* nf4 (4.11): code[index] * absmax per block along the rows; with double quantization the
- * absmax values are (code - 128) * chunk scale + offset, one chunk scale per 256 blocks. */
+/* nf4 (4.11), bitsandbytes' serialization: quant_map[index] * absmax per block along the rows,
+ * two indices a byte (the first in the high nibble); with double quantization the absmax
+ * values are nested_quant_map[code] * nested_absmax[i / 256] + nested_offset. The quant_state
+ * JSON must agree with the node (blocksize, shape, quant_type; nested fields with DQ). */
 static cz_err_code leaf_nf4(ctx *c, const json_t *node, mat *out, const char *where) {
   cz_err_code rc;
-  const cz_tensor *pk = tensor_ref(c, node, "packed", where, &rc);
-  if (!pk) return rc;
-  const cz_tensor *sc = tensor_ref(c, node, "scale", where, &rc);
-  if (!sc) return rc;
   const bool dq = json_is_true(json_object_get(node, "double_quant"));
-  const cz_tensor *ss = NULL, *so = NULL;
-  if (dq && (!(ss = tensor_ref(c, node, "scale_scale", where, &rc)) ||
-             !(so = tensor_ref(c, node, "scale_offset", where, &rc))))
+  const cz_tensor *pk, *am, *qm, *qs, *na = NULL, *nm = NULL;
+  if (!(pk = tensor_ref(c, node, "weight", where, &rc)) ||
+      !(am = tensor_ref(c, node, "absmax", where, &rc)) ||
+      !(qm = tensor_ref(c, node, "quant_map", where, &rc)) ||
+      !(qs = tensor_ref(c, node, "quant_state", where, &rc)))
     return rc;
+  if (dq && (!(na = tensor_ref(c, node, "nested_absmax", where, &rc)) ||
+             !(nm = tensor_ref(c, node, "nested_quant_map", where, &rc))))
+    return rc;
+  const json_t *shape = json_object_get(node, "shape");
   int64_t R, C;
-  if (!shape_pair(c, node, "weight_shape", where, &R, &C, &rc)) return rc;
+  if (json_array_size(shape) != 2 || !json_dim(shape, 0, &R) || !json_dim(shape, 1, &C) ||
+      (C && R > MAX_ELEMS / C))
+    return bad(c, where, "nf4 needs a shape [R, C] in range");
   const int64_t B = json_integer_value(json_object_get(node, "block_size"));
-  if (B < 1 || C % B != 0 || C % 8 != 0) return bad(c, where, "nf4 needs a block_size dividing C");
-  const int64_t NB = C / B, n = (C && R > INT64_MAX / C) ? -1 : R * NB;
-  if (n < 0 || pk->type != CZ_TYPE_I32 || cz_tensor_nelements(pk) != R * (C / 8) ||
-      cz_tensor_nelements(sc) != n || sc->type != (dq ? CZ_TYPE_U8 : CZ_TYPE_F32) ||
-      (dq && (ss->type != CZ_TYPE_F32 || cz_tensor_nelements(ss) != (n + 255) / 256 ||
-              so->type != CZ_TYPE_F32 || cz_tensor_nelements(so) != 1)))
-    return bad(c, where, "the packed or scale tensors do not have the sizes of 4.11");
+  if (B < 1 || C % B != 0 || C % 2 != 0) return bad(c, where, "nf4 needs a block_size dividing C");
+  /* the quant_state: a JSON object in U8 bytes */
+  if (qs->type != CZ_TYPE_U8) return bad(c, where, "the nf4 quant_state is not a U8 tensor");
+  json_t *st = json_loadb((const char *)qs->data, (size_t)cz_tensor_nelements(qs), 0, NULL);
+  const json_t *ssh = json_object_get(st, "shape");
+  int64_t sr, sc;
+  const bool st_ok =
+      json_is_object(st) &&
+      strcmp(json_string_value(json_object_get(st, "quant_type")) ? json_string_value(json_object_get(st, "quant_type")) : "", "nf4") == 0 &&
+      json_integer_value(json_object_get(st, "blocksize")) == B && json_array_size(ssh) == 2 &&
+      json_dim(ssh, 0, &sr) && json_dim(ssh, 1, &sc) && sr == R && sc == C &&
+      (!dq || (json_integer_value(json_object_get(st, "nested_blocksize")) == 256 &&
+               json_is_number(json_object_get(st, "nested_offset"))));
+  const float off = dq && st_ok ? (float)json_number_value(json_object_get(st, "nested_offset")) : 0.0f;
+  json_decref(st);
+  if (!st_ok) return bad(c, where, "the nf4 quant_state does not agree with the layout");
+  const int64_t n = R * (C / B);
+  if (pk->type != CZ_TYPE_U8 || cz_tensor_nelements(pk) != R * C / 2 ||
+      cz_tensor_nelements(am) != n || am->type != (dq ? CZ_TYPE_U8 : CZ_TYPE_F32) ||
+      qm->type != CZ_TYPE_F32 || cz_tensor_nelements(qm) != 16 ||
+      (dq && (na->type != CZ_TYPE_F32 || cz_tensor_nelements(na) != (n + 255) / 256 ||
+              nm->type != CZ_TYPE_F32 || cz_tensor_nelements(nm) != 256)))
+    return bad(c, where, "the weight, absmax or map tensors do not have the sizes of 4.11");
   if ((rc = alloc_mat(c, out, R, C, where)) || c->dry) return rc;
-  float off = 0;
-  if (dq) memcpy(&off, so->data, 4);
+  float map4[16];
+  memcpy(map4, qm->data, sizeof map4);
   for (int64_t i = 0; i < n; i++) {
     float a;
     if (dq) {
-      float s;
-      memcpy(&s, ss->data + 4 * (i / 256), 4);
-      a = (float)((int)sc->data[i] - 128) * s + off;
+      float s, v;
+      memcpy(&s, na->data + 4 * (i / 256), 4);
+      memcpy(&v, nm->data + 4 * (size_t)am->data[i], 4);
+      const float d = v * s;
+      a = d + off;
     } else {
-      memcpy(&a, sc->data + 4 * i, 4);
+      memcpy(&a, am->data + 4 * i, 4);
     }
     for (int64_t j = 0; j < B; j++) {
       const int64_t e = i * B + j;
-      out->v[e] = cz_nf4_code[cz_qct_unpack(pk->data, e, 4)] * a;
+      const unsigned k = e % 2 ? pk->data[e / 2] & 15u : pk->data[e / 2] >> 4;
+      out->v[e] = map4[k] * a;
     }
   }
   return CZ_E_OK;

@@ -308,88 +308,135 @@ static const char *nf4_refuse(const void *params, const cz_wt *w, bool named) {
   return NULL;
 }
 
-/* Double quantization of n absmax values a[] (docs/formats.md 4.11): offset = their mean,
- * (a - offset) as int8 codes + 128 with one float32 scale per DQ_CHUNK values. Writes the
- * decoded absmax values back into a[]. */
-static void nf4_dq(float *a, int64_t n, uint8_t *codes, float *chunk_scale, float *offset) {
+/* Double quantization of n absmax values a[] as bitsandbytes' compress_statistics
+ * (docs/formats.md 4.11): offset = their mean, v = a - offset in float32, per chunk of DQ_CHUNK
+ * values amax2 = max |v|, code = the nearest value of the dynamic map to v / amax2. Writes the
+ * decoded absmax values, code[c] * amax2 + offset in float32, back into a[]. */
+static void nf4_dq(float *a, int64_t n, const float *map, uint8_t *codes, float *amax2,
+                   float *offset) {
   double sum = 0;
   for (int64_t i = 0; i < n; i++) sum += a[i];
   const float off = n ? (float)(sum / (double)n) : 0.0f;
   *offset = off;
   for (int64_t c0 = 0; c0 < n; c0 += DQ_CHUNK) {
     const int64_t c1 = c0 + DQ_CHUNK < n ? c0 + DQ_CHUNK : n;
-    float amax = 0;
-    for (int64_t i = c0; i < c1; i++) amax = fmaxf(amax, fabsf(a[i] - off));
-    const float s = amax / 127.0f;
-    chunk_scale[c0 / DQ_CHUNK] = s;
+    float m = 0;
+    for (int64_t i = c0; i < c1; i++) m = fmaxf(m, fabsf(a[i] - off));
+    amax2[c0 / DQ_CHUNK] = m;
     for (int64_t i = c0; i < c1; i++) {
-      int q = s > 0 ? (int)roundf((a[i] - off) / s) : 0;
-      q = q < -127 ? -127 : q > 127 ? 127 : q;
-      codes[i] = (uint8_t)(q + 128);
-      a[i] = (float)q * s + off;
+      const int k = m > 0 ? cz_dyn_index(map, (a[i] - off) / m) : CZ_DYN_ZERO;
+      codes[i] = (uint8_t)k;
+      const float d = map[k] * m;
+      a[i] = d + off;
     }
   }
 }
 
+static const char *nf4_dtype(cz_type t) {
+  return t == CZ_TYPE_F16 ? "float16" : t == CZ_TYPE_BF16 ? "bfloat16" : "float32";
+}
+
+/* The tensors, named as bitsandbytes' Params4bit serializes them through transformers
+ * (QuantState.as_dict(packed=True) under "<name>."): <name> (U8 [R*C/2, 1], two indices a
+ * byte, the first in the high nibble), <name>.absmax, <name>.quant_map, with double
+ * quantization <name>.nested_absmax and <name>.nested_quant_map, and
+ * <name>.quant_state.bitsandbytes__nf4 (the JSON of the other fields, as U8). */
 static cz_err_code nf4_encode(const void *params, const cz_wctx *ctx, const cz_wt *in,
                               cz_wenc *enc, double *y, json_t *info, json_t **node,
                               cz_error *err) {
   const nf4_params *p = params;
-  const int64_t R = in->rows, C = in->cols, B = p->block, NB = C / B, PW = C / 8;
+  const bool dq = p->double_quant;
+  const int64_t R = in->rows, C = in->cols, B = p->block, NB = C / B, NP = R * C / 2;
   const int64_t n = R * NB, nch = (n + DQ_CHUNK - 1) / DQ_CHUNK;
-  int32_t *packed = calloc((size_t)(R * PW > 0 ? R * PW : 1), sizeof *packed);
+  uint8_t *packed = calloc((size_t)(NP > 0 ? NP : 1), 1);
   float *amax = malloc(sizeof(float) * (size_t)(n ? n : 1));
-  uint8_t *codes = p->double_quant ? malloc((size_t)(n ? n : 1)) : NULL;
-  float *cs = p->double_quant ? malloc(sizeof(float) * (size_t)(nch ? nch : 1)) : NULL;
-  float *off = p->double_quant ? malloc(sizeof(float)) : NULL;
-  int64_t *shape = shape_tensor(R, C);
-  if (!packed || !amax || (p->double_quant && (!codes || !cs || !off)) || !shape) {
-    free(packed), free(amax), free(codes), free(cs), free(off), free(shape);
+  float *qmap = malloc(sizeof(float) * 16);
+  uint8_t *codes = dq ? malloc((size_t)(n ? n : 1)) : NULL;
+  float *amax2 = dq ? malloc(sizeof(float) * (size_t)(nch ? nch : 1)) : NULL;
+  float *dmap = dq ? malloc(sizeof(float) * CZ_DYN_N) : NULL;
+  float off = 0;
+  if (!packed || !amax || !qmap || (dq && (!codes || !amax2 || !dmap))) {
+    free(packed), free(amax), free(qmap), free(codes), free(amax2), free(dmap);
     return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
   }
+  memcpy(qmap, cz_nf4_code, sizeof(float) * 16);
   for (int64_t i = 0; i < n; i++) {
     const float *x = in->f + i * B;  /* blocks run along rows; C % B == 0 */
     float m = 0;
     for (int64_t j = 0; j < B; j++) m = fmaxf(m, fabsf(x[j]));
     amax[i] = m;
   }
-  /* with DQ the codes are chosen against the absmax the decoder will see */
-  if (p->double_quant) nf4_dq(amax, n, codes, cs, off);
+  /* with DQ the indices are chosen against the absmax the decoder will see */
+  if (dq) {
+    cz_dyn_map(dmap);
+    nf4_dq(amax, n, dmap, codes, amax2, &off);
+  }
   for (int64_t i = 0; i < n; i++) {
     const float a = amax[i];
     for (int64_t j = 0; j < B; j++) {
       const int64_t e = i * B + j;  /* element index in the row-major matrix */
       const int k = cz_nf4_index(a > 0 ? in->f[e] / a : 0.0f);
-      packed[e / 8] |= (int32_t)((uint32_t)k << (4 * (e % 8)));
+      packed[e / 2] |= (uint8_t)(e % 2 ? k : k << 4);
       y[e] = cz_nf4_code[k] * a;
     }
   }
-  int k = 0;
-  set_out(enc, k++, CZ_TYPE_I32, PW, R, 2, packed, sizeof(int32_t) * (uint64_t)(R * PW));
-  static const char *const sfx_plain[] = {"packed", "scale", "shape"};
-  static const char *const sfx_dq[] = {"packed", "scale", "scale_scale", "scale_offset", "shape"};
-  if (p->double_quant) {
-    free(amax);
-    set_out(enc, k++, CZ_TYPE_U8, NB, R, 2, codes, (uint64_t)n);
-    set_out(enc, k++, CZ_TYPE_F32, nch, 1, 1, cs, sizeof(float) * (uint64_t)nch);
-    set_out(enc, k++, CZ_TYPE_F32, 1, 1, 1, off, sizeof(float));
-  } else {
-    set_out(enc, k++, CZ_TYPE_F32, NB, R, 2, amax, sizeof(float) * (uint64_t)n);
+  /* the quant_state JSON, keys in bitsandbytes' order; nested_offset with the digits that
+   * give the float32 back */
+  json_t *qs = json_pack("{s:s, s:I, s:s, s:[I, I]}", "quant_type", "nf4", "blocksize",
+                         (json_int_t)B, "dtype", nf4_dtype(ctx->dense_type), "shape",
+                         (json_int_t)R, (json_int_t)C);
+  if (qs && dq) {
+    json_object_set_new(qs, "nested_blocksize", json_integer(DQ_CHUNK));
+    json_object_set_new(qs, "nested_dtype", json_string("float32"));
+    json_object_set_new(qs, "nested_offset", json_real((double)off));
   }
-  set_out(enc, k++, CZ_TYPE_I64, 2, 1, 1, shape, 2 * sizeof(int64_t));
-  if (!name_outs(enc, in->name, p->double_quant ? sfx_dq : sfx_plain, k)) {
+  char *qs_text = qs ? json_dumps(qs, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+  json_decref(qs);
+  const size_t qs_len = qs_text ? strlen(qs_text) : 0;
+  uint8_t *qs_bytes = qs_text ? malloc(qs_len ? qs_len : 1) : NULL;
+  if (!qs_bytes) {
+    free(qs_text);
+    free(packed), free(amax), free(qmap), free(codes), free(amax2), free(dmap);
+    return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
+  }
+  memcpy(qs_bytes, qs_text, qs_len);
+  free(qs_text);
+  int k = 0;
+  set_out(enc, k++, CZ_TYPE_U8, 1, NP, 2, packed, (uint64_t)NP);
+  if (dq) {
+    free(amax);
+    set_out(enc, k++, CZ_TYPE_U8, n, 1, 1, codes, (uint64_t)n);
+  } else {
+    set_out(enc, k++, CZ_TYPE_F32, n, 1, 1, amax, sizeof(float) * (uint64_t)n);
+  }
+  set_out(enc, k++, CZ_TYPE_F32, 16, 1, 1, qmap, sizeof(float) * 16);
+  if (dq) {
+    set_out(enc, k++, CZ_TYPE_F32, nch, 1, 1, amax2, sizeof(float) * (uint64_t)nch);
+    set_out(enc, k++, CZ_TYPE_F32, CZ_DYN_N, 1, 1, dmap, sizeof(float) * CZ_DYN_N);
+  }
+  set_out(enc, k++, CZ_TYPE_U8, (int64_t)qs_len, 1, 1, qs_bytes, (uint64_t)qs_len);
+  static const char *const sfx_plain[] = {"absmax", "quant_map", "quant_state.bitsandbytes__nf4"};
+  static const char *const sfx_dq[] = {"absmax", "quant_map", "nested_absmax", "nested_quant_map",
+                                       "quant_state.bitsandbytes__nf4"};
+  const char *const *sfx = dq ? sfx_dq : sfx_plain;
+  bool named = snprintf(enc->t[0].name, sizeof enc->t[0].name, "%s", in->name) <
+               (int)sizeof enc->t[0].name;
+  for (int t = 1; named && t < k; t++)
+    named = cz_suffixed_name(enc->t[t].name, sizeof enc->t[t].name, in->name, ".", sfx[t - 1]);
+  enc->n = k;
+  if (!named) {
     free_outs(enc, k);
     enc->n = 0;
     return cz_err_set(err, CZ_E_UNSUPPORTED_INPUT, "tensor %s: name too long", in->name);
   }
   json_object_set_new(info, "blocks", json_integer(n));
-  *node = json_pack("{s:s, s:I, s:b, s:[I, I], s:s, s:s, s:s}", "encoding", "nf4", "block_size",
-                    (json_int_t)B, "double_quant", p->double_quant, "shape", (json_int_t)R,
-                    (json_int_t)C, "packed", enc->t[0].name, "scale", enc->t[1].name,
-                    "weight_shape", enc->t[k - 1].name);
-  if (p->double_quant) {
-    json_object_set_new(*node, "scale_scale", json_string(enc->t[2].name));
-    json_object_set_new(*node, "scale_offset", json_string(enc->t[3].name));
+  *node = json_pack("{s:s, s:I, s:b, s:[I, I], s:s, s:s, s:s, s:s}", "encoding", "nf4",
+                    "block_size", (json_int_t)B, "double_quant", dq, "shape", (json_int_t)R,
+                    (json_int_t)C, "weight", enc->t[0].name, "absmax", enc->t[1].name,
+                    "quant_map", enc->t[2].name, "quant_state", enc->t[k - 1].name);
+  if (dq) {
+    json_object_set_new(*node, "nested_absmax", json_string(enc->t[3].name));
+    json_object_set_new(*node, "nested_quant_map", json_string(enc->t[4].name));
   }
   return CZ_E_OK;
 }
@@ -403,11 +450,13 @@ static json_t *nf4_schema(void) {
                                            json_pack("[i, i, i, i]", 32, 64, 128, 256), 32, 256,
                                            "weights per absmax block, along the row"));
   json_array_append_new(p, cz_schema_param("double_quant", "boolean", false, json_false(), NULL,
-                                           NAN, NAN, "store the absmax values as 8-bit codes "
-                                           "around their mean, one float32 scale per 256 blocks"));
+                                           NAN, NAN, "store the absmax values as 8-bit codes of "
+                                           "bitsandbytes' dynamic map around their mean, one "
+                                           "float32 absmax per 256 blocks (bitsandbytes' "
+                                           "compress_statistics)"));
   cz_schema_add_selectors(p);
   return json_pack("{s:o, s:[s], s:s}", "params", p, "output_formats", "safetensors", "layout",
-                   "compressd nf4 (compressed-tensors tensor names; no compressed-tensors loader)");
+                   "bitsandbytes nf4 (Params4bit / QuantState tensors as transformers saves them)");
 }
 
 const cz_method cz_m_quantize_nf4 = {

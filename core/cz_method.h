@@ -81,7 +81,7 @@ typedef enum {
   CZ_METHOD_TENSOR = 2,     /* whole-tensor final encoder (encode_tensor) */
 } cz_method_kind;
 
-#define CZ_WT_MAX 5           /* tensors one transform or whole-tensor encoding may produce */
+#define CZ_WT_MAX 6           /* tensors one transform or whole-tensor encoding may produce */
 #define CZ_WT_NAME (CZ_MAX_NAME + 64)
 
 /* A tensor in flight in whole-tensor mode: float32, row-major [rows][cols] with ne[0] = cols

@@ -236,3 +236,39 @@ int cz_nf4_index(float v) {
   while (k < 15 && v > (cz_nf4_code[k] + cz_nf4_code[k + 1]) / 2.0f) k++;
   return k;
 }
+
+/* ---- bitsandbytes' dynamic map ---- */
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+void cz_dyn_map(float code[CZ_DYN_N]) {
+  int k = 0;
+  for (int i = 0; i < 7; i++) {
+    const int m = 1 << i;  /* means in this decade: 2^i + 1 boundaries */
+    const double p = pow(10.0, i - 6);
+    for (int j = 0; j < m; j++) {
+      const double lo = 0.1 + 0.9 * j / m, hi = 0.1 + 0.9 * (j + 1) / m;
+      const double v = p * ((lo + hi) / 2.0);
+      code[k++] = (float)v;
+      code[k++] = (float)-v;
+    }
+  }
+  code[k++] = 0.0f;
+  code[k++] = 1.0f;
+  qsort(code, (size_t)k, sizeof *code, cmp_float);
+}
+
+int cz_dyn_index(const float code[CZ_DYN_N], float u) {
+  /* the first code whose upper midpoint is >= u; midpoints of two float32 values are exact
+   * in double (adjacent codes are within a few binades of each other) */
+  int lo = 0, hi = CZ_DYN_N - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if ((double)u > ((double)code[mid] + (double)code[mid + 1]) / 2.0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -63,4 +63,20 @@ extern const float cz_nf4_code[16];
  * between two codes takes the lower index (bitsandbytes' bucketize). */
 int cz_nf4_index(float v);
 
+/* ---- bitsandbytes' 8-bit dynamic map (NF4 double quantization, formats.md 4.11) ---- */
+
+#define CZ_DYN_N 256
+#define CZ_DYN_ZERO 127  /* index of the code value 0 */
+/* bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), ascending:
+ * for i = 0..6, with 2^i + 1 boundaries b_j = 0.1 + 0.9 j / 2^i (linspace(0.1, 1, 2^i + 1)),
+ * the 2^i means (b_j + b_(j+1)) / 2 times +-10^(i - 6); plus 0 and 1.0 (127 negative values,
+ * 0 at index 127, 127 positive values, 1.0 at index 255). Each value is the formula in
+ * double rounded once to float32 (torch computes it in float32 steps, so a value may differ
+ * from bitsandbytes' in the last bit; the table is stored in the artifact and decoders use the
+ * stored one). */
+void cz_dyn_map(float code[CZ_DYN_N]);
+/* Index of the code value nearest to u (exact distance; code ascending); a value exactly
+ * halfway between two codes takes the lower index. */
+int cz_dyn_index(const float code[CZ_DYN_N], float u);
+
 #endif

@@ -175,6 +175,84 @@ static void test_nf4_nearest(void) {
   CHECK(cz_nf4_code[7] == 0.0f && cz_nf4_code[0] == -1.0f && cz_nf4_code[15] == 1.0f);
 }
 
+/* bitsandbytes' create_dynamic_map(signed=True), recomputed here from its construction in
+ * long double: decade i = 0..6 has the 2^i midpoints of linspace(0.1, 1, 2^i + 1) times
+ * +-10^(i-6); then 0 and 1; sorted ascending. */
+static void dyn_map_ref(float code[256]) {
+  int k = 0;
+  for (int i = 0; i <= 6; i++) {
+    long double p = 1;
+    for (int e = i; e < 6; e++) p /= 10;
+    for (int j = 0; j < (1 << i); j++) {
+      const long double v = p * (0.1L + 0.9L * (2 * j + 1) / (2.0L * (1 << i)));
+      code[k++] = (float)v;
+      code[k++] = (float)-v;
+    }
+  }
+  code[k++] = 0;
+  code[k++] = 1;
+  for (int a = 1; a < k; a++)  /* insertion sort */
+    for (int b = a; b > 0 && code[b - 1] > code[b]; b--) {
+      const float tmp = code[b];
+      code[b] = code[b - 1], code[b - 1] = tmp;
+    }
+}
+
+/* The nearest code by brute force (exact distances in long double), the lowest index on a
+ * tie. */
+static int dyn_nearest(const float code[256], float u) {
+  int best = 0;
+  for (int k = 1; k < 256; k++)
+    if (fabsl((long double)u - code[k]) < fabsl((long double)u - code[best])) best = k;
+  return best;
+}
+
+static void test_dyn_map(void) {
+  float got[256], want[256];
+  cz_dyn_map(got);
+  dyn_map_ref(want);
+  int diff = 0;
+  for (int k = 0; k < 256; k++) diff += memcmp(&got[k], &want[k], 4) != 0;
+  CHECK_EQ_INT(diff, 0);
+  /* the shape of the table, and values of bitsandbytes' map */
+  CHECK(got[127] == 0.0f && got[255] == 1.0f && got[CZ_DYN_ZERO] == 0.0f);
+  for (int k = 0; k < 255; k++) diff += !(got[k] < got[k + 1]);
+  CHECK_EQ_INT(diff, 0);
+  CHECK(got[128] == 5.5e-7f && got[126] == -5.5e-7f && got[129] == 3.25e-6f && got[130] == 7.75e-6f);
+  CHECK(got[254] == 0.99296875f && got[0] == -0.99296875f && got[1] == -0.97890625f);
+  /* nearest code: random values over every decade and sign, the codes themselves, and the
+   * midpoints that are float32 values (they go to the lower code) */
+  t_seed(5);
+  int bad = 0;
+  for (int i = 0; i < 200000; i++) {
+    const float u = (float)((t_unit() < 0.5 ? -1 : 1) * pow(10.0, -8.0 * t_unit()));
+    bad += cz_dyn_index(got, u) != dyn_nearest(got, u);
+  }
+  for (int i = 0; i < 20000; i++) {
+    const float u = (float)(2 * t_unit() - 1);
+    bad += cz_dyn_index(got, u) != dyn_nearest(got, u);
+  }
+  CHECK_EQ_INT(bad, 0);
+  int ties = 0;
+  for (int k = 0; k < 256; k++) {
+    CHECK_EQ_INT(cz_dyn_index(got, got[k]), k);
+    if (k < 255) {
+      const long double m = ((long double)got[k] + got[k + 1]) / 2;
+      if ((long double)(float)m == m) {
+        ties++;
+        bad += cz_dyn_index(got, (float)m) != k || dyn_nearest(got, (float)m) != k;
+      }
+      /* the float32 neighbours of a midpoint go to their nearer side */
+      const float below = nextafterf((float)m, -2.0f), above = nextafterf((float)m, 2.0f);
+      bad += cz_dyn_index(got, below) != dyn_nearest(got, below);
+      bad += cz_dyn_index(got, above) != dyn_nearest(got, above);
+    }
+  }
+  CHECK_EQ_INT(bad, 0);
+  printf("# dynamic map: 256 values as the formula gives them, %d exact midpoints went to the "
+         "lower code\n", ties);
+}
+
 /* A [2, 32] tensor whose rows repeat the closed-form group: the packed words, scales, zero
  * points, weight_shape and quantization_config are known exactly. */
 static void test_int4_artifact_bytes(void) {
@@ -347,16 +425,21 @@ static void test_int_schemes(void) {
   free(ts[1].v);
 }
 
-/* NF4 artifacts decoded here: absmax per block of 64 along the rows (closed form), every
- * index the nearest code by brute force (lower on a tie), packed 8 per word low nibble
- * first; with double quantization the absmax values are the 8-bit codes around the mean and
- * the indices are nearest against the absmax the decoder sees. */
+/* NF4 artifacts decoded here, in bitsandbytes' serialization (formats.md 4.11): absmax per
+ * block of 64 along the rows (closed form), every index the nearest code by brute force
+ * (lower on a tie), two a byte with the first in the high nibble; with double quantization
+ * the absmax codes are the nearest values of the dynamic map (recomputed here) to
+ * (absmax - mean) / the absmax of their 256, and the indices are nearest against the absmax
+ * the decoder sees. The linear int8 code this replaced is computed alongside for the figures. */
 static void test_nf4_artifact(void) {
   t_tensor t = {"blk.0.ffn_down.weight", CZ_TYPE_F32, 160, 128, NULL};
   t_fill_normal(&t, 0.02, 31);
   for (int j = 0; j < 64; j++) t.v[5 * 128 + j] = 0;  /* an all-zero block */
+  for (int j = 0; j < 128; j++) t.v[7 * 128 + j] *= 6;  /* a row of large weights */
   cz_model *in = t_model("nf4.safetensors", &t, 1);
-  const int64_t R = 160, C = 128, B = 64, NB = 2, n = R * NB;
+  const int64_t R = 160, C = 128, B = 64, NB = 2, n = R * NB, nch = (n + 255) / 256;
+  float dmap[256];
+  dyn_map_ref(dmap);
   for (int dq = 0; in && dq < 2; dq++) {
     job j;
     if (run_job(in, dq ? "{\"steps\":[{\"op\":\"quantize\",\"scheme\":\"nf4\",\"double_quant\":true}]}"
@@ -366,19 +449,38 @@ static void test_nf4_artifact(void) {
       job_free(&j);
       continue;
     }
-    const cz_tensor *pk = cz_model_find(j.out, "blk.0.ffn_down.weight_packed");
-    const cz_tensor *sc = cz_model_find(j.out, "blk.0.ffn_down.weight_scale");
-    const cz_tensor *ss = cz_model_find(j.out, "blk.0.ffn_down.weight_scale_scale");
-    const cz_tensor *so = cz_model_find(j.out, "blk.0.ffn_down.weight_scale_offset");
-    CHECK(pk && sc && (dq ? ss && so : !ss && !so));
-    if (!pk || !sc || (dq && (!ss || !so)) || cz_tensor_nelements(pk) != R * C / 8 ||
-        cz_tensor_nelements(sc) != n || (dq && cz_tensor_nelements(ss) != 2)) {
+    const cz_tensor *pk = cz_model_find(j.out, "blk.0.ffn_down.weight");
+    const cz_tensor *am = cz_model_find(j.out, "blk.0.ffn_down.weight.absmax");
+    const cz_tensor *qm = cz_model_find(j.out, "blk.0.ffn_down.weight.quant_map");
+    const cz_tensor *na = cz_model_find(j.out, "blk.0.ffn_down.weight.nested_absmax");
+    const cz_tensor *nm = cz_model_find(j.out, "blk.0.ffn_down.weight.nested_quant_map");
+    const cz_tensor *qs = cz_model_find(j.out, "blk.0.ffn_down.weight.quant_state.bitsandbytes__nf4");
+    CHECK(pk && am && qm && qs && (dq ? na && nm : !na && !nm));
+    if (!pk || !am || !qm || !qs || (dq && (!na || !nm)) || pk->type != CZ_TYPE_U8 ||
+        cz_tensor_nelements(pk) != R * C / 2 || pk->n_dims != 2 || pk->ne[0] != 1 ||
+        am->type != (dq ? CZ_TYPE_U8 : CZ_TYPE_F32) || cz_tensor_nelements(am) != n ||
+        qm->type != CZ_TYPE_F32 || cz_tensor_nelements(qm) != 16 || qs->type != CZ_TYPE_U8 ||
+        (dq && (na->type != CZ_TYPE_F32 || cz_tensor_nelements(na) != nch ||
+                nm->type != CZ_TYPE_F32 || cz_tensor_nelements(nm) != 256))) {
       printf("# nf4 dq=%d: missing or mis-sized tensors\n", dq);
       cz_test_failures++;
       job_free(&j);
       continue;
     }
-    float amax[320], off = 0, dec[320];
+    CHECK(memcmp(qm->data, cz_nf4_code, sizeof cz_nf4_code) == 0);
+    if (dq) CHECK(memcmp(nm->data, dmap, sizeof dmap) == 0);
+    /* the quant_state, as transformers' QuantState.from_dict reads it */
+    json_t *st = json_loadb((const char *)qs->data, (size_t)cz_tensor_nelements(qs), 0, NULL);
+    CHECK_EQ_STR(json_string_value(json_object_get(st, "quant_type")), "nf4");
+    CHECK_EQ_STR(json_string_value(json_object_get(st, "dtype")), "float32");
+    CHECK_EQ_INT(json_integer_value(json_object_get(st, "blocksize")), B);
+    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(st, "shape"), 0)), R);
+    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(st, "shape"), 1)), C);
+    CHECK_EQ_INT(json_integer_value(json_object_get(st, "nested_blocksize")), dq ? 256 : 0);
+    if (dq) CHECK_EQ_STR(json_string_value(json_object_get(st, "nested_dtype")), "float32");
+    const float off = (float)json_number_value(json_object_get(st, "nested_offset"));
+    json_decref(st);
+    float amax[320], dec[320];
     double mean = 0;
     for (int64_t i = 0; i < n; i++) {
       amax[i] = 0;
@@ -387,22 +489,32 @@ static void test_nf4_artifact(void) {
     }
     int bad_scale = 0, bad_idx = 0;
     if (dq) {
-      memcpy(&off, so->data, 4);
       CHECK(off == (float)(mean / (double)n));
+      double e_dyn = 0, e_lin = 0, a2 = 0;
       for (int64_t c0 = 0; c0 < n; c0 += 256) {
         float m = 0, s;
         for (int64_t i = c0; i < n && i < c0 + 256; i++) m = fmaxf(m, fabsf(amax[i] - off));
-        memcpy(&s, ss->data + 4 * (c0 / 256), 4);
-        bad_scale += s != m / 127.0f;
+        memcpy(&s, na->data + 4 * (c0 / 256), 4);
+        bad_scale += s != m;
         for (int64_t i = c0; i < n && i < c0 + 256; i++) {
-          int want = (int)roundf((amax[i] - off) / s);
-          bad_scale += sc->data[i] != want + 128;
-          dec[i] = (float)(sc->data[i] - 128) * s + off;
+          const int want = s > 0 ? dyn_nearest(dmap, (amax[i] - off) / s) : 127;
+          bad_scale += am->data[i] != want;
+          const float d = dmap[am->data[i]] * s;
+          dec[i] = d + off;
+          /* the linear int8 code of before: (a - off) / (m / 127) rounded */
+          const float ls = m / 127.0f;
+          const float lin = ls > 0 ? roundf((amax[i] - off) / ls) * ls + off : off;
+          e_dyn += ((double)dec[i] - amax[i]) * ((double)dec[i] - amax[i]);
+          e_lin += ((double)lin - amax[i]) * ((double)lin - amax[i]);
+          a2 += (double)amax[i] * amax[i];
         }
       }
+      printf("# nf4 double quantization: absmax relative L2 error %.3g (dynamic map), %.3g "
+             "(linear int8 code)\n", sqrt(e_dyn / a2), sqrt(e_lin / a2));
     } else {
+      CHECK(off == 0.0f);
       for (int64_t i = 0; i < n; i++) {
-        memcpy(&dec[i], sc->data + 4 * i, 4);
+        memcpy(&dec[i], am->data + 4 * i, 4);
         bad_scale += dec[i] != amax[i];
       }
     }
@@ -413,7 +525,7 @@ static void test_nf4_artifact(void) {
       int best = 0;
       for (int k = 1; k < 16; k++)
         if (fabs((double)cv - cz_nf4_code[k]) < fabs((double)cv - cz_nf4_code[best])) best = k;
-      const int got = (int)field(pk->data, e, 4);
+      const int got = e % 2 ? pk->data[e / 2] & 15 : pk->data[e / 2] >> 4;
       bad_idx += got != best;
       const float y = cz_nf4_code[got] * a;
       e2 += ((double)t.v[e] - y) * ((double)t.v[e] - y);
@@ -423,10 +535,13 @@ static void test_nf4_artifact(void) {
     CHECK_EQ_INT(bad_scale + bad_idx, 0);
     const json_t *rt = report_tensor(j.report, t.name);
     CHECK_NEAR(rnum(rt, "rel_l2"), sqrt(e2 / r2), 1e-6);
-    CHECK_EQ_INT(rnum(rt, "bytes_out"), R * C / 2 + (dq ? n + 2 * 4 + 4 : 4 * n) + 16);
+    CHECK_EQ_INT(rnum(rt, "bytes_out"), R * C / 2 + (dq ? n + 4 * nch + 4 * 256 : 4 * n) + 64 +
+                                            cz_tensor_nelements(qs));
     CHECK_EQ_STR(json_string_value(json_object_get(rt, "output_type")), "nf4");
-    printf("# nf4 block 64%s: rel_l2 %.4f, %.4f bits per weight\n", dq ? " + double quantization" : "",
-           sqrt(e2 / r2), rnum(rt, "bytes_out") * 8.0 / (double)(R * C));
+    printf("# nf4 block 64%s: rel_l2 %.4f, %.4f bits per weight (%.4f without the per-tensor "
+           "maps and quant_state)\n", dq ? " + double quantization" : "", sqrt(e2 / r2),
+           rnum(rt, "bytes_out") * 8.0 / (double)(R * C),
+           (R * C / 2 + (dq ? n + 4 * nch : 4 * n)) * 8.0 / (double)(R * C));
     job_free(&j);
   }
   cz_model_close(in);
@@ -557,6 +672,10 @@ static void test_decompress_lies(void) {
       {"\"scheme\":\"nf4\",\"double_quant\":true", "\"double_quant\":true", "\"double_quant\":false"},
       {"\"scheme\":\"nf4\",\"double_quant\":true", "\"block_size\":64", "\"block_size\":0"},
       {"\"scheme\":\"nf4\"", "\"block_size\":64", "\"block_size\":32"},
+      {"\"scheme\":\"nf4\"", "\"shape\":[4,128]", "\"shape\":[4,256]"},
+      {"\"scheme\":\"nf4\",\"double_quant\":true", "\"quant_state\":\"blk.0.attn_q.weight.quant_state", "\"quant_state\":\"blk.0.attn_q.weight.absmax\",\"x\":\"x"},
+      {"\"scheme\":\"nf4\"", "\"quant_state\":\"blk.0.attn_q.weight.quant_state", "\"quant_state\":\"blk.0.attn_q.weight.absmax\",\"x\":\"x"},
+      {"\"scheme\":\"nf4\",\"double_quant\":true", "\"nested_quant_map\":\"blk.0.attn_q.weight.nested_quant_map\"", "\"nested_quant_map\":\"blk.0.attn_q.weight.quant_map\""},
       {"\"scheme\":\"fp8_e4m3\",\"block\":[2,64]", "\"block\":[2,64]", "\"block\":[0,64]"},
       {"\"scheme\":\"fp8_e4m3\",\"block\":[2,64]", "\"block\":[2,64]", "\"block\":[2,32]"},
       {"\"scheme\":\"fp8_e4m3\"", "\"scale\":\"blk.0.attn_q.weight_scale\"", "\"scale\":\"blk.0.attn_q.weight\""},
@@ -640,7 +759,7 @@ int main(void) {
   tmp_setup("test_quant_ct");
   static const cz_test_case cases[] = {
       CZ_TEST(test_asym_int4_closed_form), CZ_TEST(test_hqq_never_worse),
-      CZ_TEST(test_nf4_nearest),           CZ_TEST(test_int4_artifact_bytes),
+      CZ_TEST(test_nf4_nearest),           CZ_TEST(test_dyn_map),           CZ_TEST(test_int4_artifact_bytes),
       CZ_TEST(test_int_schemes),           CZ_TEST(test_nf4_artifact),
       CZ_TEST(test_fp8_artifact),          CZ_TEST(test_decompress_lies),
       CZ_TEST(test_validation),

@@ -89,9 +89,9 @@ done <"$W/cases"
 is "int4 g128 asym: weight_packed I32 [256,32], weight_scale F32 [256,2], weight_zero_point I32 [32,2], weight_shape I64 [2]" \
   "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/int4-g128-asym.safetensors" | jq -r '[.tensors[] | select(.name | startswith("blk.0.attn_q.weight")) | "\(.name | ltrimstr("blk.0.attn_q."))=\(.type)\(.shape)"] | join(" ")')" \
   "weight_packed=I32[256,32] weight_scale=F32[256,2] weight_zero_point=I32[32,2] weight_shape=I64[2]"
-is "nf4 double quantization: weight_packed I32 [768,32], weight_scale U8 [768,4], weight_scale_scale F32 [12], weight_scale_offset F32 [1], weight_shape I64 [2]" \
-  "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/nf4-dq.safetensors" | jq -r '[.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(.shape)"] | join(" ")')" \
-  "weight_packed=I32[768,32] weight_scale=U8[768,4] weight_scale_scale=F32[12] weight_scale_offset=F32[1] weight_shape=I64[2]"
+is "nf4 double quantization (bitsandbytes' names): weight U8 [98304,1], weight.absmax U8 [3072], weight.quant_map F32 [16], weight.nested_absmax F32 [12], weight.nested_quant_map F32 [256], weight.quant_state.bitsandbytes__nf4 U8 (JSON)" \
+  "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/nf4-dq.safetensors" | jq -r '[.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(if (.name | endswith("quant_state.bitsandbytes__nf4")) then "" else .shape end)"] | join(" ")')" \
+  "weight=U8[98304,1] weight.absmax=U8[3072] weight.quant_map=F32[16] weight.nested_absmax=F32[12] weight.nested_quant_map=F32[256] weight.quant_state.bitsandbytes__nf4=U8"
 is "fp8 128x128: weight F8_E4M3 [768,256], weight_scale F32 [6,2]; quantization_config float-quantized, block [128,128]" \
   "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/fp8-block.safetensors" | jq -r '([.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(.shape)"] | join(" ")) + " " + (.metadata.quantization_config | fromjson | "\(.format) \(.config_groups.group_0.weights.block_structure)")')" \
   "weight=F8_E4M3[768,256] weight_scale=F32[6,2] float-quantized [128,128]"

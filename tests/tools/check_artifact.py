@@ -390,35 +390,73 @@ NF4 = array("f", [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809
                   0.7229568362236023, 1.0]).tolist()
 
 
+def dynamic_map():
+    """bitsandbytes' create_dynamic_map(signed=True) (8 bits, 7 exponent bits), from the
+    construction in docs/formats.md 4.11 written with fractions: for decade i = 0..6, the 2^i
+    midpoints of linspace(0.1, 1, 2^i + 1) times +-10^(i-6), plus 0 and 1; sorted, each
+    rounded once to float32."""
+    from fractions import Fraction as F
+    vals = [F(0), F(1)]
+    for i in range(7):
+        m = 2 ** i
+        for j in range(m):
+            mid = F(1, 10) + F(9, 10) * F(2 * j + 1, 2 * m)
+            v = mid * F(10) ** (i - 6)
+            vals += [v, -v]
+    vals.sort()
+    return array("f", [float(v) for v in vals]).tolist()
+
+
 def decode_nf4(art, node, ck, what, used):
-    """docs/formats.md 4.11: index e of the row-major matrix is field e % 8 of word e // 8
-    (4 bits each, first in the low bits); value = NF4[index] * absmax of its block (B
-    consecutive weights of a row); with double quantization absmax = (code - 128) * chunk
-    scale (one per 256 blocks) + offset, in float32."""
+    """docs/formats.md 4.11 (bitsandbytes' Params4bit serialization): <name> is U8 [R*C/2, 1],
+    index e of the row-major matrix in byte e // 2, the high nibble for even e; value =
+    quant_map[index] * absmax of its block (B consecutive weights of a row). With double
+    quantization absmax[i] = nested_quant_map[code[i]] * nested_absmax[i // 256] +
+    nested_offset, in float32. The quant_state JSON must describe the same tensor, quant_map
+    must be the NF4 values and nested_quant_map the dynamic map."""
     dq = node.get("double_quant")
-    keys = ["packed", "scale", "weight_shape"] + (["scale_scale", "scale_offset"] if dq else [])
-    ts = [_tensor(art, node.get(k), ck, used, what) for k in keys]
-    if None in ts:
+    keys = ["weight", "absmax", "quant_map", "quant_state"] + (["nested_absmax", "nested_quant_map"] if dq else [])
+    ts = dict((k, _tensor(art, node.get(k), ck, used, what)) for k in keys)
+    if None in ts.values():
         return None
-    rows, cols = _i64(art, ts[2])
+    rows, cols = node.get("shape")
     b = node.get("block_size")
-    if [rows, cols] != node.get("shape") or not b or cols % b or cols % 8:
-        ck.fail("%s: nf4 node %r does not fit weight_shape %r" % (what, node, [rows, cols]))
+    if not b or cols % b or cols % 2:
+        ck.fail("%s: nf4 node %r does not fit its shape" % (what, node))
         return None
     n = rows * cols // b
-    ck.equal("%s: packed shape" % what, ts[0].shape, [rows, cols // 8])
-    ck.equal("%s: scale shape/dtype" % what, (ts[1].shape, ts[1].type), ([rows, cols // b], "U8" if dq else "F32"))
+    ck.equal("%s: weight shape/dtype" % what, (ts["weight"].shape, ts["weight"].type), ([rows * cols // 2, 1], "U8"))
+    ck.equal("%s: absmax shape/dtype" % what, (ts["absmax"].shape, ts["absmax"].type), ([n], "U8" if dq else "F32"))
+    ck.equal("%s: quant_map" % what, gguf_read.decode(art, ts["quant_map"]), NF4)
+    ck.equal("%s: quant_state dtype" % what, ts["quant_state"].type, "U8")
+    try:
+        st = json.loads(gguf_read.tensor_bytes(art, ts["quant_state"]).decode("utf-8"))
+    except ValueError:
+        ck.fail("%s: the quant_state is not JSON" % what)
+        return None
+    want = {"quant_type": "nf4", "blocksize": b, "shape": [rows, cols]}
     if dq:
-        codes = gguf_read.tensor_bytes(art, ts[1])
-        cs, off = gguf_read.decode(art, ts[3]), gguf_read.decode(art, ts[4])[0]
-        if len(cs) != (n + 255) // 256:
-            ck.fail("%s: %d chunk scales for %d blocks" % (what, len(cs), n))
+        want.update({"nested_blocksize": 256, "nested_dtype": "float32"})
+    for k, v in want.items():
+        ck.equal("%s: quant_state[%s]" % (what, k), st.get(k), v)
+    if st.get("dtype") not in ("float16", "bfloat16", "float32"):
+        ck.fail("%s: quant_state dtype %r" % (what, st.get("dtype")))
+    if dq:
+        codes = gguf_read.tensor_bytes(art, ts["absmax"])
+        nmap = gguf_read.decode(art, ts["nested_quant_map"])
+        ck.equal("%s: nested_quant_map is the dynamic map" % what, nmap, dynamic_map())
+        cs = gguf_read.decode(art, ts["nested_absmax"])
+        off = _f32([st.get("nested_offset", 0.0)])[0]
+        if len(cs) != (n + 255) // 256 or len(nmap) != 256:
+            ck.fail("%s: %d nested absmax values for %d blocks" % (what, len(cs), n))
             return None
-        absmax = _f32([_f32([(codes[i] - 128) * cs[i // 256]])[0] + off for i in range(n)])
+        absmax = _f32([_f32([nmap[codes[i]] * cs[i // 256]])[0] + off for i in range(n)])
     else:
-        absmax = gguf_read.decode(art, ts[1])
-    words = _words(art, ts[0])
-    out = [NF4[(words[e // 8] >> (4 * (e % 8))) & 15] * absmax[e // b] for e in range(rows * cols)]
+        absmax = gguf_read.decode(art, ts["absmax"])
+    qmap = gguf_read.decode(art, ts["quant_map"])
+    raw = gguf_read.tensor_bytes(art, ts["weight"])
+    out = [qmap[(raw[e // 2] & 15) if e % 2 else (raw[e // 2] >> 4)] * absmax[e // b]
+           for e in range(rows * cols)]
     return _f32(out), rows, cols
 
 
