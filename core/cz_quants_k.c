@@ -1010,48 +1010,64 @@ CZ_AVX2 static void fit_symmetric8(int n, int nmax, const __m256 *x, const __m25
   _mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, tiny));
 }
 
-/* fit_q3 for eight lanes. A lane whose sweep changed nothing stops in the scalar code; here it
- * may run more sweeps, which change nothing either (same state, same decisions). */
-CZ_AVX2 static void fit_q3_8(int n, int nmax, const __m256 *x, __m256i *l, float *scale_out) {
+/* fit_q3 for eight lanes (n 16, nmax 4), one sub-block per lane, every lane doing its
+ * sub-block's scalar operations in the scalar order. The scalar's coordinate descent
+ *   slx = sumlx - w·x·L;  sl2 = suml2 - w·L·L;  nl = clamp(nearest(x·sl2 / slx));
+ *   take nl when slx > 0, nl != L and the fit improves
+ * runs element after element, sweep after sweep, with p = w·x·L and q = w·L·L of each element
+ * kept beside L (the products the scalar forms, so its subtractions see the same floats) and
+ * sumlx² kept beside sumlx. Most steps take nothing in any lane; the branch on that lets the
+ * core run the next steps ahead instead of waiting for each step's chain (a division, a
+ * rounding, products) through the running sums.
+ *
+ * Stopping: the scalar stops after a sweep without a change, or after 5 sweeps. A lane's state
+ * is final once 16 consecutive steps (one of each element) took nothing, as its later steps
+ * would make the same decisions again; so the lanes stop 16 steps after the last step in which
+ * any of them took something (or after 80 steps, the scalar's 5 sweeps): each lane ends in the
+ * state where its scalar fit ends, without the rest of the confirming sweep. */
+CZ_AVX2 static void fit_q3_8(const __m256 *x, __m256i *l, float *scale_out) {
+  enum { n = 16, nmax = 4 };
   const __m256 zero = _mm256_setzero_ps();
-  __m256 max, amax;
+  __m256 max, amax, w[16], wx[16], p[16], q[16];
   v_signed_absmax(n, x, &max, &amax);
   const __m256 tiny = v_lt(amax, _mm256_set1_ps(ZERO_EPS));
   const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
-  __m256 sumlx = zero, suml2 = zero, wx[16], lf[16];
+  __m256 sumlx = zero, suml2 = zero;
   for (int i = 0; i < n; i++) {
     l[i] = v_clamp(v_nearest(_mm256_mul_ps(iscale, x[i])), -nmax, nmax - 1);
-    lf[i] = _mm256_cvtepi32_ps(l[i]);
-    const __m256 w = _mm256_mul_ps(x[i], x[i]);
-    wx[i] = _mm256_mul_ps(w, x[i]);
-    sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], lf[i]));
-    suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf[i]), lf[i]));
+    const __m256 lf = _mm256_cvtepi32_ps(l[i]);
+    w[i] = _mm256_mul_ps(x[i], x[i]);
+    wx[i] = _mm256_mul_ps(w[i], x[i]);
+    p[i] = _mm256_mul_ps(wx[i], lf);
+    q[i] = _mm256_mul_ps(_mm256_mul_ps(w[i], lf), lf);
+    sumlx = _mm256_add_ps(sumlx, p[i]);
+    suml2 = _mm256_add_ps(suml2, q[i]);
   }
-  for (int sweep = 0; sweep < 5; sweep++) {
-    int changed = 0;
-    for (int i = 0; i < n; i++) {
-      const __m256 w = _mm256_mul_ps(x[i], x[i]);
-      __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx[i], lf[i]));
-      const __m256 pos = v_gt(slx, zero);
-      if (_mm256_movemask_ps(pos) == 0) continue;
-      __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lf[i]), lf[i]));
-      const __m256i nl = v_clamp(v_nearest(_mm256_div_ps(_mm256_mul_ps(x[i], sl2), slx)), -nmax, nmax - 1);
-      const __m256 nlf = _mm256_cvtepi32_ps(nl);
-      const __m256 differs = _mm256_castsi256_ps(
-          _mm256_xor_si256(_mm256_cmpeq_epi32(nl, l[i]), _mm256_set1_epi32(-1)));
-      slx = _mm256_add_ps(slx, _mm256_mul_ps(wx[i], nlf));
-      sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, nlf), nlf));
-      const __m256 better = v_gt(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
-                                 _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2));
-      const __m256 take = _mm256_and_ps(_mm256_and_ps(pos, differs), _mm256_and_ps(v_gt(sl2, zero), better));
-      if (_mm256_movemask_ps(take) == 0) continue;
-      changed = 1;
-      l[i] = _mm256_blendv_epi8(l[i], nl, _mm256_castps_si256(take));
-      lf[i] = _mm256_blendv_ps(lf[i], nlf, take);
-      sumlx = _mm256_blendv_ps(sumlx, slx, take);
-      suml2 = _mm256_blendv_ps(suml2, sl2, take);
-    }
-    if (!changed) break;
+  __m256 sumlx2 = _mm256_mul_ps(sumlx, sumlx);
+  for (int t = 0, last = -1; t < 5 * n && t - last <= n; t++) {
+    const int i = t % n;
+    const __m256 slx = _mm256_sub_ps(sumlx, p[i]);
+    const __m256 sl2 = _mm256_sub_ps(suml2, q[i]);
+    const __m256i nl = v_clamp(v_nearest(_mm256_div_ps(_mm256_mul_ps(x[i], sl2), slx)), -nmax,
+                               nmax - 1);
+    const __m256 nlf = _mm256_cvtepi32_ps(nl);
+    const __m256 np = _mm256_mul_ps(wx[i], nlf);
+    const __m256 nq = _mm256_mul_ps(_mm256_mul_ps(w[i], nlf), nlf);
+    const __m256 nslx = _mm256_add_ps(slx, np);
+    const __m256 nsl2 = _mm256_add_ps(sl2, nq);
+    const __m256 better = v_gt(_mm256_mul_ps(_mm256_mul_ps(nslx, nslx), suml2),
+                               _mm256_mul_ps(sumlx2, nsl2));
+    const __m256 same = _mm256_castsi256_ps(_mm256_cmpeq_epi32(nl, l[i]));
+    const __m256 take = _mm256_andnot_ps(
+        same, _mm256_and_ps(_mm256_and_ps(v_gt(slx, zero), v_gt(nsl2, zero)), better));
+    if (_mm256_movemask_ps(take) == 0) continue;
+    last = t;
+    l[i] = _mm256_blendv_epi8(l[i], nl, _mm256_castps_si256(take));
+    p[i] = _mm256_blendv_ps(p[i], np, take);
+    q[i] = _mm256_blendv_ps(q[i], nq, take);
+    sumlx = _mm256_blendv_ps(sumlx, nslx, take);
+    suml2 = _mm256_blendv_ps(suml2, nsl2, take);
+    sumlx2 = _mm256_mul_ps(sumlx, sumlx);
   }
   const __m256i tinyi = _mm256_castps_si256(tiny);
   for (int i = 0; i < n; i++)
@@ -1177,37 +1193,60 @@ CZ_AVX2 static void q2k_encode_weighted_avx2(const float *x, const float *qw, q2
 
 /* ---- q3_K ---- */
 
-CZ_AVX2 static void q3k_finish_avx2(const float *x, int8_t *L, q3k_block *y) {
-  for (int j = 0; j < 16; j++) {
-    const int8_t s = (int8_t)q3k_get_scale(y->scales, j);
-    const float d = h2f_avx2(y->d) * s;
-    if (!d) continue;
-    v_reround(x + 16 * j, 16, 0.0f, d, -4, 3, 4, (uint8_t *)L + 16 * j);
-  }
-  /* levels are 0..7: bit 2 goes to hmask (bit c of byte i for element 32c + i), the rest is
-   * L & 3, exactly the scalar's l - 4 for l > 3 */
-  uint8_t low[QK];
-  __m256i hm = _mm256_setzero_si256();
+/* Re-round with the decoded sub-block scales, 32 elements (two sub-blocks) a vector of bytes;
+ * a sub-block whose scale decodes to 0 keeps its search levels, fl[j / 8][i][j % 8] for
+ * element i of sub-block j (lane j % 8 of the fits' level vectors). Then bit 2 to hmask (bit c
+ * of byte i for element 32c + i) and the low 2 bits packed as pack_2bit: levels are 0..7, so
+ * L & 3 is the scalar's l - 4 for l > 3, and the 16-bit shifts keep every bit in its byte. */
+CZ_AVX2 static void q3k_finish_avx2(const float *x, const int32_t fl[2][16][8], q3k_block *y) {
+  float d[16];
+  const float d_all = h2f_avx2(y->d);
+  for (int j = 0; j < 16; j++) d[j] = d_all * (int8_t)q3k_get_scale(y->scales, j);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256i hm = _mm256_setzero_si256(), low[8];
   for (int c = 0; c < 8; c++) {
-    const __m256i v = _mm256_loadu_si256((const __m256i *)(L + 32 * c));
-    const __m256i hi = _mm256_cmpgt_epi8(v, _mm256_set1_epi8(3));
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) {
+      const __m256 v =
+          _mm256_div_ps(_mm256_loadu_ps(x + 32 * c + 8 * k), _mm256_set1_ps(d[2 * c + k / 2]));
+      q[k] = _mm256_add_epi32(v_clamp(v_nearest(v), -4, 3), _mm256_set1_epi32(4));
+    }
+    __m256i L = _mm256_permutevar8x32_epi32(
+        _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
+    if (!d[2 * c] || !d[2 * c + 1]) {
+      uint8_t t[32];
+      _mm256_storeu_si256((__m256i *)t, L);
+      for (int h = 0; h < 2; h++) {
+        const int j = 2 * c + h;
+        if (d[j]) continue;
+        for (int i = 0; i < 16; i++) t[16 * h + i] = (uint8_t)fl[j / 8][i][j % 8];
+      }
+      L = _mm256_loadu_si256((const __m256i *)t);
+    }
+    const __m256i hi = _mm256_cmpgt_epi8(L, _mm256_set1_epi8(3));
     hm = _mm256_or_si256(hm, _mm256_and_si256(hi, _mm256_set1_epi8((char)(1u << c))));
-    _mm256_storeu_si256((__m256i *)(low + 32 * c), _mm256_and_si256(v, _mm256_set1_epi8(3)));
+    low[c] = _mm256_and_si256(L, _mm256_set1_epi8(3));
   }
   _mm256_storeu_si256((__m256i *)y->hmask, hm);
-  pack_2bit_avx2(low, y->qs);
+  for (int h = 0; h < 2; h++) {
+    const __m256i *a = low + 4 * h;
+    const __m256i q =
+        _mm256_or_si256(_mm256_or_si256(a[0], _mm256_slli_epi16(a[1], 2)),
+                        _mm256_or_si256(_mm256_slli_epi16(a[2], 4), _mm256_slli_epi16(a[3], 6)));
+    _mm256_storeu_si256((__m256i *)(y->qs + 32 * h), q);
+  }
 }
 
 CZ_AVX2 static void q3k_encode_avx2(const float *x, q3k_block *y) {
-  int8_t L[QK];
+  int32_t fl[2][16][8];
   float scales[16];
   float max_scale = 0, amax = 0;
   for (int g = 0; g < 2; g++) {
     __m256 xt[16];
     __m256i l[16];
     v_transpose(x + 128 * g, 16, 16, xt);
-    fit_q3_8(16, 4, xt, l, scales + 8 * g);
-    v_untranspose8(l, 16, 16, 0, (uint8_t *)L + 128 * g);
+    fit_q3_8(xt, l, scales + 8 * g);
+    for (int i = 0; i < 16; i++) _mm256_storeu_si256((__m256i *)fl[g][i], l[i]);
   }
   for (int j = 0; j < 16; j++) {
     const float a = fabsf(scales[j]);
@@ -1227,11 +1266,12 @@ CZ_AVX2 static void q3k_encode_avx2(const float *x, q3k_block *y) {
   } else {
     y->d = f2h_avx2(0.f);
   }
-  q3k_finish_avx2(x, L, y);
+  q3k_finish_avx2(x, fl, y);
 }
 
 CZ_AVX2 static void q3k_encode_weighted_avx2(const float *x, const float *qw, q3k_block *y) {
-  int8_t L[QK], Ls[16];
+  int8_t Ls[16];
+  int32_t fl[2][16][8];
   float w[QK], sw[16], scales[16];
   weights_avx2(x, qw, 2 * sum_squares(x, QK) / QK, 16, w, sw);
   for (int g = 0; g < 2; g++) {
@@ -1240,13 +1280,13 @@ CZ_AVX2 static void q3k_encode_weighted_avx2(const float *x, const float *qw, q3
     v_transpose(x + 128 * g, 16, 16, xt);
     v_transpose(w + 128 * g, 16, 16, wt);
     fit_symmetric8(16, 4, xt, wt, l, scales + 8 * g);
-    v_untranspose8(l, 16, 16, 0, (uint8_t *)L + 128 * g);
+    for (int i = 0; i < 16; i++) _mm256_storeu_si256((__m256i *)fl[g][i], l[i]);
   }
   memset(y->scales, 0, sizeof y->scales);
   const float d_block = fit_symmetric(16, 32, scales, sw, Ls);
   for (int j = 0; j < 16; j++) q3k_put_scale(y->scales, j, Ls[j]);
   y->d = f2h_avx2(d_block);
-  q3k_finish_avx2(x, L, y);
+  q3k_finish_avx2(x, fl, y);
 }
 
 /* ---- q4_K and q5_K ---- */

@@ -350,6 +350,56 @@ static void test_decode_vs_scalar(void) {
   }
 }
 
+/* q3_K's level search (make_q3_quants) stops after 5 sweeps even when the 5th still changed a
+ * level. These sub-blocks of 16 (found by searching Gaussian ones, about 1 in 200,000) give
+ * other levels with a cap of 4 or 6 sweeps than with 5, so an AVX2 twin that ran one sweep
+ * more or less would differ here; they go into super-blocks at every position, scaled by powers
+ * of two (which scale every product and sum exactly: the same decisions), between Gaussian
+ * sub-blocks. */
+static const float Q3_FIVE_SWEEPS[][16] = {
+    {0x1.14e6ecp-2, -0x1.329e5p-1, 0x1.e721p-1, 0x1.49fbc8p+0, -0x1.becb1ap+0, 0x1.9f24dp-1,
+     0x1.cd309cp-4, -0x1.114036p-1, -0x1.30eb9cp+0, -0x1.9c9b3ap-1, -0x1.5c57b2p-1,
+     -0x1.0cab8p+0, -0x1.8a0caap+0, -0x1.36641ep-1, -0x1.cbdc98p-6, 0x1.b14092p+0},
+    {-0x1.5dc85ap-1, 0x1.aa847cp-1, 0x1.5b08a4p-2, 0x1.5596dp+0, -0x1.e5f302p-2, 0x1.5e385p-3,
+     0x1.b6413ap+0, 0x1.3f3e08p+0, -0x1.8e49d6p+0, -0x1.12a99p-4, -0x1.5aa25cp-1,
+     0x1.2a8386p+0, -0x1.150f5ep-1, -0x1.c5269ap+0, 0x1.284532p+0, -0x1.323e88p+0},
+    {0x1.44db64p-2, 0x1.42cb8p+0, -0x1.d159d6p-3, -0x1.1bd6dap+0, -0x1.0e5f3ap-3,
+     -0x1.3993eep-1, -0x1.4d0764p-2, 0x1.465f04p-2, -0x1.11578ap+0, 0x1.4d635cp+0,
+     0x1.e6549p-1, -0x1.c8737ep-1, -0x1.5dce6p+0, 0x1.1b9bd4p-1, -0x1.0cc24p-1, 0x1.bc0752p-1},
+    {0x1.72ea66p+0, 0x1.556d0ap-3, 0x1.69003cp-1, 0x1.1f10bcp-2, -0x1.68929cp+0,
+     -0x1.8b8268p-3, -0x1.326d3cp-3, -0x1.db1f22p+0, -0x1.c0f356p+0, -0x1.146b2p+0,
+     0x1.cee2e4p+0, -0x1.ab8518p+0, -0x1.39acfep-3, -0x1.2b3eeap+0, -0x1.7298fap-1,
+     0x1.bb7058p-1},
+    {-0x1.3fe2bcp+0, -0x1.926b18p-1, -0x1.36dd3ap+0, 0x1.e9c1cp-4, 0x1.6bd89ep-3,
+     -0x1.47825cp-5, 0x1.0b97bep-2, 0x1.651498p-1, -0x1.886e7ap+0, 0x1.cc764ep+0,
+     -0x1.71f51ap+0, -0x1.d87312p-4, -0x1.688f0cp-1, 0x1.578c5ap+0, -0x1.3394a8p-4,
+     -0x1.d7da78p+0},
+    {0x1.dcf47ep-2, 0x1.97a2a4p-1, 0x1.55b76cp+0, 0x1.4a5632p+0, -0x1.8f68fep-4, 0x1.d8c9dp-2,
+     0x1.9cd5cap+0, -0x1.b4a1ep+0, 0x1.13662p+0, -0x1.00a6d4p+0, 0x1.1cdfep+0, 0x1.0bc38cp+0,
+     -0x1.a7d516p-4, -0x1.820a3ep+0, 0x1.f8e202p-3, -0x1.f88462p-2},
+};
+
+static void test_avx2_q3_K_sweeps(void) {
+  enum { NSUB = 6, SB = 3 * 16 * NSUB }; /* 3 super-blocks per (sub-block, position) pair */
+  static float x[SB * 256];
+  static uint8_t a[SB * 110], b[SB * 110];
+  if (!__builtin_cpu_supports("avx2")) {
+    printf("# no AVX2 on this CPU: nothing to compare\n");
+    return;
+  }
+  for (int sb = 0; sb < SB; sb++) {
+    float *y = x + 256 * sb;
+    for (int i = 0; i < 256; i++) y[i] = (float)(rng_gauss() * (sb % 3 == 2 ? 1e-3 : 1.0));
+    const int k = sb / 3 % NSUB, pos = sb / (3 * NSUB); /* pos: which sub-block of 16 */
+    const float f = ldexpf(1.0f, (sb % 7) * 3 - 9);
+    for (int i = 0; i < 16; i++) y[16 * pos + i] = Q3_FIVE_SWEEPS[k][i] * f;
+  }
+  const cz_type_traits *tr = cz_type_get(CZ_TYPE_Q3_K);
+  CHECK_EQ_INT(cz_q3_K_quantize_scalar(x, a, SB, 256, NULL), sizeof a);
+  CHECK(cz_q3_K_quantize_avx2(x, b, SB, 256, NULL));
+  check_same_bytes("q3_K avx2 on five-sweep sub-blocks", b, a, sizeof a, tr->type_size);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* whole model: llama-quantize's manifest                                                      */
 /* ------------------------------------------------------------------------------------------ */
@@ -619,6 +669,7 @@ int main(void) {
       GOLDEN_TYPE_ROWS(q5_K),        GOLDEN_TYPE_ROWS(q6_K),     CZ_TEST(test_unaligned),
       CZ_TEST(test_avx2_q2_K),       CZ_TEST(test_avx2_q3_K),    CZ_TEST(test_avx2_q4_K),
       CZ_TEST(test_avx2_q5_K),       CZ_TEST(test_avx2_q6_K),    CZ_TEST(test_decode_vs_scalar),
+      CZ_TEST(test_avx2_q3_K_sweeps),
       CZ_TEST(test_pipeline_q2_K),   CZ_TEST(test_pipeline_q3_K), CZ_TEST(test_pipeline_q4_K),
       CZ_TEST(test_pipeline_q5_K),   CZ_TEST(test_pipeline_q6_K), CZ_TEST(test_imatrix_Q2_K),
       CZ_TEST(test_imatrix_Q6_K),    CZ_TEST(test_imatrix_Q4_K_M), CZ_TEST(test_every_run_direct),
