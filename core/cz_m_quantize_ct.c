@@ -1,8 +1,9 @@
 /* cz_m_quantize_ct: the safetensors quantization schemes in compressed-tensors' layout:
  * integers of 2, 3, 4 or 8 bits per group or per channel, symmetric or asymmetric, packed into
  * int32 as compressed-tensors' pack_to_int32 does ("pack-quantized", optionally with HQQ's
- * data-free zero-point optimization); NF4 (bitsandbytes' code values, absmax per block,
- * optional double quantization of the absmax); FP8 E4M3 with one scale per output channel or
+ * data-free scale and zero-point optimization, never worse than RTN in L2); NF4 in
+ * bitsandbytes' serialization (code values, absmax per block, optional double quantization of
+ * the absmax with bitsandbytes' 8-bit dynamic map); FP8 E4M3 with one scale per output channel or
  * per 128x128 block ("float-quantized"). Whole-tensor encoders (CZ_METHOD_TENSOR): each
  * writes its tensors, its decoded values and a layout leaf (docs/formats.md 4.9-4.12).
  */
@@ -235,9 +236,11 @@ static json_t *int_schema(void) {
                                            "(2^(bits-1) - 1), no zero point; false: scale = "
                                            "(max - min) / (2^bits - 1) and an integer zero point"));
   json_array_append_new(p, cz_schema_param("hqq", "boolean", false, json_false(), NULL, NAN, NAN,
-                                           "asymmetric int2/int3/int4: optimize each group's zero "
-                                           "point with HQQ's half-quadratic solver (no data "
-                                           "needed); kept only where it lowers HQQ's objective"));
+                                           "asymmetric int2/int3/int4: optimize each group's scale "
+                                           "and zero point with HQQ's search and half-quadratic "
+                                           "solver, then a least-squares scale for the integer "
+                                           "zero point (no data needed); kept only where it "
+                                           "lowers the group's L2 error below round to nearest"));
   cz_schema_add_selectors(p);
   return json_pack("{s:o, s:[s], s:s}", "params", p, "output_formats", "safetensors", "layout",
                    "compressed-tensors pack-quantized");
