@@ -602,7 +602,8 @@ void cz_q5_1_to_f32_scalar(const void *src, float *dst, int64_t n) {
  * are exact in any order, and the scalar scans keep the first element that attains them
  * (strict comparisons), which matters for the sign of the signed maximum of q4_0/q5_0 and
  * for -0.0 versus +0.0 in the min and max of q4_1/q5_1; so the vector code reduces first and
- * then looks for the first element equal to the extreme. The eight blocks' extremes are
+ * looks for the first element equal to the extreme only where the extreme alone does not
+ * decide (a zero, or a maximum |x| of both signs). The eight blocks' extremes are
  * reduced into one vector (lane b = block b), so the scales, their inverses (vdivps is
  * correctly rounded, as the scalar divisions) and their fp16 (vcvtps2ph rounds to nearest
  * even, as cz_fp32_to_fp16, for every non-NaN float: checked over all 2^32 bit patterns) take
@@ -699,29 +700,46 @@ CZ_AVX2_INLINE void store_high_bits(__m256i q, uint8_t *qh) {
   memcpy(qh, &bits, 4);
 }
 
-/* q4_0 (nmax 8) and q5_0 (nmax 16): GROUP blocks of x to out, bytes blocks apart. d = max /
- * -nmax with max the first element of largest |x| (+0.0 for a block of zeros: the scalar's
- * strict < never fires), codes (int)(x * id + nmax + 0.5) clamped to 2 nmax - 1. */
-CZ_AVX2_INLINE void symmetric_group(const float *x, uint8_t *out, size_t bytes, int nmax) {
-  __m256 m[GROUP];
-  block_absmax(x, m);
-  const __m256 amax = reduce_max8(m);
-  uint32_t neg = 0; /* bit b: block b's first element of largest |x| is negative */
-  const __m256 sign = _mm256_set1_ps(-0.0f);
+/* Per block b: the smallest and the largest of its 32 elements. */
+CZ_AVX2_INLINE void block_min_max(const float *x, __m256 lo[GROUP], __m256 hi[GROUP]) {
   CZ_UNROLL for (int b = 0; b < GROUP; b++) {
     const float *y = x + QK * b;
-    const __m256 t = lane(amax, b);
-    uint32_t eq = 0, sg = 0;
-    CZ_UNROLL for (int k = 0; k < 4; k++) {
-      const __m256 v = _mm256_loadu_ps(y + 8 * k);
-      eq |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), t, _CMP_EQ_OQ)) << (8 * k);
-      sg |= (uint32_t)_mm256_movemask_ps(v) << (8 * k);
-    }
-    neg |= ((sg >> __builtin_ctz(eq | 0x80000000u)) & 1u) << b;
+    const __m256 v0 = _mm256_loadu_ps(y), v1 = _mm256_loadu_ps(y + 8);
+    const __m256 v2 = _mm256_loadu_ps(y + 16), v3 = _mm256_loadu_ps(y + 24);
+    lo[b] = _mm256_min_ps(_mm256_min_ps(v0, v1), _mm256_min_ps(v2, v3));
+    hi[b] = _mm256_max_ps(_mm256_max_ps(v0, v1), _mm256_max_ps(v2, v3));
   }
-  const __m256i negv = _mm256_sllv_epi32(_mm256_set1_epi32((int)neg), _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24));
-  const __m256 max = _mm256_or_ps(amax, _mm256_and_ps(_mm256_and_ps(_mm256_castsi256_ps(negv), sign),
-                                                      _mm256_cmp_ps(amax, _mm256_setzero_ps(), _CMP_GT_OQ)));
+}
+
+/* The scalar signed_absmax of a block whose max and -min are equal: +0.0 when they are zero
+ * (the strict < never fires), else the first element of largest |x|. */
+static float tied_absmax(const float *y, float amax) {
+  if (amax == 0.0f) return 0.0f;
+  for (int j = 0; j < QK; j++)
+    if (fabsf(y[j]) == amax) return y[j];
+  return amax;
+}
+
+/* q4_0 (nmax 8) and q5_0 (nmax 16): GROUP blocks of x to out, bytes blocks apart. d = max /
+ * -nmax with max the first element of largest |x|: the block's max when it exceeds -min, its
+ * min when -min exceeds the max (equal nonzero floats have equal bits, so either is that
+ * element), and when they tie (opposite signs, or a block of zeros) the scalar's choice;
+ * codes (int)(x * id + nmax + 0.5) clamped to 2 nmax - 1. */
+CZ_AVX2_INLINE void symmetric_group(const float *x, uint8_t *out, size_t bytes, int nmax) {
+  __m256 lo[GROUP], hi[GROUP];
+  block_min_max(x, lo, hi);
+  const __m256 mn = reduce_min8(lo), mx = reduce_max8(hi);
+  const __m256 neg_mn = _mm256_xor_ps(mn, _mm256_set1_ps(-0.0f));
+  __m256 max = _mm256_blendv_ps(mn, mx, _mm256_cmp_ps(mx, neg_mn, _CMP_GT_OQ));
+  const int ties = _mm256_movemask_ps(_mm256_cmp_ps(mx, neg_mn, _CMP_EQ_OQ));
+  if (ties) {
+    float fmax[GROUP], fmx[GROUP];
+    _mm256_storeu_ps(fmax, max);
+    _mm256_storeu_ps(fmx, mx);
+    for (int b = 0; b < GROUP; b++)
+      if ((ties >> b) & 1) fmax[b] = tied_absmax(x + QK * b, fabsf(fmx[b]));
+    max = _mm256_loadu_ps(fmax);
+  }
   const __m256 d = _mm256_div_ps(max, _mm256_set1_ps((float)-nmax));
   const __m256 id = inverse(d);
   uint16_t hd[GROUP];
@@ -751,13 +769,7 @@ CZ_AVX2_INLINE void symmetric_group(const float *x, uint8_t *out, size_t bytes, 
  * nmax, codes (int)((x - min) * id + 0.5). */
 CZ_AVX2_INLINE void affine_group(const float *x, uint8_t *out, size_t bytes, int nmax) {
   __m256 lo[GROUP], hi[GROUP];
-  CZ_UNROLL for (int b = 0; b < GROUP; b++) {
-    const float *y = x + QK * b;
-    const __m256 v0 = _mm256_loadu_ps(y), v1 = _mm256_loadu_ps(y + 8);
-    const __m256 v2 = _mm256_loadu_ps(y + 16), v3 = _mm256_loadu_ps(y + 24);
-    lo[b] = _mm256_min_ps(_mm256_min_ps(v0, v1), _mm256_min_ps(v2, v3));
-    hi[b] = _mm256_max_ps(_mm256_max_ps(v0, v1), _mm256_max_ps(v2, v3));
-  }
+  block_min_max(x, lo, hi);
   __m256 mn = reduce_min8(lo), mx = reduce_max8(hi);
   /* equal nonzero floats have equal bits: only a zero extreme needs the scalar's choice */
   const __m256 zero = _mm256_setzero_ps();
