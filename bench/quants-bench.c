@@ -7,7 +7,10 @@
  *            "same" says whether it wrote the scalar path's bytes (it must)
  *   imatrix  the path with importance weights, scalar and optimized where both exist
  * Types without an optimized kernel show "-" in the opt columns. The row q8_0/x8 times
- * cz_q8_0_from_f32_avx2_x8 (cz_quants_legacy.c), which the type table does not take yet.
+ * cz_q8_0_from_f32_avx2_x8 (cz_quants_legacy.c), which the type table does not take yet. The
+ * row iq4_nl/ref times iq4_nl's reference (not its file path) in its two implementations,
+ * cz_iq4_nl_from_f32_scalar and cz_iq4_nl_from_f32_avx2, row by row; the iq4_nl row's ref
+ * column is the table's from_f32, which takes the AVX2 one.
  *
  * Build against a configured tree's libczcore.a (a sanitizer build measures ASan, not code):
  *   cc -std=gnu11 -O2 -Icore bench/quants-bench.c BUILD/libczcore.a \
@@ -203,6 +206,29 @@ int main(int argc, char **argv) {
       snprintf(c[4], sizeof c[4], "%s", tx8 < 0 ? "-" : memcmp(q, q2, nb) == 0 ? "yes" : "NO");
       printf("%-8s %9s %9s %9s %7s %5s | %9s %9s %7s %5s\n", "q8_0/x8", "", "", c[2], c[3], c[4],
              "-", "-", "-", "-");
+    }
+    if (t == CZ_TYPE_IQ4_NL) { /* the reference (from_f32), scalar and AVX2, row by row */
+      const size_t row_bytes = (size_t)cz_type_row_size((cz_type)t, COLS);
+      double ts = 1e30, to = 1e30;
+      bool ok = true;
+      for (int r = 0; r < reps && ok; r++) {
+        double t0 = now_s();
+        for (int64_t i = 0; i < rows; i++)
+          cz_iq4_nl_from_f32_scalar(x + i * COLS, q2 + (size_t)i * row_bytes, COLS);
+        const double t1 = now_s();
+        for (int64_t i = 0; i < rows && ok; i++)
+          ok = cz_iq4_nl_from_f32_avx2(x + i * COLS, q + (size_t)i * row_bytes, COLS);
+        const double t2 = now_s();
+        if (t1 - t0 < ts) ts = t1 - t0;
+        if (t2 - t1 < to) to = t2 - t1;
+      }
+      if (!ok) to = -1;
+      gbs(c[1], sizeof c[1], gb, ts);
+      gbs(c[2], sizeof c[2], gb, to);
+      ratio(c[3], sizeof c[3], ts, to);
+      snprintf(c[4], sizeof c[4], "%s", to < 0 ? "-" : memcmp(q, q2, nb) == 0 ? "yes" : "NO");
+      printf("%-8s %9s %9s %9s %7s %5s | %9s %9s %7s %5s\n", "iq4_nl/ref", "", c[1], c[2], c[3],
+             c[4], "-", "-", "-", "-");
     }
   }
   free(x);

@@ -217,6 +217,12 @@ size_t cz_iq4_xs_quantize_scalar(const float *src, void *dst, int64_t nrows, int
                                  const float *imatrix);
 bool cz_iq4_nl_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix);
+/* iq4_nl's reference (cz_iq4_nl_from_f32, the type table's from_f32, which takes the AVX2
+ * twin when the CPU has AVX2) in its two implementations; the twin runs eight blocks at once,
+ * one per lane, writes the scalar bytes for finite input, and returns false, writing nothing,
+ * without AVX2. */
+void cz_iq4_nl_from_f32_scalar(const float *src, void *dst, int64_t n);
+bool cz_iq4_nl_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_iq4_xs_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix);
 

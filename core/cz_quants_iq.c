@@ -20,6 +20,7 @@
  */
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "cz_quants.h"
@@ -177,7 +178,7 @@ static void iq4_nl_block(const float *x, const float *imp, int ntry, uint8_t idx
   iq4_pack(idx, b->qs);
 }
 
-void cz_iq4_nl_from_f32(const float *src, void *dst, int64_t n) {
+void cz_iq4_nl_from_f32_scalar(const float *src, void *dst, int64_t n) {
   uint8_t *out = dst;
   uint8_t idx[QK_32] = {0};
   for (int64_t i = 0; i < n / QK_32; i++) {
@@ -304,10 +305,12 @@ CZ_AVX2 static inline __m256 v_iq4_value(__m256i i) {
  * gives lo = 0 and the rule picks 0, as the scalar's first test; v >= kIQ4[15] (and NaN, which
  * fails every scalar compare and so bisects up to 15) is forced to 15. */
 CZ_AVX2 static inline __m256i v_iq4_index(__m256 v) {
+  static const float kIQ4f[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                  1,    13,   25,  38,  53,  69,  89,  113};
   __m256i lo = _mm256_setzero_si256();
-  for (int i = 1; i < 15; i++)
+  for (int i = 1; i < 15; i++) /* a broadcast load each, not a conversion of kIQ4[i] */
     lo = _mm256_sub_epi32(
-        lo, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(kIQ4[i]), v, _CMP_LE_OQ)));
+        lo, _mm256_castps_si256(_mm256_cmp_ps(_mm256_broadcast_ss(&kIQ4f[i]), v, _CMP_LE_OQ)));
   /* lo <= 14 here: kIQ4[15] is left out, v at or above it is handled below */
   const __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(1));
   const __m256 below = _mm256_cmp_ps(_mm256_sub_ps(v, v_iq4_value(lo)),
@@ -477,6 +480,102 @@ CZ_AVX2 static void iq4_nl_rows_avx2(const float *src, void *dst, int64_t nrows,
   }
 }
 
+/* The reference's iq4_group_scale (ntry -1, weights x², codes of the first guess kept) for
+ * eight consecutive blocks, one per lane: d = max / kIQ4[0], codes at 1/d, and the
+ * least-squares scale of those codes; lanes whose largest magnitude is below GROUP_MAX_EPS get
+ * scale 0 and tiny set. idx[j] lane g is the code of element j of block g. */
+CZ_AVX2 static __m256 iq4_ref_scale8(const __m256 x[QK_32], __m256i idx[QK_32], __m256 *tiny) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 amax = zero, max = zero;
+  for (int j = 0; j < QK_32; j++) {
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[j]);
+    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, ax, gt);
+    max = _mm256_blendv_ps(max, x[j], gt);
+  }
+  *tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+  const __m256 d0 = _mm256_div_ps(max, _mm256_set1_ps(kIQ4[0]));
+  const __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), d0);
+  __m256 sqx = zero, sq2 = zero;
+  for (int j = 0; j < QK_32; j++) {
+    idx[j] = v_iq4_index(_mm256_mul_ps(id, x[j]));
+    const __m256 q = v_iq4_value(idx[j]);
+    const __m256 wq = _mm256_mul_ps(_mm256_mul_ps(x[j], x[j]), q);
+    sqx = _mm256_add_ps(sqx, _mm256_mul_ps(wq, x[j]));
+    sq2 = _mm256_add_ps(sq2, _mm256_mul_ps(wq, q));
+  }
+  const __m256 d = _mm256_blendv_ps(zero, _mm256_div_ps(sqx, sq2), _mm256_cmp_ps(sq2, zero, _CMP_GT_OQ));
+  return _mm256_blendv_ps(d, zero, *tiny);
+}
+
+/* iq4_pack for eight blocks: idx[j] lane g is code j of block g; qs[g] receives block g's 16
+ * bytes, idx[j] | idx[j + 16] << 4. Four bytes j = 4k..4k+3 of the eight blocks go to one
+ * vector (packs, then a byte shuffle makes each 32-bit lane one block's four bytes), and a 4x4
+ * transpose of 32-bit lanes in each 128-bit half gathers a block's 16 bytes. */
+CZ_AVX2 static void iq4_pack8(const __m256i idx[QK_32], uint8_t qs[8][QK_32 / 2]) {
+  const __m256i by_block = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m256i v[4];
+  for (int k = 0; k < 4; k++) {
+    __m256i q[4];
+    for (int m = 0; m < 4; m++)
+      q[m] = _mm256_or_si256(idx[4 * k + m], _mm256_slli_epi32(idx[4 * k + m + 16], 4));
+    v[k] = _mm256_shuffle_epi8(
+        _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+        by_block);
+  }
+  const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpacklo_epi32(v[2], v[3]);
+  const __m256i t2 = _mm256_unpackhi_epi32(v[0], v[1]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+  const __m256i r[4] = {_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1),
+                        _mm256_unpacklo_epi64(t2, t3), _mm256_unpackhi_epi64(t2, t3)};
+  for (int g = 0; g < 4; g++) {
+    _mm_storeu_si128((__m128i *)qs[g], _mm256_castsi256_si128(r[g]));
+    _mm_storeu_si128((__m128i *)qs[g + 4], _mm256_extracti128_si256(r[g], 1));
+  }
+}
+
+/* cz_iq4_nl_from_f32 eight blocks at a time, the rest (fewer than eight) through the scalar
+ * block. carry holds the packed codes of the last block with a scale, the scalar's idx: a
+ * block below GROUP_MAX_EPS is written with them (ggml's reference leaves its codes as the
+ * previous block's; its scale is 0, so they decode to zeros either way). */
+CZ_AVX2 static void iq4_nl_ref_avx2(const float *src, void *dst, int64_t n) {
+  const int64_t nb = n / QK_32;
+  uint8_t *out = dst;
+  uint8_t carry[QK_32 / 2] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= nb; i += 8) {
+    __m256 xt[QK_32], tiny;
+    __m256i idx[QK_32];
+    uint8_t qs[8][QK_32 / 2];
+    float df[8];
+    v_transpose32(src + i * QK_32, QK_32, xt);
+    _mm256_storeu_ps(df, iq4_ref_scale8(xt, idx, &tiny));
+    const int tiny_mask = _mm256_movemask_ps(tiny);
+    iq4_pack8(idx, qs);
+    _mm256_zeroupper(); /* cz_fp32_to_fp16 is SSE code */
+    for (int g = 0; g < 8; g++) {
+      uint8_t *b = out + (i + g) * (int64_t)sizeof(blk_iq4_nl);
+      const uint16_t h = cz_fp32_to_fp16(df[g]);
+      memcpy(b + offsetof(blk_iq4_nl, d), &h, sizeof h);
+      if (tiny_mask >> g & 1)
+        memcpy(qs[g], carry, sizeof carry);
+      else
+        memcpy(carry, qs[g], sizeof carry);
+      memcpy(b + offsetof(blk_iq4_nl, qs), qs[g], sizeof qs[g]);
+    }
+  }
+  uint8_t idx[QK_32];
+  for (int j = 0; j < QK_32 / 2; j++) {
+    idx[j] = carry[j] & 0xf;
+    idx[j + QK_32 / 2] = carry[j] >> 4;
+  }
+  for (; i < nb; i++) {
+    blk_iq4_nl b;
+    iq4_nl_block(src + i * QK_32, NULL, -1, idx, &b);
+    memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
+  }
+}
+
 CZ_AVX2 static void iq4_xs_rows_avx2(const float *src, void *dst, int64_t nrows,
                                      int64_t n_per_row, const float *imatrix) {
   const int64_t nb = n_per_row / QK_256;
@@ -498,7 +597,21 @@ static void iq4_nl_rows_avx2(const float *src, void *dst, int64_t nrows, int64_t
   (void)src, (void)dst, (void)nrows, (void)n_per_row, (void)imatrix;
 }
 #define iq4_xs_rows_avx2 iq4_nl_rows_avx2
+static void iq4_nl_ref_avx2(const float *src, void *dst, int64_t n) {
+  (void)src, (void)dst, (void)n;
+}
 #endif
+
+bool cz_iq4_nl_from_f32_avx2(const float *src, void *dst, int64_t n) {
+  if (!have_avx2()) return false;
+  iq4_nl_ref_avx2(src, dst, n);
+  return true;
+}
+
+/* ggml's quantize_row_iq4_nl_ref: the AVX2 twin when the CPU has AVX2. */
+void cz_iq4_nl_from_f32(const float *src, void *dst, int64_t n) {
+  if (!cz_iq4_nl_from_f32_avx2(src, dst, n)) cz_iq4_nl_from_f32_scalar(src, dst, n);
+}
 
 bool cz_iq4_nl_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                              const float *imatrix) {
@@ -722,59 +835,116 @@ static float ternary_trits(const float *x, uint8_t t[QK_256]) {
   return d;
 }
 
-/* The AVX2 twin of ternary_trits: the largest magnitude is a max (the same in any order),
- * and lroundf per element is rounding half away from zero, done exactly on |v·id| (at most
- * 1 plus an ulp): its integer part plus one when the exact remainder is at least a half.
- * A non-finite v·id (a scale so small that 1/d overflows) gets what lroundf gives it on
- * x86-64, LONG_MIN, whose low 32 bits are 0: trit 1, which the tests check. */
+/* The AVX2 twins of tq1_0's and tq2_0's reference, a block of 256 spread across the lanes: the
+ * scale is the largest magnitude, a max (the same in any order), and the rest is element-wise.
+ * |x| <= d makes v = x·(1/d) at most 1 plus a few ulps (1/d rounded, then the product), so
+ * lroundf(v), rounding half away from zero, is 1 for v >= 0.5, -1 for v <= -0.5 and 0 in
+ * between: two compares per element, no rounding. A d so small that 1/d overflows makes every
+ * v·id infinite or NaN, which lroundf turns into LONG_MIN on x86-64, low 32 bits 0: trit 1
+ * everywhere, which an inverse scale of 0 gives too (the tests check it). The trits are packed
+ * in 16-bit lanes; the base-3 bytes of tq1_0, (q·256 + 242) / 243 for q < 243, divide by a
+ * multiply-high: (n · 8631) >> 21 is n / 243 for every such n (at most 62194). */
 #if defined(__x86_64__) && defined(__GNUC__)
-CZ_AVX2 static float ternary_trits_avx2(const float *x, uint8_t t[QK_256]) {
+/* The 256 trits of a block as sixteen vectors of 16-bit lanes, t[c] holding elements 16c..16c+15
+ * in the order packs_epi32 leaves them, 0-3, 8-11 | 4-7, 12-15 (the same for every c, so
+ * element-wise combinations of them are in that order too). Returns the scale d. */
+CZ_AVX2 static float ternary_trits16(const float *x, __m256i t[16]) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  __m256 am = _mm256_setzero_ps();
-  for (int j = 0; j < QK_256; j += 8)
-    am = _mm256_max_ps(am, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
-  float a8[8];
-  _mm256_storeu_ps(a8, am);
-  float d = 0.0f;
-  for (int k = 0; k < 8; k++) d = d > a8[k] ? d : a8[k];
-  const __m256 id = _mm256_set1_ps(d ? 1.0f / d : 0.0f);
-  for (int j = 0; j < QK_256; j += 8) {
-    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), id);
-    const __m256 a = _mm256_andnot_ps(sign, v);
-    const __m256 r = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, r), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    __m256i l = _mm256_sub_epi32(_mm256_cvttps_epi32(r), _mm256_castps_si256(up));
-    const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-    l = _mm256_blendv_epi8(l, _mm256_sub_epi32(_mm256_setzero_si256(), l), neg);
-    const __m256i finite = _mm256_castps_si256(
-        _mm256_cmp_ps(a, _mm256_set1_ps(8388608.0f), _CMP_LT_OQ));
-    l = _mm256_and_si256(l, finite);
-    l = _mm256_add_epi32(l, _mm256_set1_epi32(1));
-    int32_t l8[8];
-    _mm256_storeu_si256((__m256i *)l8, l);
-    for (int k = 0; k < 8; k++) t[j + k] = (uint8_t)l8[k];
+  __m256 am[4];
+  for (int k = 0; k < 4; k++) am[k] = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+  for (int j = 32; j < QK_256; j += 32)
+    for (int k = 0; k < 4; k++)
+      am[k] = _mm256_max_ps(am[k], _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j + 8 * k)));
+  __m256 m = _mm256_max_ps(_mm256_max_ps(am[0], am[1]), _mm256_max_ps(am[2], am[3]));
+  m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+  m = _mm256_max_ps(m, _mm256_permute_ps(m, 0x4E));
+  m = _mm256_max_ps(m, _mm256_permute_ps(m, 0xB1));
+  const float d = _mm256_cvtss_f32(m);
+  float id = d ? 1.0f / d : 0.0f;
+  if (isinf(id)) id = 0.0f;
+  const __m256 vid = _mm256_set1_ps(id), half = _mm256_set1_ps(0.5f),
+               mhalf = _mm256_set1_ps(-0.5f);
+  const __m256i one = _mm256_set1_epi32(1);
+  for (int c = 0; c < 16; c++) {
+    __m256i h[2];
+    for (int k = 0; k < 2; k++) {
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 16 * c + 8 * k), vid);
+      const __m256i ge = _mm256_castps_si256(_mm256_cmp_ps(v, half, _CMP_GE_OQ));
+      const __m256i le = _mm256_castps_si256(_mm256_cmp_ps(v, mhalf, _CMP_LE_OQ));
+      h[k] = _mm256_add_epi32(_mm256_sub_epi32(one, ge), le);
+    }
+    t[c] = _mm256_packs_epi32(h[0], h[1]);
   }
-  _mm256_zeroupper();
   return d;
+}
+
+/* Base-3 bytes of five trit vectors, most significant first, then ⌈q · 256 / 243⌉. */
+CZ_AVX2 static inline __m256i tq1_bytes16(__m256i a, __m256i b, __m256i c, __m256i d, __m256i e) {
+  __m256i q = _mm256_add_epi16(_mm256_mullo_epi16(a, _mm256_set1_epi16(81)),
+                               _mm256_mullo_epi16(b, _mm256_set1_epi16(27)));
+  q = _mm256_add_epi16(q, _mm256_add_epi16(_mm256_mullo_epi16(c, _mm256_set1_epi16(9)),
+                                           _mm256_mullo_epi16(d, _mm256_set1_epi16(3))));
+  q = _mm256_add_epi16(q, e);
+  const __m256i n = _mm256_add_epi16(_mm256_slli_epi16(q, 8), _mm256_set1_epi16(242));
+  return _mm256_srli_epi16(_mm256_mulhi_epu16(n, _mm256_set1_epi16((short)8631)), 5);
+}
+
+/* Two vectors of 16-bit values below 256, both in the 0-3, 8-11 | 4-7, 12-15 order, as 32
+ * bytes in element order (a's 16, then b's). */
+CZ_AVX2 static inline __m256i bytes_in_order(__m256i a, __m256i b) {
+  return _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b),
+                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* tq1_0_pack on the trit vectors: qs[m] (m < 32) from elements m + 32k, chunks 2k and 2k + 1;
+ * qs[32 + m] (m < 16) from elements 160 + m + 16k, chunk 10 + k; qh[j] from elements
+ * 240 + j + 4k of chunk 15, four digits and a zero. */
+CZ_AVX2 static void tq1_0_block_avx2(const float *x, uint8_t *out) {
+  __m256i t[16];
+  const float d = ternary_trits16(x, t);
+  const __m256i lo = tq1_bytes16(t[0], t[2], t[4], t[6], t[8]);
+  const __m256i hi = tq1_bytes16(t[1], t[3], t[5], t[7], t[9]);
+  const __m256i mid = tq1_bytes16(t[10], t[11], t[12], t[13], t[14]);
+  _mm256_storeu_si256((__m256i *)out, bytes_in_order(lo, hi));
+  _mm_storeu_si128((__m128i *)(out + 32), _mm256_castsi256_si128(bytes_in_order(mid, mid)));
+  int16_t last[16]; /* chunk 15 in element order */
+  _mm256_storeu_si256((__m256i *)last, _mm256_permute4x64_epi64(t[15], 0xD8));
+  for (int j = 0; j < 4; j++) {
+    uint8_t q = 0;
+    for (int k = 0; k < 4; k++) q = (uint8_t)(q * 3 + last[j + 4 * k]);
+    q = (uint8_t)(q * 3);
+    out[48 + j] = (uint8_t)(((uint16_t)q * 256 + (243 - 1)) / 243);
+  }
+  const uint16_t h = f2h_avx2(d);
+  memcpy(out + offsetof(blk_tq1_0, d), &h, sizeof h);
+}
+
+/* tq2_0_pack on the trit vectors: byte m of each 32 holds elements m + 32k, k < 4 (chunks
+ * 8h + 2k and 8h + 2k + 1), two bits each. */
+CZ_AVX2 static void tq2_0_block_avx2(const float *x, uint8_t *out) {
+  __m256i t[16];
+  const float d = ternary_trits16(x, t);
+  for (int h = 0; h < 2; h++) {
+    __m256i q[2];
+    for (int s = 0; s < 2; s++) {
+      const __m256i *c = t + 8 * h + s;
+      q[s] = _mm256_or_si256(_mm256_or_si256(c[0], _mm256_slli_epi16(c[2], 2)),
+                             _mm256_or_si256(_mm256_slli_epi16(c[4], 4), _mm256_slli_epi16(c[6], 6)));
+    }
+    _mm256_storeu_si256((__m256i *)(out + 32 * h), bytes_in_order(q[0], q[1]));
+  }
+  const uint16_t h = f2h_avx2(d);
+  memcpy(out + offsetof(blk_tq2_0, d), &h, sizeof h);
 }
 
 static bool ternary_avx2_rows(const float *src, void *dst, int64_t n, bool tq1) {
   if (!have_avx2()) return false;
   uint8_t *out = dst;
   for (int64_t i = 0; i < n / QK_256; i++) {
-    uint8_t t[QK_256];
-    const float d = ternary_trits_avx2(src + i * QK_256, t);
-    if (tq1) {
-      blk_tq1_0 b;
-      b.d = cz_fp32_to_fp16(d);
-      tq1_0_pack(t, &b);
-      memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
-    } else {
-      blk_tq2_0 b;
-      b.d = cz_fp32_to_fp16(d);
-      tq2_0_pack(t, &b);
-      memcpy(out + i * (int64_t)sizeof b, &b, sizeof b);
-    }
+    if (tq1)
+      tq1_0_block_avx2(src + i * QK_256, out + i * (int64_t)sizeof(blk_tq1_0));
+    else
+      tq2_0_block_avx2(src + i * QK_256, out + i * (int64_t)sizeof(blk_tq2_0));
   }
   return true;
 }

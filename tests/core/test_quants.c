@@ -5,8 +5,9 @@
  *   importance weights, and to_f32 reproduces ggml's dequantized floats bit for bit;
  * - reference: from_f32 (ggml's *_ref) equals quantize without importance, except iq4_nl whose
  *   file path searches scales that its reference does not (quant-formats.md 1.4);
- * - avx2: the AVX2 twins of the legacy, mxfp4, tq1_0 and tq2_0 references (also on every block
- *   count 1 .. 40), of the legacy dequantizers (bit for bit, NaN and infinite scales included),
+ * - avx2: the AVX2 twins of the legacy, mxfp4, tq1_0, tq2_0 and iq4_nl references (also on
+ *   every block count 1 .. 40, and on super-blocks of rounding ties, every tq1_0 digit string,
+ *   scales near FLT_MAX and FLT_MIN, iq4 code-point ties and zero groups), of the legacy dequantizers (bit for bit, NaN and infinite scales included),
  *   and of the file path of the legacy types,
  *   iq4_nl and iq4_xs (with and without importance), write the same bytes as the scalar code on the golden
  *   inputs, random rows and blocks aimed at their reductions; the golden check runs both
@@ -276,8 +277,18 @@ static avx2_fn avx2_of(cz_type t) {
     case CZ_TYPE_MXFP4: return cz_mxfp4_from_f32_avx2;
     case CZ_TYPE_TQ1_0: return cz_tq1_0_from_f32_avx2;
     case CZ_TYPE_TQ2_0: return cz_tq2_0_from_f32_avx2;
+    case CZ_TYPE_IQ4_NL: return cz_iq4_nl_from_f32_avx2; /* its reference, not its file path */
     default: return NULL;
   }
+}
+
+typedef void (*ref_fn)(const float *src, void *dst, int64_t n);
+
+/* The scalar reference an AVX2 twin must match: the table's from_f32, except for iq4_nl,
+ * whose from_f32 takes the twin itself. */
+static ref_fn scalar_ref_of(cz_type t) {
+  if (t == CZ_TYPE_IQ4_NL) return cz_iq4_nl_from_f32_scalar;
+  return cz_type_get(t)->from_f32;
 }
 
 /* Blocks aimed at the reductions: zeros of both signs in both orders, +-max ties in both
@@ -311,9 +322,87 @@ static void fill_special(float *x, int64_t nblocks) {
   }
 }
 
+/* Super-blocks of 256 aimed at exact rounding, pattern sb % 6:
+ * 0: ties of the ternary rounding: elements 0, -0, +-d/2 and their neighbours, +-d, for scales
+ *    d = 2^e (x·(1/d) is then exactly +-0.5);
+ * 1: every base-3 digit string of tq1_0's bytes: trit t of element m + 32k (and 160 + m + 16k,
+ *    240 + j + 4k) is digit k of a counter, values (t - 1)·s;
+ * 2: magnitudes near FLT_MAX (1/d subnormal) and 3: near FLT_MIN, largest magnitude 2^-125 ..
+ *    2^-129 (1/d finite down to 2^-127, then infinite);
+ * 4: groups of 32 whose first largest magnitude is -127 or 127 (iq4's first guess d = -+1),
+ *    the others code points of kIQ4 and the midpoints between them (the nearest-code ties);
+ * 5: groups of 32 that are zero, -0, below 1e-15 or Gaussian, in any order (iq4_nl's
+ *    reference keeps the last codes through such groups). */
+static void fill_exact(float *x, int64_t nsb) {
+  static const float kiq4[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                 1,    13,   25,  38,  53,  69,  89,  113};
+  for (int64_t sb = 0; sb < nsb; sb++) {
+    float *y = x + 256 * sb;
+    const int64_t r = sb / 6;
+    switch (sb % 6) {
+      case 0: {
+        const float d = ldexpf(1.0f, (int)(r % 41) - 20), h = d / 2;
+        const float pick[8] = {0.0f, -0.0f, h, -h, nextafterf(h, 0), -nextafterf(h, 0),
+                               nextafterf(h, d), -nextafterf(h, d)};
+        for (int j = 0; j < 256; j++) y[j] = pick[(int)(rng_unit() * 8)];
+        y[(int)(rng_unit() * 256)] = rng_unit() < 0.5 ? d : -d;
+        break;
+      }
+      case 1: {
+        const float sc = (float)(0.1 + rng_unit());
+        for (int m = 0; m < 32; m++) {
+          int c = (int)((r * 32 + m) % 243);
+          for (int k = 4; k >= 0; k--, c /= 3) y[m + 32 * k] = (float)(c % 3 - 1) * sc;
+        }
+        for (int m = 0; m < 16; m++) {
+          int c = (int)((r * 16 + m + 100) % 243);
+          for (int k = 4; k >= 0; k--, c /= 3) y[160 + m + 16 * k] = (float)(c % 3 - 1) * sc;
+        }
+        for (int j = 0; j < 4; j++) {
+          int c = (int)((r * 4 + j) % 81);
+          for (int k = 3; k >= 0; k--, c /= 3) y[240 + j + 4 * k] = (float)(c % 3 - 1) * sc;
+        }
+        break;
+      }
+      case 2:
+      case 3: {
+        const float top = sb % 6 == 2 ? 3.4e38f : ldexpf(1.0f, -125 - (int)(r % 5));
+        float m = 0;
+        for (int j = 0; j < 256; j++) {
+          y[j] = (float)(rng_unit() * 2 - 1);
+          if (fabsf(y[j]) > m) m = fabsf(y[j]);
+        }
+        for (int j = 0; j < 256; j++) y[j] = y[j] / m * top;
+        y[(int)(rng_unit() * 256)] = rng_unit() < 0.5 ? top : -top;
+        break;
+      }
+      case 4:
+        for (int g = 0; g < 8; g++) {
+          for (int j = 0; j < 32; j++) {
+            const int i = (int)(rng_unit() * 15);
+            y[32 * g + j] = rng_unit() < 0.5 ? kiq4[i] : (kiq4[i] + kiq4[i + 1]) / 2;
+            if (g % 2) y[32 * g + j] = -y[32 * g + j];
+          }
+          y[32 * g + (int)(rng_unit() * 32)] = g % 2 ? 127.0f : -127.0f;
+        }
+        break;
+      default:
+        for (int g = 0; g < 8; g++) {
+          const int kind = (int)(rng_unit() * 4);
+          for (int j = 0; j < 32; j++)
+            y[32 * g + j] = kind == 0 ? 0.0f : kind == 1 ? -0.0f
+                          : kind == 2 ? (float)((rng_unit() * 2 - 1) * 9e-16)
+                                      : (float)(rng_unit() * 2 - 1);
+        }
+        break;
+    }
+  }
+}
+
 static void check_avx2(const qtype *q) {
   const cz_type_traits *tr = cz_type_get(q->type);
   avx2_fn fast = avx2_of(q->type);
+  ref_fn scalar = scalar_ref_of(q->type);
   enum { NR = 64 * 1024 };
   static float x[NR];
   static uint8_t a[NR + 64], b[NR + 64];
@@ -322,7 +411,7 @@ static void check_avx2(const qtype *q) {
     printf("# no AVX2 on this CPU: only the fallback checked\n");
     return;
   }
-  for (int input = 0; input < N_DISTS + 4; input++) {
+  for (int input = 0; input < N_DISTS + 5; input++) {
     int64_t n;
     char what[128];
     if (input < N_DISTS) {
@@ -339,6 +428,10 @@ static void check_avx2(const qtype *q) {
       n = NR;
       fill_special(x, n / 32);
       snprintf(what, sizeof what, "%s avx2 on special blocks (%d)", tr->name, input);
+    } else if (input == N_DISTS + 4) {
+      n = NR;
+      fill_exact(x, n / 256);
+      snprintf(what, sizeof what, "%s avx2 on ties, digit strings, extreme scales", tr->name);
     } else { /* whole 256-blocks of subnormals (1/amax overflows to inf), tiny values, zeros */
       n = NR;
       fill_random(x, n, 1.0);
@@ -353,12 +446,16 @@ static void check_avx2(const qtype *q) {
     const size_t nb = nbytes_of(q->type, n);
     memset(a, 0x5A, sizeof a);
     memset(b, 0x5A, sizeof b);
-    tr->from_f32(x, a + 3, n);
+    scalar(x, a + 3, n);
     CHECK(fast(x, b + 3, n));
     check_same_bytes(what, b, a, nb + 6); /* unaligned, and nothing written around */
-    /* quantize without importance takes the AVX2 path */
+    /* the dispatching entry point: quantize without importance where it is the reference,
+     * else (iq4_nl) from_f32 */
     memset(b, 0, sizeof b);
-    CHECK_EQ_INT(tr->quantize(x, b, n / COLS, COLS, NULL), nb);
+    if (q->ref_is_file_path)
+      CHECK_EQ_INT(tr->quantize(x, b, n / COLS, COLS, NULL), nb);
+    else
+      tr->from_f32(x, b, n);
     check_same_bytes(what, b, a + 3, nb);
   }
   /* every block count 1 .. 40 from an odd block of random and special blocks (the legacy
@@ -375,7 +472,7 @@ static void check_avx2(const qtype *q) {
                half ? "special" : "random");
       memset(a, 0x5A, sizeof a);
       memset(b, 0x5A, sizeof b);
-      tr->from_f32(src, a + 1, n);
+      scalar(src, a + 1, n);
       CHECK(fast(src, b + 1, n));
       check_same_bytes(what, b, a, nb + 2);
     }
