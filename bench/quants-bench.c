@@ -6,8 +6,7 @@
  *            q2_K..q6_K, iq4_nl, iq4_xs, mxfp4, tq1_0, tq2_0), which the type table's quantize takes when the CPU has AVX2;
  *            "same" says whether it wrote the scalar path's bytes (it must)
  *   imatrix  the path with importance weights, scalar and optimized where both exist
- * Types without an optimized kernel show "-" in the opt columns. The row q8_0/x8 times
- * cz_q8_0_from_f32_avx2_x8 (cz_quants_legacy.c), which the type table does not take yet. The
+ * Types without an optimized kernel show "-" in the opt columns. The
  * row iq4_nl/ref times iq4_nl's reference (not its file path) in its two implementations,
  * cz_iq4_nl_from_f32_scalar and cz_iq4_nl_from_f32_avx2, row by row; the iq4_nl row's ref
  * column is the table's from_f32, which takes the AVX2 one.
@@ -198,15 +197,6 @@ int main(int argc, char **argv) {
     }
     printf("%-8s %9s %9s %9s %7s %5s | %9s %9s %7s %5s\n", tr->name, c[0], c[1], c[2], c[3], c[4],
            c[5], c[6], c[7], same_im);
-    if (t == CZ_TYPE_Q8_0) { /* cz_quants_legacy.c's eight-block twin, not yet the table's */
-      const impl x8 = {CZ_TYPE_Q8_0, cz_q8_0_from_f32_avx2_x8, NULL, NULL};
-      const double tx8 = best_time(tr, &x8, P_OPT, x, q, rows, NULL, reps);
-      gbs(c[2], sizeof c[2], gb, tx8);
-      ratio(c[3], sizeof c[3], tsc, tx8);
-      snprintf(c[4], sizeof c[4], "%s", tx8 < 0 ? "-" : memcmp(q, q2, nb) == 0 ? "yes" : "NO");
-      printf("%-8s %9s %9s %9s %7s %5s | %9s %9s %7s %5s\n", "q8_0/x8", "", "", c[2], c[3], c[4],
-             "-", "-", "-", "-");
-    }
     if (t == CZ_TYPE_IQ4_NL) { /* the reference (from_f32), scalar and AVX2, row by row */
       const size_t row_bytes = (size_t)cz_type_row_size((cz_type)t, COLS);
       double ts = 1e30, to = 1e30;

@@ -72,13 +72,12 @@ bool cz_q4_1_to_f32_avx2(const void *src, float *dst, int64_t n);
 bool cz_q5_0_to_f32_avx2(const void *src, float *dst, int64_t n);
 bool cz_q5_1_to_f32_avx2(const void *src, float *dst, int64_t n);
 
-/* q8_0 twins in cz_quants_legacy.c (eight blocks per iteration, as the four above):
- * cz_q8_0_from_f32_avx2_x8 writes the bytes of cz_quantize_row_q8_0 for finite input,
- * cz_q8_0_to_f32_avx2 the floats of cz_dequantize_row_q8_0 (n elements, bytes of whole
- * blocks at any alignment). Both return false, writing nothing, without AVX2 and F16C.
- * Not yet on the type table's path: cz_type.c still takes its own cz_q8_0_from_f32_avx2
- * and the scalar dequantizer. */
-bool cz_q8_0_from_f32_avx2_x8(const float *src, void *dst, int64_t n);
+/* q8_0 twins in cz_quants_legacy.c (eight blocks per iteration, as the four above), which the
+ * type table's q8_0 quantize and to_f32 take (cz_type.c): cz_q8_0_from_f32_avx2 writes the
+ * bytes of cz_quantize_row_q8_0 for finite input, cz_q8_0_to_f32_avx2 the floats of
+ * cz_dequantize_row_q8_0 (n elements, bytes of whole blocks at any alignment). Both return
+ * false, writing nothing, without AVX2 and F16C. */
+bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_q8_0_to_f32_avx2(const void *src, float *dst, int64_t n);
 
 /* The file path of q4_0 .. q5_1 in its two implementations: _scalar never takes an AVX2 twin;
@@ -112,11 +111,9 @@ bool cz_fit_symmetric32_x8(int nmax, const float *x, const float *w, uint8_t *L,
 bool cz_fit_affine32_x8(int nmax, const float *x, const float *w, uint8_t *L, float *scale,
                         float *neg_min);
 
-/* AVX2 twin of q8_0's reference (cz_type.c; same bytes for finite input), used by its quantize;
- * and the F16C twin of the F16 -> F32 row converter (same floats for every half; the type
- * table's to_f32 for F16 uses it). Both return false, writing nothing, without the CPU
+/* The F16C twin of the F16 -> F32 row converter (cz_type.c; same floats for every half; the
+ * type table's to_f32 for F16 uses it). Returns false, writing nothing, without the CPU
  * feature. */
-bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n);
 bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n);
 
 /* ---- non-linear and ternary: iq4_nl iq4_xs mxfp4 tq1_0 tq2_0 (cz_quants_iq.c) -------------- */

@@ -962,7 +962,7 @@ CZ_DQ(q5_1_to_f32_avx2, blk_q5_1, cz_q5_1_to_f32_scalar, 1, 1, 0)
     return true;                                                            \
   }
 
-bool cz_q8_0_from_f32_avx2_x8(const float *src, void *dst, int64_t n) {
+bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
   if (!have_avx2()) return false;
   q8_0_avx2(src, dst, n / QK);
   return true;
@@ -984,7 +984,7 @@ bool cz_q8_0_to_f32_avx2(const void *src, float *dst, int64_t n) {
     return false;                                                           \
   }
 
-bool cz_q8_0_from_f32_avx2_x8(const float *src, void *dst, int64_t n) {
+bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
   (void)src, (void)dst, (void)n;
   return false;
 }

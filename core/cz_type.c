@@ -162,6 +162,7 @@ static void bf16_from_f32(const float *src, void *dst, int64_t n) {
 /* The table entries go block by block through an aligned local copy, since a destination
  * inside a file buffer need not be 2-byte aligned. */
 static void q8_0_to_f32(const void *src, float *dst, int64_t n) {
+  if (cz_q8_0_to_f32_avx2(src, dst, n)) return; /* cz_quants_legacy.c: same floats */
   const unsigned char *s = src;
   for (int64_t i = 0; i < n / CZ_QK8_0; i++) {
     cz_block_q8_0 b;
@@ -256,59 +257,14 @@ static void f8e5m2_from_f32(const float *src, void *dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) d[i] = cz_fp32_to_f8e5m2(src[i]);
 }
 
-/* ---- AVX2 twins: Q8_0 and F16 -> F32 ------------------------------------------------------- */
+/* ---- F16C twin: F16 -> F32 ---------------------------------------------------------------- */
 
-/* Q8_0: a block's |x| maximum (exact in any order for finite input, which is all the pipeline
- * passes), the scalar code's scale, inverse and fp16, then roundf(x * id) lane by lane:
- * truncate, and step one away from zero when the exact remainder is at least a half (roundf
- * rounds half away from zero), keeping the low byte of the int32 as the scalar cast does.
- * F16 -> F32: vcvtph2ps is exact, as cz_fp16_to_fp32, for every half but NaNs (it quiets a
+/* F16 -> F32: vcvtph2ps is exact, as cz_fp16_to_fp32, for every half but NaNs (it quiets a
  * signaling NaN, the scalar keeps its bits): groups of 8 holding a NaN take the scalar. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
 #define CZ_F16C __attribute__((target("avx2,f16c")))
-
-CZ_F16C static void q8_0_avx2(const float *src, unsigned char *dst, int64_t nb) {
-  const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
-  const __m256 one = _mm256_set1_ps(1.0f);
-  for (int64_t i = 0; i < nb; i++) {
-    const float *x = src + i * CZ_QK8_0;
-    __m256 v[4];
-    for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-    const float amax = _mm_cvtss_f32(h);
-    const float d = amax / 127;
-    const float id = d ? 1.0f / d : 0.0f;
-    cz_block_q8_0 b;
-    const __m256 vid = _mm256_set1_ps(id);
-    __m256i q[4];
-    for (int k = 0; k < 4; k++) {
-      const __m256 p = _mm256_mul_ps(v[k], vid);
-      const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-      const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(p, t));
-      const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ),
-                                        _mm256_or_ps(one, _mm256_and_ps(sign, p)));
-      q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
-    }
-    /* the low byte of each code, as the scalar (int8_t) cast keeps it: masked first, so the
-     * unsigned saturating packs pass it through (also the 0x80000000 that cvttps gives for
-     * the infinite x * id of a block whose d is subnormal, where 1 / d overflows) */
-    const __m256i lo = _mm256_set1_epi32(0xFF);
-    for (int k = 0; k < 4; k++) q[k] = _mm256_and_si256(q[k], lo);
-    const __m256i b16 = _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3]));
-    _mm256_storeu_si256((__m256i *)b.qs,
-                        _mm256_permutevar8x32_epi32(b16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-    /* vcvtps2ph rounds to nearest even, as cz_fp32_to_fp16, for every float but NaN (which
-     * finite input never makes; the scalar call keeps its 0x7E00 anyway) */
-    b.d = d == d ? (uint16_t)_cvtss_sh(d, 0) : cz_fp32_to_fp16(d);
-    memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-  }
-}
 
 CZ_F16C static void f16_to_f32_f16c(const unsigned char *s, float *dst, int64_t n) {
   int64_t i = 0;
@@ -333,23 +289,12 @@ CZ_F16C static void f16_to_f32_f16c(const unsigned char *s, float *dst, int64_t 
   }
 }
 
-bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
-  if (!__builtin_cpu_supports("avx2") || !cz_cpu_has_f16c()) return false;
-  q8_0_avx2(src, dst, n / CZ_QK8_0);
-  return true;
-}
-
 bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n) {
   if (!__builtin_cpu_supports("avx2") || !cz_cpu_has_f16c()) return false;
   f16_to_f32_f16c(src, dst, n);
   return true;
 }
 #else
-bool cz_q8_0_from_f32_avx2(const float *src, void *dst, int64_t n) {
-  (void)src, (void)dst, (void)n;
-  return false;
-}
-
 bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n) {
   (void)src, (void)dst, (void)n;
   return false;

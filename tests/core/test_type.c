@@ -433,7 +433,7 @@ static void test_q8_0_avx2_x8(void) {
   }
   cz_quantize_row_q8_0(xs, want, N);
   if (!__builtin_cpu_supports("avx2") || !have_f16c()) {
-    CHECK(!cz_q8_0_from_f32_avx2_x8(xs, got, N));
+    CHECK(!cz_q8_0_from_f32_avx2(xs, got, N));
     printf("# no AVX2 and F16C: only the fallback checked\n");
     return;
   }
@@ -441,7 +441,7 @@ static void test_q8_0_avx2_x8(void) {
     const int blocks = nb == 41 ? NB : nb, start = nb == 41 ? 0 : (nb * 97) % (NB - 40);
     const size_t bytes = (size_t)blocks * sizeof(cz_block_q8_0);
     memset(got, 0x5A, sizeof got);
-    CHECK(cz_q8_0_from_f32_avx2_x8(xs + start * CZ_QK8_0, got + 1, (int64_t)blocks * CZ_QK8_0));
+    CHECK(cz_q8_0_from_f32_avx2(xs + start * CZ_QK8_0, got + 1, (int64_t)blocks * CZ_QK8_0));
     size_t bad = 0;
     for (size_t i = 0; i < bytes; i++) bad += got[1 + i] != ((unsigned char *)(want + start))[i];
     if (bad) printf("# q8_0 avx2 x8, %d blocks from %d: %zu bytes differ\n", blocks, start, bad);
