@@ -6,10 +6,10 @@
  *            q2_K..q6_K, iq4_nl, iq4_xs, mxfp4, tq1_0, tq2_0), which the type table's quantize takes when the CPU has AVX2;
  *            "same" says whether it wrote the scalar path's bytes (it must)
  *   imatrix  the path with importance weights, scalar and optimized where both exist
- * Types without an optimized kernel show "-" in the opt columns. The
- * row iq4_nl/ref times iq4_nl's reference (not its file path) in its two implementations,
- * cz_iq4_nl_from_f32_scalar and cz_iq4_nl_from_f32_avx2, row by row; the iq4_nl row's ref
- * column is the table's from_f32, which takes the AVX2 one.
+ * Types without an optimized kernel show "-" in the opt columns. The row iq4_nl/ref times
+ * iq4_nl's reference (not its file path) in its two implementations, cz_iq4_nl_from_f32_scalar
+ * and cz_iq4_nl_from_f32_avx2, row by row; the iq4_nl row's ref column is the table's
+ * from_f32, which takes the AVX2 one.
  *
  * Build against a configured tree's libczcore.a (a sanitizer build measures ASan, not code):
  *   cc -std=gnu11 -O2 -Icore bench/quants-bench.c BUILD/libczcore.a \
