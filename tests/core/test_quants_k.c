@@ -217,7 +217,7 @@ static void test_unaligned(void) {
 /* AVX2 twins against the scalar encoders                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-enum { AVX_COLS = 1024, AVX_ROWS = 48, AVX_N = AVX_COLS * AVX_ROWS, N_AVX_DISTS = 9 };
+enum { AVX_COLS = 1024, AVX_ROWS = 48, AVX_N = AVX_COLS * AVX_ROWS, N_AVX_DISTS = 10 };
 
 static uint64_t rng_state = 0x2545F4914F6CDD1DULL;
 static double rng_unit(void) { /* xorshift64*, in (0, 1) */
@@ -232,7 +232,8 @@ static double rng_gauss(void) {
 
 /* Distribution d over n floats. The last ones aim at the lanes' branches: sub-blocks (of 16)
  * that are flat, all zero of either sign, one-signed, a lone outlier, subnormal, very large
- * or very small, on an integer grid (rounding ties). */
+ * or very small, on an integer grid (rounding ties); the last, sub-blocks at magnitudes from
+ * 1e-44 to FLT_MAX. */
 static void fill_dist(int d, float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const double g = rng_gauss();
@@ -246,6 +247,15 @@ static void fill_dist(int d, float *x, int64_t n) {
       case 6: x[i] = (float)((int)(rng_unit() * 9) - 4); break;
       default: x[i] = (float)g; break;
     }
+  }
+  if (d == 9) { /* extreme magnitudes per sub-block of 16: x² and the sums overflow or vanish */
+    static const float mag[8] = {1e19f, 1e30f, 7e37f, 1e-25f, 1e-35f, 1e-40f, 1e-44f, 1.0f};
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t b = i / 16;
+      x[i] *= mag[b % 8];
+      if (b % 8 == 2 && i % 16 == (b / 8) % 16) x[i] = b % 16 < 8 ? 3.4e38f : -3.4e38f;
+    }
+    return;
   }
   if (d < 7) return;
   for (int64_t b = 0; b < n / 16; b++) {
