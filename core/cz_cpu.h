@@ -5,6 +5,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+/* An instruction set to run a kernel on, for the tests and benchmarks that compare a
+ * kernel's implementations (the _isa functions); CZ_ISA_BEST is what callers get otherwise. */
+typedef enum { CZ_ISA_BEST, CZ_ISA_SCALAR, CZ_ISA_AVX2, CZ_ISA_AVX512 } cz_isa;
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cz_imatrix.h"
+#include "cz_quants.h"
 #include "cz_method.h"
 #include "cz_report.h"
 
@@ -900,8 +901,13 @@ static cz_err_code task_transform(cz_run *run, tensor_state *s, int64_t r0, int6
       break;
     }
     int64_t nr = r + rows_per <= r1 ? rows_per : r1 - r;
-    in_tr->to_f32(s->in->data + (uint64_t)r * in_row, x, nr * s->ncols);
-    if (any_nonfinite(x, nr * s->ncols)) {
+    const uint8_t *src = s->in->data + (uint64_t)r * in_row;
+    int finite = s->in->type == CZ_TYPE_F16 ? cz_f16_to_f32_finite(src, x, nr * s->ncols) : -1;
+    if (finite < 0) {
+      in_tr->to_f32(src, x, nr * s->ncols);
+      finite = !any_nonfinite(x, nr * s->ncols);
+    }
+    if (!finite) {
       rc = cz_err_set(err, CZ_E_NON_FINITE, "tensor %s: row %lld holds NaN or Inf values",
                       s->in->name, (long long)r);
       break;

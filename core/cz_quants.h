@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cz_cpu.h"
+
 /* ---- shared numeric helpers ---------------------------------------------------------------- */
 
 /* ggml's nearest_int: adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits,
@@ -115,6 +117,13 @@ bool cz_fit_affine32_x8(int nmax, const float *x, const float *w, uint8_t *L, fl
  * type table's to_f32 for F16 uses it). Returns false, writing nothing, without the CPU
  * feature. */
 bool cz_f16_to_f32_f16c(const void *src, float *dst, int64_t n);
+/* F16 -> F32 of an input that must hold finite values only (the pipeline's): 1 when every
+ * half was finite (dst then holds cz_fp16_to_fp32's floats), 0 when one was Inf or NaN (dst is
+ * then unspecified), -1 without F16C (nothing done). AVX-512 where the CPU has it. */
+int cz_f16_to_f32_finite(const void *src, float *dst, int64_t n);
+/* The same on one instruction set (CZ_ISA_AVX2 or CZ_ISA_AVX512; -1 when the CPU lacks it),
+ * for tests. */
+int cz_f16_to_f32_finite_isa(const void *src, float *dst, int64_t n, cz_isa isa);
 
 /* ---- non-linear and ternary: iq4_nl iq4_xs mxfp4 tq1_0 tq2_0 (cz_quants_iq.c) -------------- */
 

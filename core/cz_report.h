@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cz_cpu.h"
+
 typedef struct {
   double sum_ref2;   /* sum of x^2 over the input */
   double sum_err2;   /* sum of (x - y)^2 */
@@ -27,7 +29,6 @@ typedef struct {
 void cz_errstat_add(cz_errstat *s, const float *ref, const float *got, int64_t n);
 /* The same on a chosen instruction set, for tests and benchmarks (cz_errstat_add takes the
  * best the CPU has): returns false, touching nothing, when the CPU or the build lacks it. */
-typedef enum { CZ_ISA_BEST, CZ_ISA_SCALAR, CZ_ISA_AVX2, CZ_ISA_AVX512 } cz_isa;
 bool cz_errstat_add_isa(cz_errstat *s, const float *ref, const float *got, int64_t n,
                         cz_isa isa);
 void cz_errstat_merge(cz_errstat *into, const cz_errstat *from);
