@@ -109,7 +109,7 @@ static double seconds_since(const struct timespec *t0) {
 
 /* The input's SHA-256 (output metadata, report), computed on a thread of its own while the
  * pipeline runs instead of before it: at 1.3 GB/s it was a second and more of serial wall
- * time on a 1.7 GB model. The thread reads the file with read(), through the page cache,
+ * time on a 1.7 GB model. The thread maps the file in windows of its own (cz_sha256_file),
  * not through the pipeline's mapping (which drops its pages as the tensors are consumed). */
 typedef struct {
   int fd;        /* the input, open for reading; -1 when closed */
