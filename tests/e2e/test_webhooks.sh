@@ -43,11 +43,17 @@ RECIPE='"steps": [{"op": "quantize", "type": "q8_0"}]'
 DATA=$T_TMP/data
 LOG1=$T_TMP/recv1.jsonl
 recv_start "$LOG1" 2
+# jobs on "slowtiny" sleep 200 ms before each task in test builds, so that the cancel below
+# finds its job still running (a release-speed build finished it first and skipped the case)
+slow_model slowtiny 200
 cz_start "$DATA" --workers 1 --webhook-backoff-ms 300 --webhook-max-attempts 4 \
   || bail "cannot start compressd"
 upload "$CZ_DATA/tiny-llama-f16.gguf" tiny-llama
 LLAMA=$MODEL_ID
 [ -n "$LLAMA" ] || bail "upload failed: $R_STATUS $R_BODY"
+upload "$CZ_DATA/tiny-llama-f16.gguf" slowtiny
+SLOWTINY=$MODEL_ID
+[ -n "$SLOWTINY" ] || bail "upload failed: $R_STATUS $R_BODY"
 
 # ---- refused webhooks: 400 before anything is queued ----
 long=$(printf 'http://127.0.0.1/%02100d' 0)
@@ -118,8 +124,9 @@ is "a failed job's webhook: job.failed with the error" \
   "$(jq -sr '[.[] | select(.body.data.id == "'"$FAIL_JOB"'" and .status == 204)][0].body | "\(.type) \(.data.state) \(.data.error.code) \(.data.artifact)"' "$LOG1")" \
   "job.failed failed $(jf "$JOB" .error.code) null"
 
-# ---- a canceled job: job.canceled (skipped if the job won the race and finished first) ----
-submit '{"model": "'"$LLAMA"'", '"$RECIPE"', '"$(hook "http://127.0.0.1:$RECV_PORT/hook")"'}'
+# ---- a canceled job: job.canceled (skipped if the job won the race and finished first, which
+# only a build without the slow hook lets it do) ----
+submit '{"model": "'"$SLOWTINY"'", '"$RECIPE"', '"$(hook "http://127.0.0.1:$RECV_PORT/hook")"'}'
 C_JOB=$JOB_ID
 req POST "/v1/jobs/$C_JOB:cancel"
 wait_job "$C_JOB" 60
