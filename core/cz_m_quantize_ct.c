@@ -462,6 +462,17 @@ static json_t *nf4_schema(void) {
                    "bitsandbytes nf4 (Params4bit / QuantState tensors as transformers saves them)");
 }
 
+/* transformers' BitsAndBytesConfig for this step (its to_dict keys; the pipeline adds
+ * llm_int8_skip_modules, the modules left dense). bnb_4bit_compute_dtype is left to the
+ * loader (it is the matmul's type, not the file's). */
+static json_t *nf4_quant_config(const void *params) {
+  const nf4_params *p = params;
+  return json_pack("{s:s, s:b, s:b, s:s, s:b, s:s}", "quant_method", "bitsandbytes",
+                   "load_in_4bit", 1, "load_in_8bit", 0, "bnb_4bit_quant_type", "nf4",
+                   "bnb_4bit_use_double_quant", p->double_quant, "bnb_4bit_quant_storage",
+                   "uint8");
+}
+
 const cz_method cz_m_quantize_nf4 = {
     .id = 11,
     .name = "quantize.nf4",
@@ -477,6 +488,7 @@ const cz_method cz_m_quantize_nf4 = {
     .refuse = nf4_refuse,
     .encode_tensor = nf4_encode,
     .schema = nf4_schema,
+    .quant_config = nf4_quant_config,
 };
 
 /* ==== quantize.fp8 (id 12): F8_E4M3 with a scale per channel or per block ==== */

@@ -208,10 +208,12 @@ struct cz_method {
   cz_err_code (*encode_tensor)(const void *params, const cz_wctx *ctx, const cz_wt *in,
                                cz_wenc *enc, double *y, json_t *info, json_t **node,
                                cz_error *err);
-  /* Optional (final encoding steps with a compressed-tensors layout): the step's part of the
+  /* Optional (final encoding steps whose layout a loader knows): the step's part of the
    * "quantization_config" a safetensors output records in __metadata__ (docs/formats.md
-   * 4.12): {"format", "config_groups"} (new reference). The pipeline adds quant_method,
-   * quantization_status and the ignore list. NULL: no quantization_config. */
+   * 4.10): compressed-tensors' {"format", "config_groups"}, to which the pipeline adds
+   * quant_method, quantization_status and the ignore list; or a block that names its own
+   * quant_method "bitsandbytes" (transformers' BitsAndBytesConfig), to which it adds the
+   * skipped modules as llm_int8_skip_modules. New reference. NULL: no quantization_config. */
   json_t *(*quant_config)(const void *params);
 };
 

@@ -419,9 +419,9 @@ static int dominant_ftype(const cz_run *run) {
   return best < 0 ? -1 : llama_ftypes[best].ftype;
 }
 
-/* "quantization_config" (docs/formats.md 4.12): compressed-tensors' block, with the modules
- * the final step left unquantized (2-D "<module>.weight" tensors stored otherwise) in
- * "ignore". Whole-tensor mode only (the methods with quant_config are whole-tensor encoders). */
+/* "quantization_config" (docs/formats.md 4.10): compressed-tensors' block (or bitsandbytes',
+ * 4.11), with the modules the final step left unquantized (2-D "<module>.weight" tensors
+ * stored otherwise) in "ignore" (llm_int8_skip_modules). Whole-tensor mode only (the methods with quant_config are whole-tensor encoders). */
 static cz_err_code quant_config_metadata(cz_run *run, cz_error *err) {
   json_t *qc = run->enc->method->quant_config(run->enc->params);
   if (!qc) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");
@@ -439,9 +439,15 @@ static cz_err_code quant_config_metadata(cz_run *run, cz_error *err) {
     if (enc && strcmp(enc, "plain") != 0 && strcmp(enc, "raw") != 0) continue;
     json_array_append_new(ignore, json_stringn(name, len - 7));
   }
-  json_object_set_new(qc, "quant_method", json_string("compressed-tensors"));
-  json_object_set_new(qc, "quantization_status", json_string("compressed"));
-  json_object_set_new(qc, "ignore", ignore);
+  /* a method names its loader's block (bitsandbytes) or gets compressed-tensors' */
+  const char *qm = json_string_value(json_object_get(qc, "quant_method"));
+  if (qm && strcmp(qm, "bitsandbytes") == 0) {
+    json_object_set_new(qc, "llm_int8_skip_modules", ignore);
+  } else {
+    json_object_set_new(qc, "quant_method", json_string("compressed-tensors"));
+    json_object_set_new(qc, "quantization_status", json_string("compressed"));
+    json_object_set_new(qc, "ignore", ignore);
+  }
   char *txt = json_dumps(qc, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(qc);
   if (!txt) return cz_err_set(err, CZ_E_NO_MEMORY, "out of memory");

@@ -478,6 +478,19 @@ static void test_nf4_artifact(void) {
     CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(st, "shape"), 1)), C);
     CHECK_EQ_INT(json_integer_value(json_object_get(st, "nested_blocksize")), dq ? 256 : 0);
     if (dq) CHECK_EQ_STR(json_string_value(json_object_get(st, "nested_dtype")), "float32");
+    /* the quantization_config: transformers' BitsAndBytesConfig keys; no module left dense */
+    json_t *qc = json_loads(meta(j.out, "quantization_config") ? meta(j.out, "quantization_config") : "", 0, NULL);
+    CHECK_EQ_STR(json_string_value(json_object_get(qc, "quant_method")), "bitsandbytes");
+    CHECK(json_is_true(json_object_get(qc, "load_in_4bit")));
+    CHECK(json_is_false(json_object_get(qc, "load_in_8bit")));
+    CHECK_EQ_STR(json_string_value(json_object_get(qc, "bnb_4bit_quant_type")), "nf4");
+    CHECK(json_is_boolean(json_object_get(qc, "bnb_4bit_use_double_quant")) &&
+          json_boolean_value(json_object_get(qc, "bnb_4bit_use_double_quant")) == (dq != 0));
+    CHECK_EQ_STR(json_string_value(json_object_get(qc, "bnb_4bit_quant_storage")), "uint8");
+    CHECK(json_is_array(json_object_get(qc, "llm_int8_skip_modules")) &&
+          json_array_size(json_object_get(qc, "llm_int8_skip_modules")) == 0);
+    CHECK(json_object_get(qc, "ignore") == NULL && json_object_get(qc, "format") == NULL);
+    json_decref(qc);
     const float off = (float)json_number_value(json_object_get(st, "nested_offset"));
     json_decref(st);
     float amax[320], dec[320];

@@ -21,7 +21,7 @@ int8-channel|{"op": "quantize", "scheme": "int8", "granularity": "channel"}
 int3-g64-hqq|{"op": "quantize", "scheme": "int3", "group_size": 64, "hqq": true}
 int2-g32-asym|{"op": "quantize", "scheme": "int2", "group_size": 32, "symmetric": false}
 nf4|{"op": "quantize", "scheme": "nf4"}
-nf4-dq|{"op": "quantize", "scheme": "nf4", "double_quant": true}
+nf4-dq|{"op": "quantize", "scheme": "nf4", "double_quant": true, "exclude": ["*.attn_v.weight"]}
 fp8-channel|{"op": "quantize", "scheme": "fp8_e4m3"}
 fp8-block|{"op": "quantize", "scheme": "fp8_e4m3", "block": [128, 128]}
 prune24-int4|{"op": "prune", "method": "nm", "n": 2, "m": 4}, {"op": "quantize", "scheme": "int4", "group_size": 128}'
@@ -92,6 +92,15 @@ is "int4 g128 asym: weight_packed I32 [256,32], weight_scale F32 [256,2], weight
 is "nf4 double quantization (bitsandbytes' names): weight U8 [98304,1], weight.absmax U8 [3072], weight.quant_map F32 [16], weight.nested_absmax F32 [12], weight.nested_quant_map F32 [256], weight.quant_state.bitsandbytes__nf4 U8 (JSON)" \
   "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/nf4-dq.safetensors" | jq -r '[.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(if (.name | endswith("quant_state.bitsandbytes__nf4")) then "" else .shape end)"] | join(" ")')" \
   "weight=U8[98304,1] weight.absmax=U8[3072] weight.quant_map=F32[16] weight.nested_absmax=F32[12] weight.nested_quant_map=F32[256] weight.quant_state.bitsandbytes__nf4=U8"
+# nf4's quantization_config is bitsandbytes' (transformers' BitsAndBytesConfig keys); its
+# llm_int8_skip_modules are the 2-D .weight tensors the artifact keeps as they were (the
+# independent reader's view: a 2-D .weight with no .absmax; the recipe excludes attn_v)
+is "nf4 double quantization: quantization_config bitsandbytes nf4, double quant, storage uint8, the dense 2-D weights skipped" \
+  "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/nf4-dq.safetensors" | jq -r '(.metadata.quantization_config | fromjson) as $q
+     | ([.tensors[] | .name] ) as $names
+     | ([.tensors[] | select((.name | endswith(".weight")) and (.shape | length) == 2 and ((.name + ".absmax") as $a | $names | index($a) | not)) | .name | rtrimstr(".weight")]) as $dense
+     | "\($q.quant_method) \($q.bnb_4bit_quant_type) \($q.bnb_4bit_use_double_quant) \($q.bnb_4bit_quant_storage) \($q.load_in_4bit) \($q.llm_int8_skip_modules == $dense) \($dense | map(select(endswith("attn_v"))) | length > 0)"')" \
+  "bitsandbytes nf4 true uint8 true true true"
 is "fp8 128x128: weight F8_E4M3 [768,256], weight_scale F32 [6,2]; quantization_config float-quantized, block [128,128]" \
   "$("$PY" "$CZ_TOOLS/gguf_read.py" "$W/fp8-block.safetensors" | jq -r '([.tensors[] | select(.name | startswith("blk.0.ffn_up.weight")) | "\(.name | ltrimstr("blk.0.ffn_up."))=\(.type)\(.shape)"] | join(" ")) + " " + (.metadata.quantization_config | fromjson | "\(.format) \(.config_groups.group_0.weights.block_structure)")')" \
   "weight=F8_E4M3[768,256] weight_scale=F32[6,2] float-quantized [128,128]"
