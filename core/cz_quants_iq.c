@@ -350,16 +350,26 @@ CZ_AVX2 static inline void iq4_sums8(const __m256 x[QK_32], const __m256 w[QK_32
   *sumq2 = sq2;
 }
 
-/* iq4_group_scale with ntry = 7 for eight groups (the codes are recomputed by the callers). */
-CZ_AVX2 static __m256 iq4_group_scale8(const __m256 x[QK_32], const __m256 w[QK_32]) {
-  const __m256 zero = _mm256_setzero_ps();
-  __m256 amax = zero, max = zero;
+/* Per lane, the largest |x[j]| of a group of 32 and the signed x[j] where it first occurs (the
+ * scalar's strict "greater than" scan). */
+CZ_AVX2 static inline void signed_absmax8(const __m256 x[QK_32], __m256 *amax_out,
+                                          __m256 *max_out) {
+  __m256 amax = _mm256_setzero_ps(), max = amax;
   for (int j = 0; j < QK_32; j++) {
     const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[j]);
     const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
     amax = _mm256_blendv_ps(amax, ax, gt);
     max = _mm256_blendv_ps(max, x[j], gt);
   }
+  *amax_out = amax;
+  *max_out = max;
+}
+
+/* iq4_group_scale with ntry = 7 for eight groups (the codes are recomputed by the callers). */
+CZ_AVX2 static __m256 iq4_group_scale8(const __m256 x[QK_32], const __m256 w[QK_32]) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 amax, max;
+  signed_absmax8(x, &amax, &max);
   const __m256 tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
   const __m256 d0 = _mm256_div_ps(_mm256_xor_ps(max, _mm256_set1_ps(-0.0f)),
                                   _mm256_set1_ps(kIQ4[0]));
@@ -486,13 +496,8 @@ CZ_AVX2 static void iq4_nl_rows_avx2(const float *src, void *dst, int64_t nrows,
  * scale 0 and tiny set. idx[j] lane g is the code of element j of block g. */
 CZ_AVX2 static __m256 iq4_ref_scale8(const __m256 x[QK_32], __m256i idx[QK_32], __m256 *tiny) {
   const __m256 zero = _mm256_setzero_ps();
-  __m256 amax = zero, max = zero;
-  for (int j = 0; j < QK_32; j++) {
-    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x[j]);
-    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
-    amax = _mm256_blendv_ps(amax, ax, gt);
-    max = _mm256_blendv_ps(max, x[j], gt);
-  }
+  __m256 amax, max;
+  signed_absmax8(x, &amax, &max);
   *tiny = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
   const __m256 d0 = _mm256_div_ps(max, _mm256_set1_ps(kIQ4[0]));
   const __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), d0);
