@@ -182,8 +182,9 @@ size_t cz_q6_K_quantize(const float *src, void *dst, int64_t nrows, int64_t n_pe
                         const float *imatrix);
 
 /* The K-quant file path in its two implementations (cz_<t>_quantize takes the AVX2 one when
- * the CPU has AVX2): the scalar encoders, and their AVX2 twins, which run eight sub-blocks at
- * once, one per lane, and write the same bytes for finite input. Exposed for tests and
+ * the CPU has AVX2; q6_K has a third, AVX-512, below, which it takes first): the scalar
+ * encoders, and their AVX2 twins, which run eight sub-blocks at once, one per lane, and write
+ * the same bytes for finite input. Exposed for tests and
  * benchmarks; the _avx2 ones return false, writing nothing, when the build or the CPU has no
  * AVX2. */
 size_t cz_q2_K_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
@@ -206,6 +207,11 @@ bool cz_q5_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n
                            const float *imatrix);
 bool cz_q6_K_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix);
+/* q6_K's AVX-512 twin: all sixteen sub-blocks of a super-block in the lanes of one __m512, the
+ * same bytes; false, writing nothing, without AVX-512F (cz_q6_K_quantize prefers it to the AVX2
+ * twin). */
+bool cz_q6_K_quantize_avx512(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix);
 /* The scalar decoders (cz_<t>_to_f32 takes a vector one where there is one: q6_K, with AVX2,
  * computes the same floats); for tests and benchmarks. */
 void cz_q2_K_to_f32_scalar(const void *src, float *dst, int64_t n);

@@ -1533,6 +1533,204 @@ static bool q6_K_dec_fast(const void *src, float *dst, int64_t n) {
   q6k_decode_rows_avx2(src, dst, n / QK);
   return true;
 }
+
+/* ---- AVX-512 twin of the q6_K encoder ------------------------------------------------------ */
+
+/* q6k_encode_with_avx2 with all sixteen sub-blocks of a super-block in the sixteen lanes of one
+ * __m512 (AVX-512F only, no FMA): fit_symmetric16 is fit_symmetric8 lane for lane, compares
+ * giving masks where the AVX2 twin blends on vector masks, so every lane still performs its
+ * sub-block's scalar operations in the scalar order and the bytes are the scalar's. The
+ * per-super-block steps (the scale of largest magnitude, the int8 sub-scales, the fp16 d, the
+ * packing) stay scalar as there; the re-rounding at the decoded scales takes one sub-block per
+ * vector. Taken before the AVX2 twin where the CPU has AVX-512F. */
+#define CZ_AVX512 __attribute__((target("avx512f,f16c")))
+
+static bool have_avx512(void) {
+  return __builtin_cpu_supports("avx512f") && cz_cpu_has_f16c();
+}
+
+CZ_AVX512 static inline uint16_t f2h_avx512(float f) {
+  _mm256_zeroupper();
+  return cz_fp32_to_fp16(f);
+}
+
+CZ_AVX512 static inline __m512i w_nearest(__m512 f) {
+  const __m512 v = _mm512_add_ps(f, _mm512_set1_ps(12582912.f));
+  return _mm512_sub_epi32(
+      _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x007fffff)),
+      _mm512_set1_epi32(0x00400000));
+}
+
+CZ_AVX512 static inline __m512i w_clamp(__m512i v, int lo, int hi) {
+  return _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
+}
+
+CZ_AVX512 static inline __m512 w_abs(__m512 v) {
+  return _mm512_castsi512_ps(
+      _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff)));
+}
+
+CZ_AVX512 static inline __mmask16 w_gt(__m512 a, __m512 b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ);
+}
+CZ_AVX512 static inline __mmask16 w_lt(__m512 a, __m512 b) {
+  return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
+}
+
+/* t[i] lane j = r[j] lane i: a 16×16 transpose in registers (gathers are slow on the CPUs
+ * with the gather-data-sampling microcode fix). Exact: it only moves bits. */
+CZ_AVX512 static inline void w_transpose16x16(const __m512 *r, __m512 *t) {
+  __m512 a[16], b[16];
+  for (int k = 0; k < 16; k += 2) { /* lane q of 128 bits: r[k], r[k+1] interleaved */
+    a[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+    a[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 16; k += 4) { /* b[k + m] lane q: r[k..k+3] element 4q + m */
+    b[k] = _mm512_shuffle_ps(a[k], a[k + 2], 0x44);
+    b[k + 1] = _mm512_shuffle_ps(a[k], a[k + 2], 0xEE);
+    b[k + 2] = _mm512_shuffle_ps(a[k + 1], a[k + 3], 0x44);
+    b[k + 3] = _mm512_shuffle_ps(a[k + 1], a[k + 3], 0xEE);
+  }
+  for (int m = 0; m < 4; m++) {
+    const __m512 p0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x88);
+    const __m512 p1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xDD);
+    const __m512 q0 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88);
+    const __m512 q1 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xDD);
+    t[m] = _mm512_shuffle_f32x4(p0, q0, 0x88);
+    t[4 + m] = _mm512_shuffle_f32x4(p1, q1, 0x88);
+    t[8 + m] = _mm512_shuffle_f32x4(p0, q0, 0xDD);
+    t[12 + m] = _mm512_shuffle_f32x4(p1, q1, 0xDD);
+  }
+}
+
+/* t[i] lane j = x[16·j + i], i < 16: element i of the sixteen sub-blocks of 16. */
+CZ_AVX512 static inline void w_transpose16(const float *x, __m512 *t) {
+  __m512 r[16];
+  for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_ps(x + 16 * j);
+  w_transpose16x16(r, t);
+}
+
+/* L[16·j + i] = lane j of l[i] (levels 0..63). */
+CZ_AVX512 static inline void w_untranspose16(const __m512i *l, uint8_t *L) {
+  __m512 c[16], r[16];
+  for (int i = 0; i < 16; i++) c[i] = _mm512_castsi512_ps(l[i]);
+  w_transpose16x16(c, r);
+  for (int j = 0; j < 16; j++)
+    _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(_mm512_castps_si512(r[j])));
+}
+
+/* sym_levels8 for sixteen lanes (n 16), the levels kept as floats: (f + 1.5·2²³) - 1.5·2²³ is
+ * the integer v_nearest rounds f to (|f| < 2²² here: |iscale·x| <= nmax + 0.9 but in the zero
+ * lanes, whose results are dropped), exactly, and clamping it in floats gives the float
+ * v_clamp's integer converts to; so the sums see the same floats without the conversions. */
+CZ_AVX512 static inline void sym_levels16(int nmax, const __m512 *x, const __m512 *w,
+                                          const __m512 *wx, __m512 iscale, __m512 *l,
+                                          __m512 *sumlx, __m512 *suml2) {
+  const __m512 magic = _mm512_set1_ps(12582912.f);
+  const __m512 lo = _mm512_set1_ps((float)-nmax), hi = _mm512_set1_ps((float)(nmax - 1));
+  __m512 slx = _mm512_setzero_ps(), sl2 = _mm512_setzero_ps();
+  for (int i = 0; i < 16; i++) {
+    const __m512 r = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(iscale, x[i]), magic), magic);
+    const __m512 lf = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+    l[i] = lf;
+    slx = _mm512_add_ps(slx, _mm512_mul_ps(wx[i], lf));
+    sl2 = _mm512_add_ps(sl2, _mm512_mul_ps(_mm512_mul_ps(w[i], lf), lf));
+  }
+  *sumlx = slx;
+  *suml2 = sl2;
+}
+
+/* fit_symmetric8 for sixteen lanes of n 16 (qw NULL means x²); l[] gets the stored levels
+ * (l + nmax, or 0 for a zero lane), scale_out the sixteen scales. */
+CZ_AVX512 static void fit_symmetric16(int nmax, const __m512 *x, const __m512 *qw, __m512i *l,
+                                      float *scale_out) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 max = zero, amax = zero, w[16], wx[16], iscales[19];
+  for (int i = 0; i < 16; i++) { /* the first element of largest magnitude */
+    const __m512 ax = w_abs(x[i]);
+    const __mmask16 gt = w_gt(ax, amax);
+    amax = _mm512_mask_blend_ps(gt, amax, ax);
+    max = _mm512_mask_blend_ps(gt, max, x[i]);
+  }
+  const __mmask16 tiny = w_lt(amax, _mm512_set1_ps(ZERO_EPS));
+  for (int i = 0; i < 16; i++) {
+    w[i] = qw ? qw[i] : _mm512_mul_ps(x[i], x[i]);
+    wx[i] = _mm512_mul_ps(w[i], x[i]);
+  }
+  iscales[0] = _mm512_div_ps(_mm512_set1_ps((float)-nmax), max);
+  for (int is = -9, k = 1; is <= 9; is++)
+    if (is != 0) iscales[k++] = _mm512_div_ps(_mm512_set1_ps(-(nmax + 0.1f * is)), max);
+  __m512 sumlx, suml2, lf[16], cand[16];
+  sym_levels16(nmax, x, w, wx, iscales[0], lf, &sumlx, &suml2);
+  __m512 scale = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(suml2, zero, _CMP_NEQ_UQ), zero,
+                                      _mm512_div_ps(sumlx, suml2));
+  __m512 best = _mm512_mul_ps(scale, sumlx);
+  for (int k = 1; k < 19; k++) {
+    sym_levels16(nmax, x, w, wx, iscales[k], cand, &sumlx, &suml2);
+    const __mmask16 take = w_gt(suml2, zero) &
+                           w_gt(_mm512_mul_ps(sumlx, sumlx), _mm512_mul_ps(best, suml2));
+    if (take == 0) continue;
+    for (int i = 0; i < 16; i++) lf[i] = _mm512_mask_blend_ps(take, lf[i], cand[i]);
+    const __m512 s = _mm512_div_ps(sumlx, suml2);
+    scale = _mm512_mask_blend_ps(take, scale, s);
+    best = _mm512_mask_blend_ps(take, best, _mm512_mul_ps(s, sumlx));
+  }
+  for (int i = 0; i < 16; i++)
+    l[i] = _mm512_maskz_add_epi32((__mmask16)~tiny, _mm512_cvtps_epi32(lf[i]),
+                                  _mm512_set1_epi32(nmax));
+  _mm512_storeu_ps(scale_out, _mm512_mask_blend_ps(tiny, scale, zero));
+}
+
+CZ_AVX512 static void q6k_encode_with_avx512(const float *x, const float *qw, q6k_block *y) {
+  int8_t L[QK];
+  float scales[16];
+  float max_scale = 0, max_abs = 0;
+  {
+    __m512 xt[16], wt[16];
+    __m512i l[16];
+    w_transpose16(x, xt);
+    if (qw) w_transpose16(qw, wt);
+    fit_symmetric16(32, xt, qw ? wt : NULL, l, scales);
+    w_untranspose16(l, (uint8_t *)L);
+  }
+  for (int ib = 0; ib < 16; ib++) {
+    const float a = fabsf(scales[ib]);
+    if (a > max_abs) {
+      max_abs = a;
+      max_scale = scales[ib];
+    }
+  }
+  if (max_abs < ZERO_EPS) {
+    memset(y, 0, sizeof *y);
+    y->d = f2h_avx512(0.f);
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  y->d = f2h_avx512(1 / iscale);
+  for (int ib = 0; ib < 16; ib++) {
+    const int v = cz_nearest_int(iscale * scales[ib]);
+    y->scales[ib] = (int8_t)(127 < v ? 127 : v);
+  }
+  const float dh = _cvtsh_ss(y->d); /* h2f_avx2's: the encoder's own half, never a signaling NaN */
+  for (int j = 0; j < 16; j++) {
+    const float d = dh * y->scales[j];
+    if (!d) continue;
+    const __m512 q = _mm512_div_ps(_mm512_loadu_ps(x + 16 * j), _mm512_set1_ps(d));
+    const __m512i l = _mm512_add_epi32(w_clamp(w_nearest(q), -32, 31), _mm512_set1_epi32(32));
+    _mm_storeu_si128((__m128i *)(L + 16 * j), _mm512_cvtepi32_epi8(l));
+  }
+  _mm256_zeroupper();
+  q6k_pack(L, y);
+}
+
+CZ_AVX512 static void q6_K_enc_avx512(const float *x, void *y) {
+  q6k_encode_with_avx512(x, NULL, (q6k_block *)y);
+}
+CZ_AVX512 static void q6_K_encw_avx512(const float *x, const float *qw, void *y) {
+  q6k_encode_with_avx512(x, qw, (q6k_block *)y);
+}
+#define CZ_Q6K_AVX512_ENC q6_K_enc_avx512
+#define CZ_Q6K_AVX512_ENCW q6_K_encw_avx512
 #define CZ_K_AVX2_ENC(tn) tn##_enc_avx2
 #define CZ_K_AVX2_ENCW(tn) tn##_encw_avx2
 #else
@@ -1548,6 +1746,9 @@ bool cz_fit_affine32_x8(int nmax, const float *x, const float *w, uint8_t *L, fl
 }
 #define CZ_K_AVX2_ENC(tn) NULL
 #define CZ_K_AVX2_ENCW(tn) NULL
+static bool have_avx512(void) { return false; }
+#define CZ_Q6K_AVX512_ENC NULL
+#define CZ_Q6K_AVX512_ENCW NULL
 static bool q6_K_dec_fast(const void *src, float *dst, int64_t n) {
   (void)src, (void)dst, (void)n;
   return false;
@@ -1597,8 +1798,25 @@ static size_t k_quantize_rows(const float *src, void *dst, int64_t nrows, int64_
   return (size_t)nrows * row;
 }
 
-/* quantize: the AVX2 twin when the CPU has AVX2, else the scalar encoders. */
-#define CZ_K_ROW_FUNCS(tn, blk, enc, enc_weighted, dec, dec_fast)                            \
+/* q6_K's AVX-512 twin (cz_quants.h): false, writing nothing, without AVX-512F. */
+bool cz_q6_K_quantize_avx512(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                             const float *imatrix) {
+  if (!have_avx512()) return false;
+  k_quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(q6k_block), CZ_Q6K_AVX512_ENC,
+                  CZ_Q6K_AVX512_ENCW);
+  return true;
+}
+
+/* The types without an AVX-512 twin. */
+static bool no_quantize_avx512(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                               const float *imatrix) {
+  (void)src, (void)dst, (void)nrows, (void)n_per_row, (void)imatrix;
+  return false;
+}
+
+/* quantize: the AVX-512 twin (q6_K) when the CPU has AVX-512F, else the AVX2 twin when it has
+ * AVX2, else the scalar encoders. */
+#define CZ_K_ROW_FUNCS(tn, blk, enc, enc_weighted, dec, dec_fast, q512)                      \
   static void tn##_enc(const float *x, void *y) { enc(x, (blk *)y); }                         \
   static void tn##_encw(const float *x, const float *qw, void *y) {                          \
     enc_weighted(x, qw, (blk *)y);                                                           \
@@ -1636,15 +1854,21 @@ static size_t k_quantize_rows(const float *src, void *dst, int64_t nrows, int64_
   }                                                                                          \
   size_t cz_##tn##_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,   \
                             const float *imatrix) {                                          \
-    if (cz_##tn##_quantize_avx2(src, dst, nrows, n_per_row, imatrix))                        \
+    if (q512(src, dst, nrows, n_per_row, imatrix) ||                                         \
+        cz_##tn##_quantize_avx2(src, dst, nrows, n_per_row, imatrix))                        \
       return (size_t)nrows * (size_t)(n_per_row / QK) * sizeof(blk);                         \
     return cz_##tn##_quantize_scalar(src, dst, nrows, n_per_row, imatrix);                   \
   }
 
-CZ_K_ROW_FUNCS(q2_K, q2k_block, q2k_encode, q2k_encode_weighted, q2k_decode, no_dec_fast)
-CZ_K_ROW_FUNCS(q3_K, q3k_block, q3k_encode, q3k_encode_weighted, q3k_decode, no_dec_fast)
-CZ_K_ROW_FUNCS(q4_K, q4k_block, q4k_encode, q4k_encode_weighted, q4k_decode, no_dec_fast)
-CZ_K_ROW_FUNCS(q5_K, q5k_block, q5k_encode, q5k_encode_weighted, q5k_decode, no_dec_fast)
-CZ_K_ROW_FUNCS(q6_K, q6k_block, q6k_encode, q6k_encode_weighted, q6k_decode, q6_K_dec_fast)
+CZ_K_ROW_FUNCS(q2_K, q2k_block, q2k_encode, q2k_encode_weighted, q2k_decode, no_dec_fast,
+               no_quantize_avx512)
+CZ_K_ROW_FUNCS(q3_K, q3k_block, q3k_encode, q3k_encode_weighted, q3k_decode, no_dec_fast,
+               no_quantize_avx512)
+CZ_K_ROW_FUNCS(q4_K, q4k_block, q4k_encode, q4k_encode_weighted, q4k_decode, no_dec_fast,
+               no_quantize_avx512)
+CZ_K_ROW_FUNCS(q5_K, q5k_block, q5k_encode, q5k_encode_weighted, q5k_decode, no_dec_fast,
+               no_quantize_avx512)
+CZ_K_ROW_FUNCS(q6_K, q6k_block, q6k_encode, q6k_encode_weighted, q6k_decode, q6_K_dec_fast,
+               cz_q6_K_quantize_avx512)
 
 #undef CZ_K_ROW_FUNCS

@@ -285,15 +285,19 @@ static const float *fill_importance(int variant, float *im) {
   return im;
 }
 
-static void check_avx2_type(cz_type t) {
+/* A twin (isa "avx2" or "avx512") against the scalar, byte for byte, on every distribution
+ * with and without importance; without the CPU feature it must decline. */
+typedef bool (*k_twin_fn)(const float *, void *, int64_t, int64_t, const float *);
+
+static void check_twin(cz_type t, k_twin_fn twin, const char *isa, bool cpu_has) {
   const k_impl *ki = k_impl_of(t);
   const char *name = cz_type_get(t)->name;
   static float x[AVX_N], im[AVX_COLS];
   static uint8_t a[AVX_N], b[AVX_N + 1];
   const size_t nbytes = AVX_ROWS * (size_t)cz_type_row_size(t, AVX_COLS);
-  if (!__builtin_cpu_supports("avx2")) {
-    CHECK(!ki->avx2(x, b, 1, AVX_COLS, NULL)); /* it must decline */
-    printf("# no AVX2 on this CPU: only the fallback checked\n");
+  if (!cpu_has) {
+    CHECK(!twin(x, b, 1, AVX_COLS, NULL)); /* it must decline */
+    printf("# no %s on this CPU: only the fallback checked\n", isa);
     return;
   }
   size_t blocks = 0;
@@ -302,18 +306,22 @@ static void check_avx2_type(cz_type t) {
     for (int v = 0; v < 3; v++) {
       const float *imp = fill_importance(v, im);
       char what[96];
-      snprintf(what, sizeof what, "%s avx2, distribution %d, %s", name, d,
+      snprintf(what, sizeof what, "%s %s, distribution %d, %s", name, isa, d,
                v == 0 ? "no importance" : v == 1 ? "importance" : "importance with zeros");
       memset(a, 0x11, sizeof a);
       memset(b, 0x22, sizeof b);
       CHECK_EQ_INT(ki->scalar(x, a, AVX_ROWS, AVX_COLS, imp), nbytes);
-      CHECK(ki->avx2(x, b + 1, AVX_ROWS, AVX_COLS, imp)); /* an odd destination too */
+      CHECK(twin(x, b + 1, AVX_ROWS, AVX_COLS, imp)); /* an odd destination too */
       check_same_bytes(what, b + 1, a, nbytes, cz_type_get(t)->type_size);
       CHECK(b[0] == 0x22 && b[nbytes + 1] == 0x22); /* nothing written around */
       blocks += nbytes / cz_type_get(t)->type_size;
     }
   }
-  printf("# %s: %zu super-blocks compared\n", name, blocks);
+  printf("# %s %s: %zu super-blocks compared\n", name, isa, blocks);
+}
+
+static void check_avx2_type(cz_type t) {
+  check_twin(t, k_impl_of(t)->avx2, "avx2", __builtin_cpu_supports("avx2"));
 }
 
 static void test_avx2_q2_K(void) { check_avx2_type(CZ_TYPE_Q2_K); }
@@ -321,6 +329,10 @@ static void test_avx2_q3_K(void) { check_avx2_type(CZ_TYPE_Q3_K); }
 static void test_avx2_q4_K(void) { check_avx2_type(CZ_TYPE_Q4_K); }
 static void test_avx2_q5_K(void) { check_avx2_type(CZ_TYPE_Q5_K); }
 static void test_avx2_q6_K(void) { check_avx2_type(CZ_TYPE_Q6_K); }
+/* q6_K's AVX-512 twin (sixteen sub-blocks in one __m512) against the scalar the same way. */
+static void test_avx512_q6_K(void) {
+  check_twin(CZ_TYPE_Q6_K, cz_q6_K_quantize_avx512, "avx512", __builtin_cpu_supports("avx512f"));
+}
 
 /* cz_<t>_to_f32 (q6_K's AVX2 decoder where the CPU has it) against the scalar decoder, bit for
  * bit, on random bytes from an odd address: every 6-bit value and sub-block scale, and scales d
@@ -679,7 +691,7 @@ int main(void) {
       GOLDEN_TYPE_ROWS(q5_K),        GOLDEN_TYPE_ROWS(q6_K),     CZ_TEST(test_unaligned),
       CZ_TEST(test_avx2_q2_K),       CZ_TEST(test_avx2_q3_K),    CZ_TEST(test_avx2_q4_K),
       CZ_TEST(test_avx2_q5_K),       CZ_TEST(test_avx2_q6_K),    CZ_TEST(test_decode_vs_scalar),
-      CZ_TEST(test_avx2_q3_K_sweeps),
+      CZ_TEST(test_avx2_q3_K_sweeps), CZ_TEST(test_avx512_q6_K),
       CZ_TEST(test_pipeline_q2_K),   CZ_TEST(test_pipeline_q3_K), CZ_TEST(test_pipeline_q4_K),
       CZ_TEST(test_pipeline_q5_K),   CZ_TEST(test_pipeline_q6_K), CZ_TEST(test_imatrix_Q2_K),
       CZ_TEST(test_imatrix_Q6_K),    CZ_TEST(test_imatrix_Q4_K_M), CZ_TEST(test_every_run_direct),
