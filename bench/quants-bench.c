@@ -6,7 +6,9 @@
  *            q2_K..q6_K, iq4_nl, iq4_xs, mxfp4, tq1_0, tq2_0), which the type table's quantize takes when the CPU has AVX2;
  *            "same" says whether it wrote the scalar path's bytes (it must)
  *   imatrix  the path with importance weights, scalar and optimized where both exist
- * Types without an optimized kernel show "-" in the opt columns. The row iq4_nl/ref times
+ * Types without an optimized kernel show "-" in the opt columns. The row q6_K/512 times
+ * q6_K's AVX-512 twin (cz_q6_K_quantize_avx512; "-" without AVX-512F), which the type table
+ * takes before the AVX2 one where the CPU has it. The row iq4_nl/ref times
  * iq4_nl's reference (not its file path) in its two implementations, cz_iq4_nl_from_f32_scalar
  * and cz_iq4_nl_from_f32_avx2, row by row; the iq4_nl row's ref column is the table's
  * from_f32, which takes the AVX2 one.
@@ -187,8 +189,9 @@ int main(int argc, char **argv) {
     snprintf(c[6], sizeof c[6], "-");
     snprintf(c[7], sizeof c[7], "-");
     char same_im[8] = "-";
+    double tisc = -1;
     if (!ignores_imatrix(t)) {
-      const double tisc = best_time(tr, im, P_SCALAR, x, q2, rows, imp, reps);
+      tisc = best_time(tr, im, P_SCALAR, x, q2, rows, imp, reps);
       const double tiopt = im && im->k_avx2 ? best_time(tr, im, P_OPT, x, q, rows, imp, reps) : -1;
       gbs(c[5], sizeof c[5], gb, tisc);
       gbs(c[6], sizeof c[6], gb, tiopt);
@@ -197,6 +200,21 @@ int main(int argc, char **argv) {
     }
     printf("%-8s %9s %9s %9s %7s %5s | %9s %9s %7s %5s\n", tr->name, c[0], c[1], c[2], c[3], c[4],
            c[5], c[6], c[7], same_im);
+    if (t == CZ_TYPE_Q6_K) { /* the AVX-512 twin, which the table takes first where it can */
+      const impl i512 = {CZ_TYPE_Q6_K, NULL, cz_q6_K_quantize_scalar, cz_q6_K_quantize_avx512};
+      char d[4][32], s0[8] = "-", s1[8] = "-";
+      const double tio = best_time(tr, &i512, P_OPT, x, q, rows, imp, reps); /* q2: imatrix scalar */
+      if (tio >= 0) snprintf(s1, sizeof s1, "%s", memcmp(q, q2, nb) == 0 ? "yes" : "NO");
+      cz_q6_K_quantize_scalar(x, q2, rows, COLS, NULL);
+      const double to = best_time(tr, &i512, P_OPT, x, q, rows, NULL, reps);
+      if (to >= 0) snprintf(s0, sizeof s0, "%s", memcmp(q, q2, nb) == 0 ? "yes" : "NO");
+      gbs(d[0], sizeof d[0], gb, to);
+      ratio(d[1], sizeof d[1], tsc, to);
+      gbs(d[2], sizeof d[2], gb, tio);
+      ratio(d[3], sizeof d[3], tisc, tio);
+      printf("%-8s %9s %9s %9s %7s %5s | %9s %9s %7s %5s\n", "q6_K/512", "", "", d[0], d[1], s0,
+             "", d[2], d[3], s1);
+    }
     if (t == CZ_TYPE_IQ4_NL) { /* the reference (from_f32), scalar and AVX2, row by row */
       const size_t row_bytes = (size_t)cz_type_row_size((cz_type)t, COLS);
       double ts = 1e30, to = 1e30;
