@@ -109,6 +109,9 @@ DATA=$T_TMP/inuse
 st_write "$T_TMP/big.safetensors" '{"tensors": [
   {"name": "blk.0.ffn_up.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 1},
   {"name": "blk.0.ffn_down.weight", "dtype": "F16", "shape": [4096, 4096], "seed": 2}]}'
+# jobs on "big" sleep 300 ms before each task in test builds, so that the polls below see them
+# queued or running (a release-speed build finished both before the first poll)
+slow_model big 300
 cz_start "$DATA" --workers 1 || bail "cannot start compressd"
 upload "$T_TMP/big.safetensors" big
 BIG=$MODEL_ID
