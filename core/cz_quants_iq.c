@@ -213,24 +213,19 @@ void cz_iq4_nl_to_f32(const void *src, float *dst, int64_t n) {
   }
 }
 
-/* One iq4_xs super-block: a scale per group of 32 as for iq4_nl (with the search), then a
- * super-block scale d = -max_scale/32 where max_scale is the group scale of largest
- * magnitude, a 6-bit signed multiplier l in [-32, 31] per group (stored +32: low 4 bits in
- * scales_l, high 2 in scales_h), and the codes redone against d * l. */
-static void iq4_xs_block(const float *x, const float *imp, blk_iq4_xs *b) {
+/* The super-block part of iq4_xs shared by iq4_xs_block and its AVX2 twin: d = -max_scale/32
+ * from the group scale of largest magnitude (the first on a tie), each group's 6-bit multiplier
+ * l (stored +32: low 4 bits in scales_l, high 2 in scales_h), and idl[g] = 1 / (d * l) (0 for
+ * a zero d * l), the inverse the group's codes are redone against. Plain C: the vector caller
+ * clears the upper register halves first. */
+static void iq4_xs_set_scales(const float scales[QK_256 / QK_32], blk_iq4_xs *b,
+                              float idl[QK_256 / QK_32]) {
   const int ng = QK_256 / QK_32;
-  const float sigma2 = iq4_sigma2(x, QK_256);
-  float scales[QK_256 / QK_32];
-  uint8_t idx[QK_32];
   float max_scale = 0, amax_scale = 0;
   for (int g = 0; g < ng; g++) {
-    float w[QK_32];
-    iq4_weights(x + g * QK_32, imp ? imp + g * QK_32 : NULL, sigma2, w);
-    const float d = iq4_group_scale(x + g * QK_32, w, 7, idx);
-    scales[g] = d;
-    if (fabsf(d) > amax_scale) {
-      amax_scale = fabsf(d);
-      max_scale = d;
+    if (fabsf(scales[g]) > amax_scale) {
+      amax_scale = fabsf(scales[g]);
+      max_scale = scales[g];
     }
   }
   const float d = -max_scale / 32;
@@ -241,16 +236,36 @@ static void iq4_xs_block(const float *x, const float *imp, blk_iq4_xs *b) {
     int l = cz_nearest_int(id * scales[g]);
     l = l < -32 ? -32 : l > 31 ? 31 : l;
     const float dl = d * l;
-    const float idl = dl ? 1 / dl : 0.f;
-    const float *xg = x + g * QK_32;
-    for (int j = 0; j < QK_32; j++) idx[j] = (uint8_t)iq4_index(idl * xg[j]);
-    iq4_pack(idx, b->qs + g * (QK_32 / 2));
+    idl[g] = dl ? 1 / dl : 0.f;
     l += 32;
     if (g % 2 == 0)
       b->scales_l[g / 2] = (uint8_t)(l & 0xf);
     else
       b->scales_l[g / 2] |= (uint8_t)((l & 0xf) << 4);
     b->scales_h |= (uint16_t)((l >> 4) << (2 * g));
+  }
+}
+
+/* One iq4_xs super-block: a scale per group of 32 as for iq4_nl (with the search), then a
+ * super-block scale d = -max_scale/32 where max_scale is the group scale of largest
+ * magnitude, a 6-bit signed multiplier l in [-32, 31] per group (stored +32: low 4 bits in
+ * scales_l, high 2 in scales_h), and the codes redone against d * l. */
+static void iq4_xs_block(const float *x, const float *imp, blk_iq4_xs *b) {
+  const int ng = QK_256 / QK_32;
+  const float sigma2 = iq4_sigma2(x, QK_256);
+  float scales[QK_256 / QK_32];
+  uint8_t idx[QK_32];
+  for (int g = 0; g < ng; g++) {
+    float w[QK_32];
+    iq4_weights(x + g * QK_32, imp ? imp + g * QK_32 : NULL, sigma2, w);
+    scales[g] = iq4_group_scale(x + g * QK_32, w, 7, idx);
+  }
+  float idl[QK_256 / QK_32];
+  iq4_xs_set_scales(scales, b, idl);
+  for (int g = 0; g < ng; g++) {
+    const float *xg = x + g * QK_32;
+    for (int j = 0; j < QK_32; j++) idx[j] = (uint8_t)iq4_index(idl[g] * xg[j]);
+    iq4_pack(idx, b->qs + g * (QK_32 / 2));
   }
 }
 
@@ -438,32 +453,11 @@ CZ_AVX2 static void iq4_xs_block_avx2(const float *x, const float *imp, blk_iq4_
   iq4_weights8(xt, imp ? it : NULL, _mm256_set1_ps(sigma2), w);
   float scales[QK_256 / QK_32];
   _mm256_storeu_ps(scales, iq4_group_scale8(xt, w));
-  float max_scale = 0, amax_scale = 0;
-  for (int g = 0; g < ng; g++) {
-    if (fabsf(scales[g]) > amax_scale) {
-      amax_scale = fabsf(scales[g]);
-      max_scale = scales[g];
-    }
-  }
-  const float d = -max_scale / 32;
-  const float id = d ? 1 / d : 0.f;
-  b->d = f2h_avx2(d);
-  b->scales_h = 0;
   float idl[QK_256 / QK_32];
+  _mm256_zeroupper();
+  iq4_xs_set_scales(scales, b, idl);
   uint8_t *qs[QK_256 / QK_32];
-  for (int g = 0; g < ng; g++) {
-    int l = cz_nearest_int(id * scales[g]);
-    l = l < -32 ? -32 : l > 31 ? 31 : l;
-    const float dl = d * l;
-    idl[g] = dl ? 1 / dl : 0.f;
-    qs[g] = b->qs + g * (QK_32 / 2);
-    l += 32;
-    if (g % 2 == 0)
-      b->scales_l[g / 2] = (uint8_t)(l & 0xf);
-    else
-      b->scales_l[g / 2] |= (uint8_t)((l & 0xf) << 4);
-    b->scales_h |= (uint16_t)((l >> 4) << (2 * g));
-  }
+  for (int g = 0; g < ng; g++) qs[g] = b->qs + g * (QK_32 / 2);
   iq4_codes8(xt, _mm256_loadu_ps(idl), qs);
 }
 

@@ -732,23 +732,23 @@ static void q5k_decode(const q5k_block *b, float *y) {
  * quantized to int8 against the one of largest magnitude. */
 static void q6k_pack(const int8_t *L, q6k_block *y);
 
-static void q6k_encode_with(const float *x, const float *qw, q6k_block *y) {
-  int8_t L[QK];
-  float scales[16];
+/* The super-block part of q6_K shared by the scalar encoder and its twins: the signed scale of
+ * largest magnitude (the first on a tie), d and the sixteen int8 sub-block scales. Returns
+ * false for a super-block whose scales are all below ZERO_EPS, which is then written whole
+ * (zero, d = +0). Plain C: the vector callers clear the upper register halves first. */
+static bool q6k_set_scales(const float scales[16], q6k_block *y) {
   float max_scale = 0, max_abs = 0;
   for (int ib = 0; ib < 16; ib++) {
-    const float scale = fit_symmetric(16, 32, x + 16 * ib, qw ? qw + 16 * ib : NULL, L + 16 * ib);
-    scales[ib] = scale;
-    const float a = fabsf(scale);
+    const float a = fabsf(scales[ib]);
     if (a > max_abs) {
       max_abs = a;
-      max_scale = scale;
+      max_scale = scales[ib];
     }
   }
   if (max_abs < ZERO_EPS) {
     memset(y, 0, sizeof *y);
     y->d = cz_fp32_to_fp16(0.f);
-    return;
+    return false;
   }
   const float iscale = -128.f / max_scale;
   y->d = cz_fp32_to_fp16(1 / iscale);
@@ -756,6 +756,15 @@ static void q6k_encode_with(const float *x, const float *qw, q6k_block *y) {
     const int v = cz_nearest_int(iscale * scales[ib]);
     y->scales[ib] = (int8_t)(127 < v ? 127 : v);
   }
+  return true;
+}
+
+static void q6k_encode_with(const float *x, const float *qw, q6k_block *y) {
+  int8_t L[QK];
+  float scales[16];
+  for (int ib = 0; ib < 16; ib++)
+    scales[ib] = fit_symmetric(16, 32, x + 16 * ib, qw ? qw + 16 * ib : NULL, L + 16 * ib);
+  if (!q6k_set_scales(scales, y)) return;
   for (int j = 0; j < 16; j++) {
     const float d = h2f(y->d) * y->scales[j];
     if (!d) continue;
@@ -1393,7 +1402,6 @@ CZ_AVX2 static void q5k_encode_weighted_avx2(const float *x, const float *qw, q5
 CZ_AVX2 static void q6k_encode_with_avx2(const float *x, const float *qw, q6k_block *y) {
   int8_t L[QK];
   float scales[16];
-  float max_scale = 0, max_abs = 0;
   for (int g = 0; g < 2; g++) {
     __m256 xt[16], wt[16];
     __m256i l[16];
@@ -1402,24 +1410,8 @@ CZ_AVX2 static void q6k_encode_with_avx2(const float *x, const float *qw, q6k_bl
     fit_symmetric8(16, 32, xt, qw ? wt : NULL, l, scales + 8 * g);
     v_untranspose8(l, 16, 16, 0, (uint8_t *)L + 128 * g);
   }
-  for (int ib = 0; ib < 16; ib++) {
-    const float a = fabsf(scales[ib]);
-    if (a > max_abs) {
-      max_abs = a;
-      max_scale = scales[ib];
-    }
-  }
-  if (max_abs < ZERO_EPS) {
-    memset(y, 0, sizeof *y);
-    y->d = f2h_avx2(0.f);
-    return;
-  }
-  const float iscale = -128.f / max_scale;
-  y->d = f2h_avx2(1 / iscale);
-  for (int ib = 0; ib < 16; ib++) {
-    const int v = cz_nearest_int(iscale * scales[ib]);
-    y->scales[ib] = (int8_t)(127 < v ? 127 : v);
-  }
+  _mm256_zeroupper();
+  if (!q6k_set_scales(scales, y)) return;
   for (int j = 0; j < 16; j++) {
     const float d = h2f_avx2(y->d) * y->scales[j];
     if (!d) continue;
@@ -1547,11 +1539,6 @@ static bool q6_K_dec_fast(const void *src, float *dst, int64_t n) {
 
 static bool have_avx512(void) {
   return __builtin_cpu_supports("avx512f") && cz_cpu_has_f16c();
-}
-
-CZ_AVX512 static inline uint16_t f2h_avx512(float f) {
-  _mm256_zeroupper();
-  return cz_fp32_to_fp16(f);
 }
 
 CZ_AVX512 static inline __m512i w_nearest(__m512 f) {
@@ -1684,7 +1671,6 @@ CZ_AVX512 static void fit_symmetric16(int nmax, const __m512 *x, const __m512 *q
 CZ_AVX512 static void q6k_encode_with_avx512(const float *x, const float *qw, q6k_block *y) {
   int8_t L[QK];
   float scales[16];
-  float max_scale = 0, max_abs = 0;
   {
     __m512 xt[16], wt[16];
     __m512i l[16];
@@ -1693,24 +1679,8 @@ CZ_AVX512 static void q6k_encode_with_avx512(const float *x, const float *qw, q6
     fit_symmetric16(32, xt, qw ? wt : NULL, l, scales);
     w_untranspose16(l, (uint8_t *)L);
   }
-  for (int ib = 0; ib < 16; ib++) {
-    const float a = fabsf(scales[ib]);
-    if (a > max_abs) {
-      max_abs = a;
-      max_scale = scales[ib];
-    }
-  }
-  if (max_abs < ZERO_EPS) {
-    memset(y, 0, sizeof *y);
-    y->d = f2h_avx512(0.f);
-    return;
-  }
-  const float iscale = -128.f / max_scale;
-  y->d = f2h_avx512(1 / iscale);
-  for (int ib = 0; ib < 16; ib++) {
-    const int v = cz_nearest_int(iscale * scales[ib]);
-    y->scales[ib] = (int8_t)(127 < v ? 127 : v);
-  }
+  _mm256_zeroupper();
+  if (!q6k_set_scales(scales, y)) return;
   const float dh = _cvtsh_ss(y->d); /* h2f_avx2's: the encoder's own half, never a signaling NaN */
   for (int j = 0; j < 16; j++) {
     const float d = dh * y->scales[j];

@@ -329,26 +329,6 @@ static void q4_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
   }
 }
 
-size_t cz_q4_0_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                               const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
-                       cz_q4_0_from_f32_avx2, q4_0_weighted_row, false);
-}
-
-bool cz_q4_0_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                           const float *imatrix) {
-  if (!cz_q4_0_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
-  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
-                cz_q4_0_from_f32_avx2, q4_0_weighted_row, true);
-  return true;
-}
-
-size_t cz_q4_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                        const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_0), cz_q4_0_from_f32,
-                       cz_q4_0_from_f32_avx2, q4_0_weighted_row, true);
-}
-
 void cz_q4_0_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
@@ -408,26 +388,6 @@ static void q4_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
   }
 }
 
-size_t cz_q4_1_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                               const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
-                       cz_q4_1_from_f32_avx2, q4_1_weighted_row, false);
-}
-
-bool cz_q4_1_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                           const float *imatrix) {
-  if (!cz_q4_1_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
-  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
-                cz_q4_1_from_f32_avx2, q4_1_weighted_row, true);
-  return true;
-}
-
-size_t cz_q4_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                        const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q4_1), cz_q4_1_from_f32,
-                       cz_q4_1_from_f32_avx2, q4_1_weighted_row, true);
-}
-
 void cz_q4_1_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
@@ -482,26 +442,6 @@ static void q5_0_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
       memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
     }
   }
-}
-
-size_t cz_q5_0_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                               const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
-                       cz_q5_0_from_f32_avx2, q5_0_weighted_row, false);
-}
-
-bool cz_q5_0_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                           const float *imatrix) {
-  if (!cz_q5_0_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
-  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
-                cz_q5_0_from_f32_avx2, q5_0_weighted_row, true);
-  return true;
-}
-
-size_t cz_q5_0_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                        const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_0), cz_q5_0_from_f32,
-                       cz_q5_0_from_f32_avx2, q5_0_weighted_row, true);
 }
 
 void cz_q5_0_to_f32_scalar(const void *src, float *dst, int64_t n) {
@@ -559,26 +499,6 @@ static void q5_1_weighted_row(const float *x, uint8_t *dst, int64_t n, const flo
   }
 }
 
-size_t cz_q5_1_quantize_scalar(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                               const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
-                       cz_q5_1_from_f32_avx2, q5_1_weighted_row, false);
-}
-
-bool cz_q5_1_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                           const float *imatrix) {
-  if (!cz_q5_1_from_f32_avx2(src, dst, 0)) return false; /* n = 0: asks only whether the CPU has AVX2 */
-  quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
-                cz_q5_1_from_f32_avx2, q5_1_weighted_row, true);
-  return true;
-}
-
-size_t cz_q5_1_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                        const float *imatrix) {
-  return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_q5_1), cz_q5_1_from_f32,
-                       cz_q5_1_from_f32_avx2, q5_1_weighted_row, true);
-}
-
 void cz_q5_1_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *in = src;
   for (int64_t i = 0; i < n / QK; i++) {
@@ -591,6 +511,36 @@ void cz_q5_1_to_f32_scalar(const void *src, float *dst, int64_t n) {
     for (int j = 0; j < QK; j++) y[j] = q[j] * d + m;
   }
 }
+
+/* ---- the file path's entry points --------------------------------------------------------- */
+
+/* The file path of the four types in its three entry points (cz_quants.h): _scalar never takes
+ * an AVX2 twin, _avx2 (false, writing nothing, without AVX2) always does, the table's quantize
+ * takes them where the CPU has them. */
+#define CZ_LEGACY_ROW_FUNCS(tn)                                                                   \
+  size_t cz_##tn##_quantize_scalar(const float *src, void *dst, int64_t nrows,                   \
+                                   int64_t n_per_row, const float *imatrix) {                    \
+    return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_##tn),                  \
+                         cz_##tn##_from_f32, cz_##tn##_from_f32_avx2, tn##_weighted_row, false); \
+  }                                                                                              \
+  bool cz_##tn##_quantize_avx2(const float *src, void *dst, int64_t nrows, int64_t n_per_row,    \
+                               const float *imatrix) {                                           \
+    if (!cz_##tn##_from_f32_avx2(src, dst, 0)) return false; /* n = 0: is there AVX2? */        \
+    quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_##tn), cz_##tn##_from_f32,     \
+                  cz_##tn##_from_f32_avx2, tn##_weighted_row, true);                             \
+    return true;                                                                                 \
+  }                                                                                              \
+  size_t cz_##tn##_quantize(const float *src, void *dst, int64_t nrows, int64_t n_per_row,       \
+                            const float *imatrix) {                                              \
+    return quantize_rows(src, dst, nrows, n_per_row, imatrix, sizeof(blk_##tn),                  \
+                         cz_##tn##_from_f32, cz_##tn##_from_f32_avx2, tn##_weighted_row, true);  \
+  }
+
+CZ_LEGACY_ROW_FUNCS(q4_0)
+CZ_LEGACY_ROW_FUNCS(q4_1)
+CZ_LEGACY_ROW_FUNCS(q5_0)
+CZ_LEGACY_ROW_FUNCS(q5_1)
+#undef CZ_LEGACY_ROW_FUNCS
 
 /* ---- AVX2 twins: the reference quantizers (and q8_0's), and the dequantizers ---------------- */
 
